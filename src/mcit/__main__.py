@@ -1,0 +1,3 @@
+from mcit.cli import main
+
+main()

@@ -1,0 +1,33 @@
+"""The embedded stream: procedurally generated tasks, deterministic from the seed."""
+
+from __future__ import annotations
+
+from mcit.benchmarks.base import BENCHMARKS, Stream
+from mcit.data.sample import Task
+from mcit.data.synthetic.tasks import TASKS, corpus
+
+
+def _task(name: str, train: int, evaluation: int, seed: int) -> Task:
+    spec = TASKS.get(name)
+    return Task(
+        name,
+        spec.generate(train, seed, "train") if train else [],
+        spec.generate(evaluation, seed, "eval"),
+        scorer="exact_norm",
+        max_new_tokens=spec.max_new_tokens,
+    )
+
+
+@BENCHMARKS.register("embedded")
+def embedded(config, seed: int) -> Stream:
+    """Pillow-drawn visual tasks in shifting styles plus a text-only skill (offline, seconds on CPU)."""
+    tasks = [_task(n, config.train_per_task, config.eval_per_task, seed) for n in config.tasks]
+    eval_only = [_task(n, 0, config.eval_per_task, seed) for n in config.eval_only]
+    base_train = None
+    if config.base is not None:
+        base_train = [
+            sample
+            for name in config.base.tasks
+            for sample in TASKS.get(name).generate(config.base.samples_per_task, seed, "base")
+        ]
+    return Stream(tasks, eval_only, base_train, corpus())

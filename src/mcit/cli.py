@@ -1,0 +1,148 @@
+"""The ``mcit`` command line: run, ls, validate.
+
+A user error (bad config, unknown name, unusable run directory) prints one line and exits
+with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mcit.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=False, help="Continual instruction tuning of multimodal LLMs.")
+console = Console()
+errors = Console(stderr=True)
+
+
+def user_errors(function):
+    """Turn :class:`UserError` into one line on stderr and exit status 2."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except UserError as error:
+            errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+
+
+def _split_args(args: list[str]) -> tuple[Path | None, list[str]]:
+    config_path, overrides = None, []
+    for arg in args:
+        if "=" in arg:
+            overrides.append(arg)
+        elif config_path is None:
+            config_path = Path(arg)
+        else:
+            raise UserError(f"unexpected argument {arg!r}: give one CONFIG.yaml and key=value overrides")
+    return config_path, overrides
+
+
+def default_out(config) -> Path:
+    """Deterministic run directory, so re-running the same command resumes it."""
+    methods = "+".join(m.name for m in config.method)
+    return Path("runs") / f"{config.benchmark.name}-{methods}-seed{config.seed}"
+
+
+@app.command()
+@user_errors
+def run(
+    args: Annotated[Optional[list[str]], typer.Argument(help="[CONFIG.yaml] [key=value ...] (e.g. train.lr=5e-4)")] = None,
+    method: Annotated[Optional[str], typer.Option(help="Method(s), comma-separated (e.g. er or er,ewc); overrides the config.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<benchmark>-<method>-seed<seed>). An existing one is resumed.")] = None,
+    force: Annotated[bool, typer.Option(help="Resume into a run directory made by a different config.")] = False,
+) -> None:
+    """Run (or resume) a continual stream and print the accuracy matrix and metrics."""
+    from mcit.config import load_config
+    from mcit.report import matrix_table, metrics_table, parameter_table
+    from mcit.runner import Progress as RunProgress
+    from mcit.runner import Runner
+
+    config_path, overrides = _split_args(args or [])
+    if method is not None:
+        overrides.append(f"method=[{method}]")
+    config = load_config(config_path, overrides)
+    run_dir = out or default_out(config)
+    _quiet_libraries()
+    console.print(f"run directory: [bold]{run_dir}[/]")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bars:
+
+        def phase(description: str, total: int):
+            task_id = bars.add_task(description, total=total)
+            return lambda advance: bars.advance(task_id, advance)
+
+        runner = Runner(config, run_dir, RunProgress(phase=phase, message=console.print), force=force)
+        results = runner.run()
+    console.print(parameter_table(results["parameters"]))
+    console.print(matrix_table(results))
+    console.print(metrics_table(results))
+    console.print(f"results: {run_dir / 'results.json'}")
+
+
+@app.command("ls")
+def list_registered() -> None:
+    """List methods, benchmarks, embedded tasks, scorers and metrics."""
+    from mcit.benchmarks import BENCHMARKS
+    from mcit.data.synthetic.tasks import TASKS
+    from mcit.evaluation.scorers import SCORERS
+    from mcit.metrics import METRICS
+    from mcit.strategies import STRATEGIES
+
+    for title, registry in (
+        ("methods", STRATEGIES), ("benchmarks", BENCHMARKS), ("embedded tasks", TASKS),
+        ("scorers", SCORERS), ("metrics", METRICS),
+    ):
+        table = Table(title=title, title_justify="left")
+        table.add_column("name")
+        table.add_column("description")
+        for name in registry:
+            table.add_row(name, registry.help(name))
+        console.print(table)
+
+
+@app.command()
+@user_errors
+def validate(
+    config_path: Annotated[Path, typer.Argument(metavar="CONFIG.yaml", help="Config file to check.")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides")] = None,
+) -> None:
+    """Check a config without running anything; print the resolved config."""
+    import yaml
+
+    from mcit.config import config_to_dict, load_config
+
+    config = load_config(config_path, overrides or [])
+    console.print(yaml.safe_dump(config_to_dict(config), sort_keys=False), highlight=False)
+    console.print(f"[green]ok[/]: {config_path} is valid")
+
+
+def main() -> None:
+    app(prog_name="mcit")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

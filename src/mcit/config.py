@@ -1,0 +1,203 @@
+"""Run configuration: validated pydantic models, loaded from YAML plus ``key=value`` overrides.
+
+Every model forbids unknown keys and describes every field, so ``mcit validate`` can reject a
+typo before any compute is spent and the resolved config written into each run directory
+says exactly what ran.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mcit.errors import UserError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoraConfig(_Strict):
+    r: int = Field(8, ge=1, description="LoRA rank.")
+    alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator (scale = alpha / r, or alpha / sqrt(r) with rslora).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input.")
+    rslora: bool = Field(False, description="Rank-stabilised LoRA scaling.")
+
+
+class ModelConfig(_Strict):
+    name: str = Field("tiny", description="'tiny' (built offline for the embedded world) or a local Hugging Face image-text-to-text checkpoint directory.")
+    trainable: list[Literal["vision", "projector", "language_model"]] = Field(
+        default_factory=lambda: ["vision", "projector", "language_model"],
+        description="Parts trained with full weights. With `lora`, the language model's base weights stay frozen and its adapters train.",
+    )
+    lora: LoraConfig | None = Field(None, description="LoRA adapters on the language model's linear layers (peft); null for none.")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights dtype.")
+    seed: int = Field(0, description="Seed of the tiny model's initialisation (ignored for checkpoints).")
+
+
+class TrainConfig(_Strict):
+    epochs: float = Field(3.0, gt=0, description="Passes over each task's training data (fractions allowed).")
+    batch_size: int = Field(16, ge=1, description="Samples per optimizer step.")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate (AdamW).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay on matrices (not on biases/norms).")
+    warmup_ratio: float = Field(0.05, ge=0, le=1, description="Fraction of steps with linear warmup.")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Cosine decays to this fraction of the peak lr.")
+    max_grad_norm: float = Field(1.0, ge=0, description="Global gradient-norm clip; 0 disables.")
+
+
+class BaseStageConfig(_Strict):
+    tasks: list[str] = Field(default_factory=lambda: ["describe", "arithmetic"], description="Embedded tasks of the joint base stage (instruction tuning before the stream).")
+    samples_per_task: int = Field(3000, ge=1, description="Training samples per base task.")
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=4), description="Training settings of the base stage.")
+
+
+class BenchmarkConfig(_Strict):
+    name: str = Field("embedded", description="Benchmark stream (see `mcit ls`).")
+    tasks: list[str] = Field(default_factory=lambda: ["color", "count", "code", "shape", "caption"], description="Tasks of the stream, in order.")
+    eval_only: list[str] = Field(default_factory=lambda: ["arithmetic"], description="Tasks evaluated after every step but never trained in the stream (e.g. language skills).")
+    train_per_task: int = Field(2000, ge=1, description="Training samples per task.")
+    eval_per_task: int = Field(200, ge=1, description="Held-out evaluation samples per task.")
+    base: BaseStageConfig | None = Field(default_factory=BaseStageConfig, description="Joint base stage before the stream; null to start the stream from the model as loaded.")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> BenchmarkConfig:
+        names = self.tasks + self.eval_only
+        if not self.tasks:
+            raise ValueError("the stream needs at least one task")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"task names must be distinct across tasks and eval_only: {duplicates}")
+        return self
+
+
+class MethodConfig(BaseModel):
+    """A method name plus its options (validated against that method's options model)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(description="Registered method name (see `mcit ls`).")
+
+    @model_validator(mode="after")
+    def _check_options(self) -> MethodConfig:
+        from mcit.strategies import STRATEGIES
+
+        strategy_class = STRATEGIES.get(self.name)
+        try:
+            strategy_class.options_class(**self.options())
+        except ValidationError as error:
+            raise ValueError(f"method {self.name!r}: {_first_error(error)}") from None
+        return self
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class EvalConfig(_Strict):
+    batch_size: int = Field(128, ge=1, description="Prompts per generation batch.")
+
+
+class RunConfig(_Strict):
+    seed: int = Field(0, description="Seed of data order, sampling and buffers (each task derives its own).")
+    threads: int = Field(2, ge=1, description="CPU threads for torch.")
+    device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu' or 'cuda[:i]'.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Which model and which parts train.")
+    benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig, description="The task stream.")
+    method: list[MethodConfig] = Field(default_factory=lambda: [MethodConfig(name="seqft")], description="Continual-learning methods, chained in order (e.g. [er, ewc]).")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Training settings for each task of the stream.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation settings.")
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method_shorthand(cls, value: Any) -> Any:
+        # Accept `method: er`, `method: [er, ewc]` and `method: [{name: er, buffer_per_task: 100}]`.
+        if isinstance(value, (str, dict)):
+            value = [value]
+        if isinstance(value, list):
+            return [{"name": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @field_validator("method")
+    @classmethod
+    def _nonempty(cls, value: list[MethodConfig]) -> list[MethodConfig]:
+        if not value:
+            raise ValueError("give at least one method (seqft for plain fine-tuning)")
+        return value
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    return f"{location}: {first['msg']}" if location else first["msg"]
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.lr=1e-3"`` -> (["train", "lr"], 0.001); the value is parsed as YAML."""
+    if "=" not in text:
+        raise UserError(f"override {text!r} is not of the form key=value")
+    key, raw = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise UserError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_override(data: dict, path: list[str], value: Any) -> None:
+    node: Any = data
+    for depth, part in enumerate(path[:-1]):
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+            continue
+        if not isinstance(node, dict):
+            raise UserError(f"override {'.'.join(path)}: {'.'.join(path[:depth])} is not a mapping")
+        node = node.setdefault(part, {})
+    if isinstance(node, list) and path[-1].isdigit() and int(path[-1]) < len(node):
+        node[int(path[-1])] = value
+    elif isinstance(node, dict):
+        node[path[-1]] = value
+    else:
+        raise UserError(f"override {'.'.join(path)}: parent is not a mapping")
+
+
+def load_config(path: Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config (or defaults), apply overrides, validate.
+
+    Raises:
+        UserError: On unreadable YAML, unknown keys, bad values; the message names the
+            file and the field.
+    """
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as error:
+            raise UserError(f"cannot read config {path}: {error.strerror or error}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark is not None else ""
+            raise UserError(f"{path}:{where} is not valid YAML ({getattr(error, 'problem', error)})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise UserError(f"{path}: the top level must be a mapping of settings")
+        data = loaded or {}
+    for override in overrides or []:
+        keys, value = parse_override(override)
+        apply_override(data, keys, value)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as error:
+        raise UserError(f"{source}: invalid config: {_first_error(error)}") from None
+    except UserError as error:  # unknown method name raised inside a validator
+        raise UserError(f"{source}: {error}") from None
+
+
+def config_to_dict(config: RunConfig) -> dict[str, Any]:
+    """The resolved config as plain data (for the run directory)."""
+    return config.model_dump(mode="json")

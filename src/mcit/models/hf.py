@@ -1,0 +1,146 @@
+"""One loader for every model: the built-in tiny VLM or a Hugging Face checkpoint directory.
+
+Both go through ``AutoModelForImageTextToText`` + ``AutoProcessor`` once saved, so the code
+path tested on the tiny model is the one used for LLaVA-1.5, Idefics3/SmolVLM and friends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+from mcit.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+# Substrings of parameter names that identify a part across LLaVA-style families; the
+# projector is checked first because some families nest it inside the vision module.
+PROJECTOR_KEYS = ("multi_modal_projector", "connector", "visual.merger", "mm_projector")
+VISION_KEYS = ("vision_tower", "vision_model", "visual.", "vision_encoder")
+PARTS = ("vision", "projector", "language_model")
+
+
+def part_of(parameter_name: str) -> str:
+    """Which named part (vision / projector / language_model) a parameter belongs to."""
+    if any(key in parameter_name for key in PROJECTOR_KEYS):
+        return "projector"
+    if any(key in parameter_name for key in VISION_KEYS):
+        return "vision"
+    return "language_model"
+
+
+def load_vlm(name_or_path: str | Path, dtype: str = "float32", corpus: Iterable[str] | None = None, seed: int = 0):
+    """Load a vision-language model and its processor.
+
+    Args:
+        name_or_path: ``"tiny"`` for a freshly initialised tiny LLaVA (see
+            :mod:`mcit.models.tiny`), or a local directory saved with ``save_pretrained``.
+        dtype: Weights dtype name.
+        corpus: Tokenizer training text for ``"tiny"`` (the embedded world's by default).
+        seed: Initialisation seed for ``"tiny"``.
+
+    Returns:
+        ``(model, processor)`` with the model in eval mode.
+
+    Raises:
+        UserError: If the path is not a loadable model directory.
+    """
+    if str(name_or_path) == "tiny":
+        from mcit.models.tiny import build_tiny_vlm
+
+        if corpus is None:
+            from mcit.data.synthetic.tasks import corpus as world_corpus
+
+            corpus = world_corpus()
+        model, processor = build_tiny_vlm(corpus, seed=seed)
+        return model.to(DTYPES[dtype]), processor
+    path = Path(name_or_path)
+    if not (path / "config.json").is_file():
+        raise UserError(
+            f"model {str(name_or_path)!r} is not 'tiny' nor a model directory (no {path / 'config.json'}); "
+            "downloads are not done at run time: save the checkpoint locally first"
+        )
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    try:
+        processor = AutoProcessor.from_pretrained(path)
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=DTYPES[dtype], use_safetensors=True)
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(f"cannot load model from {path}: {str(error).splitlines()[0]}") from None
+    tokenizer = processor.tokenizer
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    return model, processor
+
+
+def configure_trainable(model: torch.nn.Module, trainable: Iterable[str], lora=None) -> torch.nn.Module:
+    """Freeze everything, then unfreeze the named parts; optionally add LoRA to the LM.
+
+    With ``lora`` (a :class:`mcit.config.LoraConfig`), peft adds adapters to every linear
+    layer of the language model (not the output head); the language model's base weights stay
+    frozen and the adapters train. Other listed parts train with full weights.
+
+    Returns:
+        The model to train (a peft wrapper when LoRA is on).
+    """
+    parts = set(trainable)
+    unknown = parts - set(PARTS)
+    if unknown:
+        raise UserError(f"unknown model part(s) {sorted(unknown)}; valid: {', '.join(PARTS)}")
+    if lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        targets = [
+            name
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and part_of(name) == "language_model" and not name.endswith("lm_head")
+        ]
+        peft_config = LoraConfig(
+            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, use_rslora=lora.rslora, target_modules=targets
+        )
+        model = get_peft_model(model, peft_config)
+    for name, parameter in model.named_parameters():
+        if lora is not None and "lora_" in name:
+            parameter.requires_grad_(True)
+        elif lora is not None and part_of(name) == "language_model":
+            parameter.requires_grad_(False)
+        else:
+            parameter.requires_grad_(part_of(name) in parts)
+    return model
+
+
+def parameter_table(model: torch.nn.Module) -> list[tuple[str, int, int]]:
+    """Rows of (part, total parameters, trainable parameters), LoRA adapters as their own part."""
+    totals: dict[str, list[int]] = {}
+    for name, parameter in model.named_parameters():
+        part = "lora" if "lora_" in name else part_of(name)
+        row = totals.setdefault(part, [0, 0])
+        row[0] += parameter.numel()
+        row[1] += parameter.numel() if parameter.requires_grad else 0
+    return [(part, total, train) for part, (total, train) in totals.items()]
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Detached CPU copies of the trainable parameters (what a task checkpoint stores)."""
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy a :func:`trainable_state` back in; every trainable parameter must be present."""
+    parameters = dict(model.named_parameters())
+    missing = [n for n, p in parameters.items() if p.requires_grad and n not in state]
+    unexpected = [n for n in state if n not in parameters]
+    if missing or unexpected:
+        raise UserError(
+            f"checkpoint does not match the model: {len(missing)} trainable parameters missing "
+            f"(e.g. {missing[:2]}), {len(unexpected)} unknown (e.g. {unexpected[:2]})"
+        )
+    with torch.no_grad():
+        for name, tensor in state.items():
+            parameters[name].copy_(tensor)

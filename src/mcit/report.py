@@ -1,0 +1,52 @@
+"""Terminal tables of a run's results (rich)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.table import Table
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
+
+
+def matrix_table(results: dict[str, Any]) -> Table:
+    """Accuracy (%) after every step on every task; eval-only columns marked with *."""
+    names, extra = results["tasks"], results["eval_only"]
+    table = Table(title="Accuracy matrix (%): row = after training, column = evaluated task")
+    table.add_column("after")
+    for name in names:
+        table.add_column(name, justify="right")
+    for name in extra:
+        table.add_column(f"{name}*", justify="right")
+    if results.get("zero_shot"):
+        table.add_row("zero-shot", *[_cell(results["zero_shot"][n]) for n in names + extra])
+    for row in results["rows"]:
+        table.add_row(row["after"], *[_cell(row["scores"][n]) for n in names + extra])
+    return table
+
+
+def metrics_table(results: dict[str, Any]) -> Table:
+    """The stream metrics (in points) and linguistic forgetting of eval-only tasks."""
+    table = Table(title="Metrics (points)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in results.get("metrics", {}).items():
+        table.add_row(name, _cell(value))
+    for name, entry in results.get("language", {}).items():
+        table.add_row(f"{name}* forgetting vs zero-shot", _cell(entry["forgetting"]))
+    seconds = sum(r["train_seconds"] + r["eval_seconds"] for r in results["rows"])
+    table.add_row("stream wall time (s)", f"{seconds:.1f}")
+    return table
+
+
+def parameter_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="Model parts")
+    for column in ("part", "parameters", "trainable", "state"):
+        table.add_column(column, justify="right" if column != "part" else "left")
+    for row in rows:
+        state = "trainable" if row["trainable"] == row["total"] else ("frozen" if row["trainable"] == 0 else "partly")
+        table.add_row(row["part"], f"{row['total']:,}", f"{row['trainable']:,}", state)
+    return table

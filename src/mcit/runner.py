@@ -1,0 +1,225 @@
+"""The run: base stage, zero-shot row, then every task of the stream, resumable.
+
+Flow (DESIGN.md): build the stream, load the model, build the strategy chain, and for each
+task not yet committed: hooks -> train -> hooks -> evaluate every column -> commit. A commit
+writes the checkpoint (trainable weights + strategy state) and then the results file, each
+atomically, so a killed run resumes after its last finished task with nothing lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mcit import metrics
+from mcit.benchmarks import Stream, build_stream
+from mcit.config import RunConfig, config_to_dict
+from mcit.data.collate import Collator
+from mcit.data.sample import Task
+from mcit.errors import UserError
+from mcit.evaluation.generate import evaluate_task
+from mcit.models.hf import configure_trainable, load_trainable_state, load_vlm, parameter_table, trainable_state
+from mcit.store import RunStore
+from mcit.strategies import STRATEGIES, Context, Strategy, StrategyChain, TaskView
+from mcit.training.loop import TrainSettings, steps_for, train
+
+logger = logging.getLogger(__name__)
+BASE_DIR = "base_model"
+
+
+@dataclass
+class Progress:
+    """Callbacks the CLI uses to draw progress; all optional."""
+
+    phase: Callable[[str, int], Callable[[int], None]] = lambda description, total: (lambda advance: None)
+    message: Callable[[str], None] = lambda text: None
+
+
+def task_seed(seed: int, index: int, purpose: str) -> int:
+    """A per-task seed, so a resumed task draws exactly what an uninterrupted one did."""
+    digest = hashlib.sha256(f"{seed}/{index}/{purpose}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def build_strategy(config: RunConfig) -> StrategyChain:
+    """The configured methods as one chain (options validated by each method's model)."""
+    chain = []
+    for method in config.method:
+        strategy_class: type[Strategy] = STRATEGIES.get(method.name)
+        chain.append((method.name, strategy_class(strategy_class.options_class(**method.options()))))
+    return StrategyChain(chain)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def settings_of(train_config) -> TrainSettings:
+    return TrainSettings(**train_config.model_dump())
+
+
+class Runner:
+    """Executes one run directory. Use :meth:`run`; see module docstring for the flow."""
+
+    def __init__(self, config: RunConfig, run_dir: Path, progress: Progress | None = None, force: bool = False):
+        self.config = config
+        self.store = RunStore(Path(run_dir))
+        self.progress = progress or Progress()
+        self.force = force
+        self.device = resolve_device(config.device)
+
+    # -- pieces -------------------------------------------------------------------------
+
+    def _train(self, model, collator, task: TaskView, data, strategy, settings: TrainSettings, seed: int, label: str):
+        torch.manual_seed(seed)
+        ctx = Context(model, task, seed, self.device, collator)
+        advance = self.progress.phase(label, steps_for(len(data), settings))
+        return ctx, train(ctx, data, strategy, settings, on_step=lambda step, steps, loss: advance(1))
+
+    def _evaluate(self, model, collator, columns: list[Task], label: str) -> tuple[dict[str, float], float]:
+        start = time.perf_counter()
+        advance = self.progress.phase(label, sum(len(t.eval) for t in columns))
+        scores = {}
+        for task in columns:
+            scores[task.name], _ = evaluate_task(
+                model, collator, task, self.config.eval.batch_size, self.device, on_batch=advance
+            )
+        return scores, time.perf_counter() - start
+
+    def _base_model(self, stream: Stream) -> str:
+        """Train (once) and save the joint base stage; return the model path to load."""
+        base = self.config.benchmark.base
+        if stream.base_train is None or base is None:
+            return self.config.model.name
+        target = self.store.run_dir / BASE_DIR
+        if (target / "config.json").is_file():
+            return str(target)
+        model, processor = load_vlm(self.config.model.name, self.config.model.dtype, stream.corpus, self.config.model.seed)
+        model = configure_trainable(model, ["vision", "projector", "language_model"]).to(self.device)
+        collator = Collator(processor)
+        view = TaskView(-1, "base", stream.base_train)
+        self._train(model, collator, view, stream.base_train, Strategy(), settings_of(base.train),
+                    task_seed(self.config.seed, -1, "train"), "base stage")
+        staging = self.store.run_dir / f".tmp-{BASE_DIR}"
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+        staging.rename(target)
+        return str(target)
+
+    def _new_results(self, stream: Stream) -> dict[str, Any]:
+        return {
+            "tasks": [t.name for t in stream.tasks],
+            "eval_only": [t.name for t in stream.eval_only],
+            "test_sizes": {t.name: len(t.eval) for t in stream.columns},
+            "methods": [m.name for m in self.config.method],
+            "zero_shot": None,
+            "rows": [],
+            "matrix": [],
+            "metrics": {},
+            "language": {},
+            "complete": False,
+            "environment": {"python": platform.python_version(), "torch": torch.__version__, "device": str(self.device)},
+        }
+
+    def _check_config(self) -> None:
+        resolved = config_to_dict(self.config)
+        existing = self.store.read_config()
+        if existing is not None and existing != resolved:
+            if not self.force:
+                changed = sorted(k for k in resolved if existing.get(k) != resolved[k])
+                raise UserError(
+                    f"{self.store.run_dir} holds a run with a different config (differs in: {', '.join(changed)}); "
+                    "use another --out, or --force to resume it with the new config"
+                )
+        self.store.write_config(resolved)
+
+    # -- the run ------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        """Run (or resume) the stream; returns the results dict also written to results.json."""
+        with self.store.lock():
+            self._check_config()
+            torch.set_num_threads(self.config.threads)
+            stream = build_stream(self.config.benchmark, self.config.seed)
+            results = self.store.read_results() or self._new_results(stream)
+            source = self._base_model(stream)
+            model, processor = load_vlm(source, self.config.model.dtype, stream.corpus, self.config.model.seed)
+            model = configure_trainable(model, self.config.model.trainable, self.config.model.lora).to(self.device)
+            results["parameters"] = [
+                {"part": part, "total": total, "trainable": trainable} for part, total, trainable in parameter_table(model)
+            ]
+            collator = Collator(processor)
+            strategy = build_strategy(self.config)
+            if results["zero_shot"] is None:
+                results["zero_shot"], seconds = self._evaluate(model, collator, stream.columns, "zero-shot eval")
+                results["zero_shot_eval_seconds"] = seconds
+                self.store.write_results(results)
+            done = len(results["rows"])
+            if done:
+                state, _ = self.store.load_checkpoint(f"task-{done:03d}")
+                load_trainable_state(model, state["model"])
+                strategy.load_state_dict(state["strategy"])
+                self.progress.message(f"resuming after task {done}/{len(stream.tasks)} ({stream.tasks[done - 1].name})")
+            for index in range(done, len(stream.tasks)):
+                self._run_task(index, stream, model, collator, strategy, results)
+            results["complete"] = True
+            self.store.write_results(results)
+            return results
+
+    def _run_task(self, index, stream: Stream, model, collator, strategy: StrategyChain, results) -> None:
+        task = stream.tasks[index]
+        seed = task_seed(self.config.seed, index, "train")
+        view = TaskView(index, task.name, task.train)
+        ctx = Context(model, view, seed, self.device, collator)
+        strategy.before_task(ctx)
+        data = strategy.train_data(ctx, task.train)
+        label = f"task {index + 1}/{len(stream.tasks)} {task.name}"
+        ctx, stats = self._train(model, collator, view, data, strategy, settings_of(self.config.train), seed, label)
+        strategy.after_task(ctx)
+        strategy.before_eval(ctx)
+        scores, eval_seconds = self._evaluate(model, collator, stream.columns, f"eval after {task.name}")
+        state = {"model": trainable_state(model), "strategy": strategy.state_dict()}
+        self.store.save_checkpoint(f"task-{index + 1:03d}", state, {"task": task.name, "index": index})
+        results["rows"].append({
+            "after": task.name,
+            "scores": scores,
+            "train_seconds": stats.seconds,
+            "train_steps": stats.steps,
+            "train_samples": stats.samples,
+            "final_loss": stats.final_loss,
+            "eval_seconds": eval_seconds,
+        })
+        update_metrics(results)
+        self.store.write_results(results)
+
+
+def update_metrics(results: dict[str, Any]) -> None:
+    """Fill ``matrix``, ``metrics`` and ``language`` from the rows so far (pure bookkeeping)."""
+    names, extra = results["tasks"], results["eval_only"]
+    rows = results["rows"]
+    results["matrix"] = [[row["scores"][n] for n in names + extra] for row in rows]
+    done = len(rows)
+    square = [[row["scores"][n] for n in names[:done]] for row in rows]
+    zero_shot = [results["zero_shot"][n] for n in names[:done]]
+    sizes = [results["test_sizes"][n] for n in names[:done]]
+    results["metrics"] = metrics.summarize(square, zero_shot, sizes)
+    results["language"] = {
+        name: {
+            "zero_shot": results["zero_shot"][name],
+            "current": rows[-1]["scores"][name],
+            "forgetting": metrics.linguistic_forgetting(results["zero_shot"][name], rows[-1]["scores"][name]),
+        }
+        for name in extra
+    }

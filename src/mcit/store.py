@@ -1,0 +1,411 @@
+"""Crash-safe persistence for a run directory: config, results, checkpoints, lock.
+
+A run can be killed at any instant and a re-run must resume without reading a half-written
+file, so every write goes to a temporary name in the same directory, is fsynced and renamed
+onto its final name; a checkpoint is a whole directory renamed into place, hence complete
+iff it exists under its final name. Run files are untrusted: tensors only via safetensors
+(never pickle), the rest JSON/YAML (``safe_load``). Layout: ``config.yaml``,
+``results.json``, ``.lock`` and ``checkpoints/<name>/{tensors.safetensors,tree.json,meta.json}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+import yaml
+
+from mcit.errors import UserError
+
+TENSORS_FILE = "tensors.safetensors"
+TREE_FILE = "tree.json"
+META_FILE = "meta.json"
+_TENSOR_TAG = "__tensor__"
+_FLOAT_TAG = "__float__"  # non-finite floats in a state tree, kept exact (JSON has no NaN)
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+# Prefixes of transient entries; all start with "." so they never look like a checkpoint.
+_TMP, _OLD, _DEL = ".tmp-", ".old-", ".del-"
+_held_locks: set[Path] = set()  # locks this process holds, to tell reuse of our pid from nesting
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist a rename: the new directory entry is only durable once the directory is synced."""
+    # Some platforms/filesystems cannot open or fsync a directory; nothing better to do there.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_atomically(path: Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)``, fsync the result, then rename it onto ``path``."""
+    # Same directory as the target, so os.replace is a rename within one filesystem;
+    # the pid in the name lets clean_partial tell a dead writer's leftovers from a live one.
+    prefix = f".{path.name}.{os.getpid()}."
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # data on disk before the rename makes it visible
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """Write ``data`` to ``path`` (parent must exist); readers see the old or the new content."""
+    _write_atomically(Path(path), lambda tmp: Path(tmp).write_bytes(data))
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    """Atomically write ``text`` as UTF-8 (see :func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _finite_or_none(obj: Any) -> Any:
+    """Replace NaN/inf floats by None recursively (tuples become lists), for strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
+def atomic_write_json(path: Path | str, obj: Any) -> None:
+    """Atomically write ``obj`` as strict JSON (indent 2); NaN and infinities become ``null``.
+
+    Metrics such as forgetting are NaN when undefined; ``null`` keeps the file readable by
+    any JSON parser, unlike Python's non-standard ``NaN`` token.
+    """
+    text = json.dumps(_finite_or_none(obj), indent=2, allow_nan=False)
+    atomic_write_text(path, text + "\n")
+
+
+def _encode(node: Any, where: str, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(node, torch.Tensor):
+        if node.layout != torch.strided:
+            raise ValueError(f"{where}: unsupported tensor layout {node.layout} (only dense)")
+        key = f"t{len(tensors)}"
+        # A private contiguous CPU copy: safetensors refuses tensors that share storage.
+        tensors[key] = node.detach().cpu().clone(memory_format=torch.contiguous_format)
+        return {_TENSOR_TAG: key}
+    if isinstance(node, dict):
+        out = {}
+        for k, v in node.items():
+            if not isinstance(k, str):
+                raise ValueError(f"{where}: dict keys must be str, got {type(k).__name__} {k!r}")
+            if k in (_TENSOR_TAG, _FLOAT_TAG):
+                raise ValueError(f"{where}: the key {k!r} is reserved")
+            out[k] = _encode(v, f"{where}[{k!r}]", tensors)
+        return out
+    if isinstance(node, (list, tuple)):
+        return [_encode(v, f"{where}[{i}]", tensors) for i, v in enumerate(node)]
+    if isinstance(node, float) and not math.isfinite(node):
+        return {_FLOAT_TAG: repr(node)}  # 'nan', 'inf' or '-inf'
+    if node is None or isinstance(node, (bool, int, float, str)):
+        return node
+    kind = f"{type(node).__module__}.{type(node).__qualname__}"
+    raise ValueError(f"{where}: unsupported value of type {kind}")
+
+
+def save_state_tree(tree: Any, directory: Path | str) -> None:
+    """Save a state tree into ``directory`` (created if needed).
+
+    A state tree nests dicts (str keys), lists, ``torch.Tensor`` and JSON scalars (int,
+    float, str, bool, None). Tensors go to ``tensors.safetensors`` under generated keys,
+    the skeleton to ``tree.json`` with each tensor as ``{"__tensor__": key}``. Tuples are
+    saved as lists; non-finite floats round-trip exactly.
+
+    Raises:
+        ValueError: For an unsupported leaf or key, naming its path (``state['buf'][3]['x']``).
+    """
+    directory = Path(directory)
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _encode(tree, "state", tensors)  # validate everything before writing anything
+    directory.mkdir(parents=True, exist_ok=True)
+    # save_file streams to disk: no second in-memory copy of the (possibly large) weights.
+    _write_atomically(
+        directory / TENSORS_FILE,
+        lambda tmp: safetensors.torch.save_file(tensors, tmp, metadata={"format": "pt"}),
+    )
+    atomic_write_text(directory / TREE_FILE, json.dumps(skeleton, indent=1, allow_nan=False) + "\n")
+
+
+def _decode(node: Any, where: str, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(node, dict):
+        if _TENSOR_TAG in node:
+            key = node[_TENSOR_TAG]
+            if len(node) != 1 or not isinstance(key, str) or key not in tensors:
+                raise ValueError(f"{where}: bad tensor reference {node!r}")
+            return tensors[key]
+        if _FLOAT_TAG in node:
+            if len(node) != 1 or node[_FLOAT_TAG] not in ("nan", "inf", "-inf"):
+                raise ValueError(f"{where}: bad float {node!r}")
+            return float(node[_FLOAT_TAG])
+        return {k: _decode(v, f"{where}[{k!r}]", tensors) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_decode(v, f"{where}[{i}]", tensors) for i, v in enumerate(node)]
+    return node
+
+
+def load_state_tree(directory: Path | str) -> Any:
+    """Load a tree written by :func:`save_state_tree`; tensors come back on CPU.
+
+    Raises:
+        ValueError: If ``tree.json`` is malformed. OSError and safetensors errors propagate.
+    """
+    directory = Path(directory)
+    tensors = safetensors.torch.load_file(directory / TENSORS_FILE, device="cpu")
+    skeleton = json.loads((directory / TREE_FILE).read_text(encoding="utf-8"))
+    return _decode(skeleton, "state", tensors)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (POSIX signal 0 probes without signalling)."""
+    if pid <= 0:  # 0 and negatives address process groups, never a lock owner
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, but belongs to another user
+        pass
+    return True
+
+
+def _owner_pid(entry_name: str) -> int | None:
+    """The pid embedded as the last ``-``/``.`` separated number of a transient entry's name."""
+    match = re.search(r"[-.](\d+)(?:\.[^.]*\.tmp)?$", entry_name)
+    return int(match.group(1)) if match else None
+
+
+class RunStore:
+    """The files of one run directory, written so that a killed run can always resume.
+
+    Args:
+        run_dir: Created if needed; leftovers of interrupted writes are cleaned up
+            (see :meth:`clean_partial`).
+    """
+
+    def __init__(self, run_dir: Path | str) -> None:
+        self.run_dir = Path(run_dir)
+        self.checkpoints_dir = self.run_dir / "checkpoints"
+        self.config_path = self.run_dir / "config.yaml"
+        self.results_path = self.run_dir / "results.json"
+        self.lock_path = self.run_dir / ".lock"
+        self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+        self.clean_partial()
+
+    # -- config and results
+
+    def write_config(self, config: dict) -> None:
+        """Atomically write ``config.yaml`` (keys in the given order)."""
+        atomic_write_text(self.config_path, yaml.safe_dump(config, sort_keys=False))
+
+    def read_config(self) -> dict | None:
+        """Return the saved config, or None if absent; UserError if not a YAML mapping."""
+        try:
+            text = self.config_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            config = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise UserError(f"cannot parse {self.config_path}: {str(e).splitlines()[0]}") from e
+        if not isinstance(config, dict):
+            raise UserError(f"{self.config_path} does not contain a mapping")
+        return config
+
+    def write_results(self, results: dict) -> None:
+        """Atomically write ``results.json`` (NaN/inf written as null)."""
+        atomic_write_json(self.results_path, results)
+
+    def read_results(self) -> dict | None:
+        """Return the saved results, or None if absent; UserError if not a JSON object."""
+        try:
+            data = self.results_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            results = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise UserError(f"corrupt results file {self.results_path}: {e}") from e
+        if not isinstance(results, dict):
+            raise UserError(f"corrupt results file {self.results_path}: not a JSON object")
+        return results
+
+    # -- checkpoints
+
+    def _checkpoint_path(self, name: str) -> Path:
+        # Names become directory names: no separators, and no leading "." (transient entries).
+        if not isinstance(name, str) or not _NAME_RE.match(name) or name in (".", ".."):
+            raise ValueError(f"invalid checkpoint name {name!r}")
+        return self.checkpoints_dir / name
+
+    def save_checkpoint(self, name: str, state: dict, meta: dict | None = None) -> Path:
+        """Save a checkpoint atomically, replacing any existing one; returns its directory.
+
+        Written into ``checkpoints/.tmp-<name>-<pid>/``, then renamed to ``checkpoints/<name>``.
+        An existing one is renamed aside and deleted only once the new one is in place; if
+        the process dies in between, :meth:`clean_partial` restores the old one.
+
+        Args:
+            name: Letters, digits, ``_ . -``; not starting with ``.`` or ``-``.
+            state: A state tree (see :func:`save_state_tree`).
+            meta: Small JSON-able metadata (NaN written as null).
+        """
+        final = self._checkpoint_path(name)
+        pid = os.getpid()
+        tmp = self.checkpoints_dir / f"{_TMP}{name}-{pid}"
+        if tmp.exists():  # our own earlier attempt that raised midway
+            shutil.rmtree(tmp)
+        aside = None
+        try:
+            save_state_tree(state, tmp)
+            atomic_write_json(tmp / META_FILE, meta or {})
+            _fsync_dir(tmp)
+            if final.exists():
+                aside = self.checkpoints_dir / f"{_OLD}{name}-{pid}"
+                os.replace(final, aside)
+            os.replace(tmp, final)
+            _fsync_dir(self.checkpoints_dir)
+        except BaseException:
+            if aside is not None and not final.exists():
+                os.replace(aside, final)  # the new one did not make it: keep the old one
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+        return final
+
+    def load_checkpoint(self, name: str) -> tuple[dict, dict]:
+        """Return ``(state, meta)``; UserError if the checkpoint is missing or unreadable."""
+        path = self._checkpoint_path(name)
+        if not path.is_dir():
+            raise UserError(f"checkpoint {path} does not exist")
+        try:
+            state = load_state_tree(path)
+            meta = json.loads((path / META_FILE).read_bytes())
+        except Exception as e:  # corrupt or tampered files: one clear line for the user
+            raise UserError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
+        if not isinstance(state, dict) or not isinstance(meta, dict):
+            raise UserError(f"cannot read checkpoint {path}: state and meta must be objects")
+        return state, meta
+
+    def has_checkpoint(self, name: str) -> bool:
+        """Whether a complete checkpoint with this name exists."""
+        return self._checkpoint_path(name).is_dir()
+
+    def checkpoint_names(self) -> list[str]:
+        """Names of the complete checkpoints, sorted."""
+        entries = self.checkpoints_dir.iterdir()
+        return sorted(p.name for p in entries if p.is_dir() and not p.name.startswith("."))
+
+    def delete_checkpoint(self, name: str) -> None:
+        """Delete a checkpoint (no-op if absent)."""
+        # Renamed away first: a crash mid-rmtree must not leave a partial dir under the name.
+        path = self._checkpoint_path(name)
+        if not path.exists():
+            return
+        doomed = self.checkpoints_dir / f"{_DEL}{name}-{os.getpid()}"
+        shutil.rmtree(doomed, ignore_errors=True)
+        os.replace(path, doomed)
+        _fsync_dir(self.checkpoints_dir)
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    def clean_partial(self) -> None:
+        """Remove leftovers of interrupted writes by dead processes.
+
+        Entries owned by another live process are left alone: it may be writing them right
+        now (e.g. a second ``mcit run`` on a busy directory, before it fails to lock). An
+        aside copy (``.old-*``) whose checkpoint never got replaced is renamed back.
+        """
+        me = os.getpid()
+        for directory in (self.run_dir, self.checkpoints_dir):
+            for entry in sorted(directory.iterdir()):
+                n = entry.name
+                pid = _owner_pid(n)
+                if pid is None or (pid != me and _pid_alive(pid)):
+                    continue
+                if n.startswith(".") and n.endswith(".tmp") and entry.is_file():
+                    entry.unlink(missing_ok=True)  # an atomic_write_* temp file
+                elif directory != self.checkpoints_dir or not entry.is_dir():
+                    continue
+                elif n.startswith(_OLD):
+                    final = self.checkpoints_dir / n[len(_OLD) :].rsplit("-", 1)[0]
+                    if final.exists():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        os.replace(entry, final)
+                        _fsync_dir(self.checkpoints_dir)
+                elif n.startswith((_TMP, _DEL)):
+                    shutil.rmtree(entry, ignore_errors=True)
+
+    # -- lock
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold ``run_dir/.lock`` (containing our pid) for the duration of the block.
+
+        A lock of a dead process (a killed run) is taken over; so is one with our own pid
+        that we do not hold (containers reuse pids across restarts). Two processes taking
+        over one stale lock at the same instant is not guarded against.
+
+        Raises:
+            UserError: If another live process holds the lock, or this process already does.
+        """
+        path = self.lock_path.resolve()
+        if path in _held_locks:
+            raise UserError(f"run directory {self.run_dir} is already locked by this process")
+        for _ in range(10):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    text = path.read_text(encoding="utf-8", errors="replace").strip()
+                except FileNotFoundError:
+                    continue  # released meanwhile; try again
+                # Unparseable content: the owner died between creating and writing the file.
+                pid = int(text) if text.isdigit() else None
+                if pid is not None and pid != os.getpid() and _pid_alive(pid):
+                    msg = f"run directory {self.run_dir} is in use by process {pid}"
+                    raise UserError(msg) from None
+                path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(f"{os.getpid()}\n")
+                f.flush()
+                os.fsync(f.fileno())
+            break
+        else:
+            raise UserError(f"could not lock run directory {self.run_dir}")
+        _held_locks.add(path)
+        try:
+            yield
+        finally:
+            _held_locks.discard(path)
+            with contextlib.suppress(OSError):
+                # Only remove it if it is still ours (not taken over by someone else).
+                if path.read_text(encoding="utf-8").strip() == str(os.getpid()):
+                    path.unlink()

@@ -1,0 +1,144 @@
+"""The strategy interface: no-op hooks that the training loop calls in a fixed order.
+
+A continual-learning method subclasses :class:`Strategy` once and overrides the hooks it
+needs. Methods compose as a list (:class:`StrategyChain`), never by subclassing one another.
+Hooks return values (``train_data``, ``loss``) instead of mutating shared state; the one
+exception is ``after_backward``, whose job is gradient surgery on ``param.grad``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from mcit.data.collate import Batch
+from mcit.data.sample import Sample
+from mcit.registry import Registry
+
+
+class StrategyOptions(BaseModel):
+    """Options of a strategy; subclasses add fields (each with a description)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class TaskView:
+    """What a strategy may see of the current task: its name, index and training data.
+
+    Evaluation data and future tasks are deliberately absent.
+    """
+
+    index: int
+    name: str
+    train: Sequence[Sample]
+
+
+@dataclass
+class Context:
+    """Shared, read-mostly state handed to every hook.
+
+    Attributes:
+        model: The model being trained (its trainable parameters may be changed by hooks
+            that exist for that purpose, e.g. gradient surgery).
+        task: View of the current task.
+        seed: Seed of the current task (derive all randomness from it).
+        device: Where training runs.
+        step: Optimizer step within the task (updated by the loop).
+        collator: Encodes extra batches (e.g. a replay batch for A-GEM).
+    """
+
+    model: torch.nn.Module
+    task: TaskView
+    seed: int
+    device: torch.device
+    collator: Any = None
+    step: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def trainable(self) -> list[tuple[str, torch.nn.Parameter]]:
+        return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+
+
+class Strategy:
+    """Base class with no-op hooks. Subclasses set ``options_class`` for their options."""
+
+    options_class: ClassVar[type[StrategyOptions]] = StrategyOptions
+
+    def __init__(self, options: StrategyOptions | None = None) -> None:
+        self.options = options if options is not None else self.options_class()
+
+    def before_task(self, ctx: Context) -> None:
+        """Called before training on ``ctx.task``."""
+
+    def train_data(self, ctx: Context, data: Sequence[Sample]) -> Sequence[Sample]:
+        """Return the samples to train on for this task (e.g. with replay mixed in)."""
+        return data
+
+    def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
+        """Return the loss to minimise (e.g. task loss plus a penalty)."""
+        return loss
+
+    def after_backward(self, ctx: Context, batch: Batch) -> None:
+        """Edit gradients in place after ``loss.backward()`` (gradient surgery)."""
+
+    def after_task(self, ctx: Context) -> None:
+        """Called after training on ``ctx.task`` (importance, buffers, snapshots)."""
+
+    def before_eval(self, ctx: Context) -> None:
+        """Called before evaluation (e.g. expert routing)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: a tree of dicts, lists, tensors and JSON scalars."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+STRATEGIES: Registry[type[Strategy]] = Registry("method")
+
+
+class StrategyChain(Strategy):
+    """Several strategies applied in order: data flows through ``train_data`` and ``loss``."""
+
+    def __init__(self, strategies: Sequence[tuple[str, Strategy]]) -> None:
+        super().__init__()
+        self.strategies = list(strategies)
+
+    def before_task(self, ctx: Context) -> None:
+        for _, strategy in self.strategies:
+            strategy.before_task(ctx)
+
+    def train_data(self, ctx: Context, data: Sequence[Sample]) -> Sequence[Sample]:
+        for _, strategy in self.strategies:
+            data = strategy.train_data(ctx, data)
+        return data
+
+    def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
+        for _, strategy in self.strategies:
+            loss = strategy.loss(ctx, batch, outputs, loss)
+        return loss
+
+    def after_backward(self, ctx: Context, batch: Batch) -> None:
+        for _, strategy in self.strategies:
+            strategy.after_backward(ctx, batch)
+
+    def after_task(self, ctx: Context) -> None:
+        for _, strategy in self.strategies:
+            strategy.after_task(ctx)
+
+    def before_eval(self, ctx: Context) -> None:
+        for _, strategy in self.strategies:
+            strategy.before_eval(ctx)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {f"{i}:{name}": strategy.state_dict() for i, (name, strategy) in enumerate(self.strategies)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for i, (name, strategy) in enumerate(self.strategies):
+            strategy.load_state_dict(state.get(f"{i}:{name}", {}))

@@ -1,0 +1,118 @@
+"""The training loop, written out once. Strategies hook into it; it never names a method."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from mcit.data.collate import IGNORE_INDEX
+from mcit.data.sample import Sample
+from mcit.errors import UserError
+from mcit.strategies.base import Context, Strategy
+from mcit.training.optim import build_optimizer, warmup_cosine
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Hyper-parameters of one training phase (see :class:`mcit.config.TrainConfig`)."""
+
+    epochs: float = 2
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.05
+    min_lr_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class TrainStats:
+    steps: int
+    samples: int
+    seconds: float
+    final_loss: float
+
+
+def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Token-mean cross-entropy over answer tokens (labels != -100), next-token shifted."""
+    shift_logits = logits[:, :-1].float()
+    shift_labels = labels[:, 1:]
+    return F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), ignore_index=IGNORE_INDEX
+    )
+
+
+def steps_for(n: int, settings: TrainSettings) -> int:
+    """Optimizer steps that :func:`train` takes on ``n`` samples."""
+    return -(-max(1, round(n * settings.epochs)) // settings.batch_size)
+
+
+def batch_order(n: int, batch_size: int, epochs: float, generator: torch.Generator) -> list[list[int]]:
+    """Seeded shuffled batches; a fractional epoch count takes a prefix of the last epoch."""
+    total = max(1, round(n * epochs))
+    order: list[int] = []
+    while len(order) < total:
+        order.extend(torch.randperm(n, generator=generator).tolist())
+    order = order[:total]
+    return [order[i : i + batch_size] for i in range(0, total, batch_size)]
+
+
+def train(
+    ctx: Context,
+    data: Sequence[Sample],
+    strategy: Strategy,
+    settings: TrainSettings,
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> TrainStats:
+    """Train ``ctx.model`` on ``data`` with the strategy's hooks.
+
+    Args:
+        ctx: Context (model, task view, seed, collator, device).
+        data: Samples to train on (already passed through ``strategy.train_data``).
+        strategy: Hooks (a single strategy or a chain).
+        settings: Optimisation hyper-parameters.
+        on_step: Progress callback ``(step, total_steps, loss)``.
+
+    Returns:
+        Steps, samples seen, wall time and the last batch loss.
+
+    Raises:
+        UserError: If ``data`` is empty or the model has no trainable parameters.
+    """
+    if not data:
+        raise UserError(f"task {ctx.task.name!r} has no training samples")
+    params = [p for _, p in ctx.trainable()]
+    if not params:
+        raise UserError("the model has no trainable parameters; check model.trainable / model.lora")
+    generator = torch.Generator().manual_seed(ctx.seed)
+    batches = batch_order(len(data), settings.batch_size, settings.epochs, generator)
+    optimizer = build_optimizer(params, settings.lr, settings.weight_decay)
+    scheduler = warmup_cosine(
+        optimizer, len(batches), max(1, int(settings.warmup_ratio * len(batches))), settings.min_lr_ratio
+    )
+    model = ctx.model
+    model.train()
+    start, loss_value = time.perf_counter(), math.nan
+    for step, indices in enumerate(batches):
+        ctx.step = step
+        batch = ctx.collator.train_batch([data[i] for i in indices]).to(ctx.device)
+        outputs = model(**batch.inputs)
+        loss = answer_loss(outputs.logits, batch.labels)
+        loss = strategy.loss(ctx, batch, outputs, loss)
+        loss.backward()
+        strategy.after_backward(ctx, batch)
+        if settings.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss_value = loss.item()
+        if on_step is not None:
+            on_step(step + 1, len(batches), loss_value)
+    model.eval()
+    return TrainStats(len(batches), sum(len(b) for b in batches), time.perf_counter() - start, loss_value)
