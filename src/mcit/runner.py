@@ -43,6 +43,14 @@ class Progress:
     message: Callable[[str], None] = lambda text: None
 
 
+def quiet_transformers() -> None:
+    """Silence transformers' own load/save bars and warnings; the runner reports progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def task_seed(seed: int, index: int, purpose: str) -> int:
     """A per-task seed, so a resumed task draws exactly what an uninterrupted one did."""
     digest = hashlib.sha256(f"{seed}/{index}/{purpose}".encode()).digest()
@@ -149,6 +157,7 @@ class Runner:
 
     def run(self) -> dict[str, Any]:
         """Run (or resume) the stream; returns the results dict also written to results.json."""
+        quiet_transformers()
         with self.store.lock():
             self._check_config()
             torch.set_num_threads(self.config.threads)

@@ -49,6 +49,15 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def _write_atomically(path: Path, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)``, fsync the result, then rename it onto ``path``."""
     # Same directory as the target, so os.replace is a rename within one filesystem;
@@ -56,6 +65,7 @@ def _write_atomically(path: Path, write: Callable[[str], None]) -> None:
     prefix = f".{path.name}.{os.getpid()}."
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; results should read like any file
     try:
         write(tmp)
         fd = os.open(tmp, os.O_RDONLY)

@@ -1,0 +1,118 @@
+"""End-to-end runs of the tiny model on a 2-task embedded stream, offline on CPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mcit.errors import UserError
+from mcit.runner import Progress, Runner
+from mcit.store import RunStore
+from mcit.strategies import STRATEGIES
+
+
+class Interrupt(Exception):
+    """Raised from a progress callback to simulate a run killed at a given phase."""
+
+
+def interrupting_progress(prefix: str) -> Progress:
+    def phase(description: str, total: int):
+        if description.startswith(prefix):
+            raise Interrupt(description)
+        return lambda advance: None
+
+    return Progress(phase=phase)
+
+
+def final_weights(run_dir, count: int) -> dict[str, torch.Tensor]:
+    state, _ = RunStore(run_dir).load_checkpoint(f"task-{count:03d}")
+    return state["model"]
+
+
+def test_end_to_end_writes_matrix_metrics_and_checkpoints(tmp_path, tiny_config):
+    config = tiny_config()
+    results = Runner(config, tmp_path / "run").run()
+
+    assert results["complete"] is True
+    assert results["tasks"] == ["color", "count"] and results["eval_only"] == ["arithmetic"]
+    assert len(results["matrix"]) == 2 and all(len(row) == 3 for row in results["matrix"])
+    assert all(0.0 <= v <= 1.0 for row in results["matrix"] for v in row)
+    assert set(results["zero_shot"]) == {"color", "count", "arithmetic"}
+    assert {"final_average_accuracy", "average_forgetting", "backward_transfer", "forward_transfer"} <= set(
+        results["metrics"]
+    )
+    on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert on_disk["matrix"] == results["matrix"]
+    assert RunStore(tmp_path / "run").checkpoint_names() == ["task-001", "task-002"]
+    assert (tmp_path / "run" / "config.yaml").is_file()
+    assert (tmp_path / "run" / "base_model" / "model.safetensors").is_file()
+    trainable = {row["part"]: row["trainable"] for row in results["parameters"]}
+    assert trainable["projector"] > 0
+
+
+@pytest.mark.parametrize("method", STRATEGIES.names())
+def test_every_method_resumes_to_the_uninterrupted_result(tmp_path, tiny_config, method):
+    """The test matrix over every registered method: run, and run interrupted + resumed."""
+    config = tiny_config(method=f"[{method}]")
+    straight = Runner(config, tmp_path / "straight").run()
+
+    with pytest.raises(Interrupt):
+        Runner(config, tmp_path / "resumed", interrupting_progress("task 2/")).run()
+    partial = RunStore(tmp_path / "resumed").read_results()
+    assert len(partial["rows"]) == 1 and partial["complete"] is False
+    resumed = Runner(config, tmp_path / "resumed").run()
+
+    assert resumed["matrix"] == straight["matrix"]
+    assert resumed["zero_shot"] == straight["zero_shot"]
+    assert resumed["metrics"] == straight["metrics"]
+    a, b = final_weights(tmp_path / "straight", 2), final_weights(tmp_path / "resumed", 2)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_finished_task_is_not_redone_on_resume(tmp_path, tiny_config):
+    config = tiny_config()
+    with pytest.raises(Interrupt):
+        Runner(config, tmp_path / "run", interrupting_progress("eval after count")).run()
+    first = RunStore(tmp_path / "run").read_results()["rows"][0]
+    phases: list[str] = []
+
+    def phase(description: str, total: int):
+        phases.append(description)
+        return lambda advance: None
+
+    resumed = Runner(config, tmp_path / "run", Progress(phase=phase)).run()
+    assert resumed["rows"][0] == first
+    assert not any(p.startswith(("base stage", "task 1/", "zero-shot")) for p in phases)
+    assert any(p.startswith("task 2/") for p in phases)
+
+
+def test_run_directory_of_another_config_is_refused_unless_forced(tmp_path, tiny_config):
+    Runner(tiny_config(), tmp_path / "run").run()
+    other = tiny_config(**{"train.lr": 5e-4})
+    with pytest.raises(UserError, match="different config"):
+        Runner(other, tmp_path / "run").run()
+    assert Runner(other, tmp_path / "run", force=True).run()["complete"] is True
+
+
+def test_seqft_forgets_and_er_remembers(tmp_path, tiny_config):
+    """The phenomenon the project measures, on a stream small enough for CI.
+
+    ER reuses the base model that the seqft run trained (``model.name`` = its directory,
+    no base stage), so both runs start from the same weights.
+    """
+    settings = {
+        "benchmark.train_per_task": 800,
+        "benchmark.eval_per_task": 50,
+        "benchmark.base.samples_per_task": 1500,
+        "benchmark.base.train.epochs": 3,
+        "train.epochs": 3,
+    }
+    seqft = Runner(tiny_config(**settings), tmp_path / "seqft").run()
+    shared_base = {"model.name": str(tmp_path / "seqft" / "base_model"), "benchmark.base": "null"}
+    er = Runner(tiny_config(**settings, **shared_base, method="[{name: er, buffer_per_task: 200}]"), tmp_path / "er").run()
+    assert er["zero_shot"] == seqft["zero_shot"]
+    assert seqft["matrix"][0][0] >= 0.5, "color was not learned; the forgetting test would be vacuous"
+    assert seqft["metrics"]["average_forgetting"] >= 0.3
+    assert er["metrics"]["average_forgetting"] < seqft["metrics"]["average_forgetting"] - 0.2
