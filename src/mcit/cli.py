@@ -91,9 +91,11 @@ def run(
             task_id = bars.add_task(description, total=total)
             return lambda advance: bars.advance(task_id, advance)
 
-        runner = Runner(config, run_dir, RunProgress(phase=phase, message=console.print), force=force)
-        results = runner.run()
-    console.print(parameter_table(results["parameters"]))
+        def show_parameters(rows):
+            console.print(parameter_table(rows))
+
+        progress = RunProgress(phase=phase, message=console.print, parameters=show_parameters)
+        results = Runner(config, run_dir, progress, force=force).run()
     console.print(matrix_table(results))
     console.print(metrics_table(results))
     console.print(f"results: {run_dir / 'results.json'}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import platform
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class Progress:
 
     phase: Callable[[str, int], Callable[[int], None]] = lambda description, total: (lambda advance: None)
     message: Callable[[str], None] = lambda text: None
+    parameters: Callable[[list[dict[str, Any]]], None] = lambda rows: None
 
 
 def quiet_transformers() -> None:
@@ -121,6 +123,7 @@ class Runner:
         self._train(model, collator, view, stream.base_train, Strategy(), settings_of(base.train),
                     task_seed(self.config.seed, -1, "train"), "base stage")
         staging = self.store.run_dir / f".tmp-{BASE_DIR}"
+        shutil.rmtree(staging, ignore_errors=True)  # left by a run killed while saving
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
         staging.rename(target)
@@ -169,6 +172,7 @@ class Runner:
             results["parameters"] = [
                 {"part": part, "total": total, "trainable": trainable} for part, total, trainable in parameter_table(model)
             ]
+            self.progress.parameters(results["parameters"])
             collator = Collator(processor)
             strategy = build_strategy(self.config)
             if results["zero_shot"] is None:

@@ -1,0 +1,80 @@
+"""The training loop on the tiny model: it learns, only answer tokens count, it is seeded."""
+
+from __future__ import annotations
+
+import torch
+
+from mcit.data.collate import Collator
+from mcit.data.synthetic.tasks import TASKS, corpus
+from mcit.evaluation.generate import evaluate_task
+from mcit.evaluation.scorers import SCORERS
+from mcit.data.sample import Task
+from mcit.models.tiny import build_tiny_vlm
+from mcit.strategies import Context, Strategy, TaskView
+from mcit.training.loop import TrainSettings, answer_loss, batch_order, steps_for, train
+from mcit.training.optim import build_optimizer, warmup_cosine
+
+
+def test_answer_loss_ignores_prompt_positions():
+    logits = torch.zeros(1, 4, 5)
+    logits[0, 2, 3] = 10.0  # position 2 predicts token 3 (the label at position 3)
+    labels = torch.tensor([[-100, -100, -100, 3]])
+    confident = answer_loss(logits, labels)
+    logits[0, 0] = torch.randn(5) * 50  # prompt positions must not matter
+    assert torch.isclose(answer_loss(logits, labels), confident)
+    assert confident.item() < 1e-3
+
+
+def test_batch_order_is_seeded_and_covers_fractional_epochs():
+    a = batch_order(10, 4, 1.5, torch.Generator().manual_seed(1))
+    b = batch_order(10, 4, 1.5, torch.Generator().manual_seed(1))
+    c = batch_order(10, 4, 1.5, torch.Generator().manual_seed(2))
+    assert a == b and a != c
+    flat = [i for batch in a for i in batch]
+    assert len(flat) == 15 and set(flat[:10]) == set(range(10))
+    assert len(a) == steps_for(10, TrainSettings(epochs=1.5, batch_size=4))
+
+
+def test_warmup_then_cosine_schedule():
+    parameter = torch.nn.Parameter(torch.zeros(2, 2))
+    optimizer = build_optimizer([parameter], lr=1.0, weight_decay=0.1)
+    scheduler = warmup_cosine(optimizer, total_steps=10, warmup_steps=2, min_ratio=0.1)
+    lrs = []
+    for _ in range(10):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == 0.5 and lrs[1] == 1.0
+    assert all(x >= y for x, y in zip(lrs[1:], lrs[2:])) and lrs[-1] >= 0.1
+
+
+def test_loop_reduces_the_answer_loss_on_the_tiny_model():
+    model, processor = build_tiny_vlm(corpus())
+    collator = Collator(processor)
+    samples = TASKS.get("color").generate(64, 0, "train") + TASKS.get("arithmetic").generate(32, 0, "train")
+    batch = collator.train_batch(samples)
+
+    def loss_now() -> float:
+        with torch.no_grad():
+            return answer_loss(model(**batch.inputs).logits, batch.labels).item()
+
+    before = loss_now()
+    ctx = Context(model, TaskView(0, "mixed", samples), 0, torch.device("cpu"), collator)
+    settings = TrainSettings(epochs=10, batch_size=16, lr=2e-3)
+    stats = train(ctx, samples, Strategy(), settings)
+    assert stats.steps == steps_for(len(samples), settings)
+    assert stats.samples == 10 * len(samples)
+    assert loss_now() < 0.5 * before
+    assert not model.training  # left in eval mode for evaluation
+
+
+def test_evaluate_task_scores_generated_answers():
+    model, processor = build_tiny_vlm(corpus())
+    collator = Collator(processor)
+    spec = TASKS.get("arithmetic")
+    task = Task("arithmetic", [], spec.generate(6, 0, "eval"), max_new_tokens=3)
+    score, predictions = evaluate_task(model, collator, task, batch_size=4)
+    assert len(predictions) == 6 and all(isinstance(p, str) for p in predictions)
+    scorer = SCORERS.get(task.scorer)
+    expected = sum(scorer(p, s.targets) for p, s in zip(predictions, task.eval)) / 6
+    assert score == expected

@@ -1,0 +1,407 @@
+"""Tests for mcit.models (tiny LLaVA builder, loader, trainable parts, LoRA, state)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from huggingface_hub.errors import StrictDataclassFieldValidationError
+from transformers import LlavaForConditionalGeneration, LlavaProcessor
+
+from mcit.config import LoraConfig
+from mcit.data.collate import IGNORE_INDEX, Collator
+from mcit.data.synthetic.tasks import TASKS, corpus
+from mcit.errors import UserError
+from mcit.models.hf import (
+    configure_trainable,
+    load_trainable_state,
+    load_vlm,
+    parameter_table,
+    part_of,
+    trainable_state,
+)
+from mcit.models.tiny import TinySpec, build_tiny_vlm, save_tiny_vlm
+
+
+@pytest.fixture(scope="module")
+def world_corpus() -> list[str]:
+    return corpus()
+
+
+@pytest.fixture
+def tiny(world_corpus):
+    return build_tiny_vlm(world_corpus)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, world_corpus):
+    """A tiny model + processor saved with save_pretrained, and the in-memory originals."""
+    model, processor = build_tiny_vlm(world_corpus, seed=1)
+    path = tmp_path_factory.mktemp("tiny")
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path, model, processor
+
+
+def samples(n_image: int = 2, n_text: int = 1):
+    return TASKS.get("color").generate(n_image, 0, "eval") + TASKS.get("arithmetic").generate(n_text, 0, "eval")
+
+
+def trainable_names(model) -> list[str]:
+    return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+# -- building and loading -------------------------------------------------------------------------
+
+
+def test_build_tiny_vlm_types_and_sizes(tiny):
+    model, processor = tiny
+    assert isinstance(model, LlavaForConditionalGeneration)
+    assert isinstance(processor, LlavaProcessor)
+    assert not model.training
+    tokenizer = processor.tokenizer
+    assert len(tokenizer) <= TinySpec().vocab_size
+    assert model.config.text_config.vocab_size == len(tokenizer)
+    assert model.config.image_token_index == tokenizer.convert_tokens_to_ids("<image>")
+    assert tokenizer.pad_token_id is not None and tokenizer.eos_token == "</s>"
+    assert model.generation_config.pad_token_id == tokenizer.pad_token_id
+    assert model.generation_config.eos_token_id == tokenizer.eos_token_id
+    assert next(model.parameters()).dtype == torch.float32
+    assert {part_of(n) for n, _ in model.named_parameters()} == {"vision", "projector", "language_model"}
+
+
+def test_build_is_deterministic_per_seed(world_corpus):
+    a, _ = build_tiny_vlm(world_corpus, seed=0)
+    b, _ = build_tiny_vlm(world_corpus, seed=0)
+    c, _ = build_tiny_vlm(world_corpus, seed=1)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert any(not torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_tokenizer_round_trips_world_text(tiny):
+    tokenizer = tiny[1].tokenizer
+    for line in corpus()[::97]:
+        ids = tokenizer(line, add_special_tokens=False)["input_ids"]
+        assert tokenizer.decode(ids) == line
+        assert tokenizer.unk_token_id not in ids
+
+
+def test_part_of():
+    assert part_of("model.multi_modal_projector.linear_1.weight") == "projector"
+    assert part_of("model.vision_tower.encoder.layers.0.mlp.fc1.weight") == "vision"
+    assert part_of("model.language_model.layers.0.self_attn.q_proj.weight") == "language_model"
+    assert part_of("lm_head.weight") == "language_model"
+    assert part_of("model.visual.merger.mlp.0.weight") == "projector"  # projector checked first
+    assert part_of("model.visual.blocks.0.attn.qkv.weight") == "vision"
+
+
+def test_save_and_load_vlm_round_trip(saved):
+    path, original, original_processor = saved
+    model, processor = load_vlm(str(path))
+    assert isinstance(model, LlavaForConditionalGeneration)
+    assert not model.training
+    expected = original.state_dict()
+    loaded = model.state_dict()
+    assert set(expected) == set(loaded)
+    assert all(torch.equal(expected[k], loaded[k]) for k in expected)
+
+    sample = samples(1, 0)[0]
+    prompt = original_processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": sample.prompt}]}],
+        add_generation_prompt=True,
+        tokenize=False,
+    )
+    assert prompt == processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": sample.prompt}]}],
+        add_generation_prompt=True,
+        tokenize=False,
+    )
+    a = original_processor(text=[prompt], images=[sample.image], return_tensors="pt")
+    b = processor(text=[prompt], images=[sample.image], return_tensors="pt")
+    assert set(a) == set(b)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    with torch.no_grad():
+        assert torch.equal(original(**a).logits, model(**b).logits)
+
+
+def test_load_vlm_dtype(saved):
+    model, _ = load_vlm(saved[0], dtype="bfloat16")
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+
+
+def test_load_vlm_tiny_builds_from_a_corpus(world_corpus):
+    model, processor = load_vlm("tiny", corpus=world_corpus, seed=0)
+    reference, _ = build_tiny_vlm(world_corpus, seed=0)
+    assert isinstance(processor, LlavaProcessor)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
+
+
+def test_save_tiny_vlm_writes_a_loadable_directory(tmp_path, world_corpus):
+    path = save_tiny_vlm(tmp_path / "deep" / "tiny", world_corpus)
+    assert (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+    model, processor = load_vlm(path)
+    assert isinstance(model, LlavaForConditionalGeneration) and processor.tokenizer.pad_token_id is not None
+
+
+def test_load_vlm_missing_directory_mentions_config_json(tmp_path):
+    with pytest.raises(UserError, match="config.json") as info:
+        load_vlm(str(tmp_path / "nothing"))
+    assert "nothing" in str(info.value)
+    with pytest.raises(UserError, match="config.json"):
+        load_vlm(tmp_path)  # exists, but holds no model
+
+
+def _broken_copy(saved, tmp_path, config_text: str):
+    target = tmp_path / "broken"
+    shutil.copytree(saved[0], target)
+    (target / "config.json").write_text(config_text)
+    return target
+
+
+def test_load_vlm_garbage_config_json_alone(tmp_path):
+    (tmp_path / "config.json").write_text("this is { not json")
+    with pytest.raises(UserError, match="cannot load model"):
+        load_vlm(tmp_path)
+
+
+@pytest.mark.parametrize("config_text", ["this is { not json", "{}", '{"model_type": "no_such_model"}'])
+def test_load_vlm_garbage_config_json_next_to_a_processor(saved, tmp_path, config_text):
+    with pytest.raises(UserError, match="cannot load model") as info:
+        load_vlm(_broken_copy(saved, tmp_path, config_text))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="hf.load_vlm catches only OSError/ValueError/KeyError: a config.json holding a JSON list "
+    "raises TypeError ('argument after ** must be a mapping') out of load_vlm",
+)
+def test_load_vlm_config_json_that_is_a_list(saved, tmp_path):
+    with pytest.raises(UserError):
+        load_vlm(_broken_copy(saved, tmp_path, "[1, 2]"))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=StrictDataclassFieldValidationError,
+    reason="hf.load_vlm: a config.json whose text_config is a string raises huggingface_hub's "
+    "StrictDataclassFieldValidationError (not OSError/ValueError/KeyError), so no UserError",
+)
+def test_load_vlm_config_json_with_a_wrong_field_type(saved, tmp_path):
+    config = json.loads((saved[0] / "config.json").read_text())
+    config["text_config"] = "oops"
+    with pytest.raises(UserError):
+        load_vlm(_broken_copy(saved, tmp_path, json.dumps(config)))
+
+
+def test_load_vlm_missing_weights(saved, tmp_path):
+    target = tmp_path / "noweights"
+    shutil.copytree(saved[0], target)
+    (target / "model.safetensors").unlink()
+    with pytest.raises(UserError, match="cannot load model"):
+        load_vlm(target)
+
+
+# -- trainable parts -------------------------------------------------------------------------------
+
+
+def test_configure_trainable_projector_only(tiny):
+    model = configure_trainable(tiny[0], ["projector"])
+    names = trainable_names(model)
+    assert names and all(part_of(n) == "projector" for n in names)
+    table = {part: (total, train) for part, total, train in parameter_table(model)}
+    assert set(table) == {"vision", "projector", "language_model"}
+    assert table["projector"][0] == table["projector"][1] > 0
+    assert table["vision"][1] == 0 and table["language_model"][1] == 0
+    assert sum(t for t, _ in table.values()) == sum(p.numel() for p in model.parameters())
+
+
+def test_configure_trainable_all_parts_and_none(world_corpus):
+    model, _ = build_tiny_vlm(world_corpus)
+    configure_trainable(model, ["vision", "projector", "language_model"])
+    assert all(p.requires_grad for p in model.parameters())
+    configure_trainable(model, [])
+    assert not any(p.requires_grad for p in model.parameters())
+    configure_trainable(model, ["vision"])
+    assert {part_of(n) for n in trainable_names(model)} == {"vision"}
+
+
+def test_configure_trainable_unknown_part(tiny):
+    with pytest.raises(UserError, match="unknown model part") as info:
+        configure_trainable(tiny[0], ["projector", "decoder"])
+    assert "decoder" in str(info.value) and "language_model" in str(info.value)
+
+
+def test_lora_trains_adapters_and_projector_only(tiny):
+    model, processor = tiny
+    lm_linears = [
+        n for n, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and part_of(n) == "language_model" and not n.endswith("lm_head")
+    ]
+    assert lm_linears
+    peft_model = configure_trainable(model, ["projector", "language_model"], LoraConfig(r=4))
+    names = trainable_names(peft_model)
+    lora = [n for n in names if "lora_" in n]
+    assert len(lora) == 2 * len(lm_linears)  # one A and one B per linear layer of the LM
+    assert {part_of(n) for n in names if "lora_" not in n} == {"projector"}
+    # adapters only on the language model, never the vision tower or the output head
+    assert all(part_of(n) == "language_model" for n in lora)
+    assert not any("lm_head" in n for n in lora)
+    # every LoRA matrix has rank 4
+    for name, parameter in peft_model.named_parameters():
+        if "lora_A" in name:
+            assert parameter.shape[0] == 4
+        elif "lora_B" in name:
+            assert parameter.shape[1] == 4
+    # base weights of the language model are frozen
+    frozen_lm = [n for n, p in peft_model.named_parameters() if part_of(n) == "language_model" and "lora_" not in n]
+    assert frozen_lm and not any(dict(peft_model.named_parameters())[n].requires_grad for n in frozen_lm)
+    table = {part: (total, train) for part, total, train in parameter_table(peft_model)}
+    assert table["lora"][0] == table["lora"][1] > 0
+    assert table["language_model"][1] == 0 and table["vision"][1] == 0
+
+
+def test_lora_forward_backward(tiny):
+    model, processor = tiny
+    peft_model = configure_trainable(model, ["projector", "language_model"], LoraConfig(r=4, alpha=8.0))
+    peft_model.train()
+    batch = Collator(processor).train_batch(samples(2, 1))
+    outputs = peft_model(**batch.inputs)
+    logits = outputs.logits
+    assert logits.shape[:2] == batch.inputs["input_ids"].shape
+    loss = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.size(-1)), batch.labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX
+    )
+    assert torch.isfinite(loss)
+    loss.backward()
+    parameters = dict(peft_model.named_parameters())
+    for name, parameter in parameters.items():
+        if parameter.requires_grad:
+            assert parameter.grad is not None, name
+        else:
+            assert parameter.grad is None, name
+    assert any(parameters[n].grad.abs().sum() > 0 for n in parameters if "lora_B" in n)
+    assert any(parameters[n].grad.abs().sum() > 0 for n in parameters if part_of(n) == "projector")
+
+
+def test_lora_adapter_starts_as_identity(world_corpus):
+    model, processor = build_tiny_vlm(world_corpus)
+    batch = Collator(processor).generate_batch(samples(1, 1))
+    with torch.no_grad():
+        before = model(**batch.inputs).logits
+        peft_model = configure_trainable(model, ["projector"], LoraConfig(r=2))
+        after = peft_model(**batch.inputs).logits
+    assert torch.allclose(before, after, atol=1e-6)
+
+
+# -- trainable state -------------------------------------------------------------------------------
+
+
+def test_trainable_state_round_trip(tiny):
+    model = configure_trainable(tiny[0], ["projector"])
+    state = trainable_state(model)
+    assert set(state) == set(trainable_names(model))
+    assert all(t.device.type == "cpu" and not t.requires_grad for t in state.values())
+    saved = {k: v.clone() for k, v in state.items()}
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.add_(1.0)
+    # the state is a copy, not a view of the live weights
+    assert all(torch.equal(state[k], saved[k]) for k in state)
+    parameters = dict(model.named_parameters())
+    assert not torch.equal(parameters[next(iter(state))], state[next(iter(state))])
+    load_trainable_state(model, state)
+    assert all(torch.equal(parameters[k], saved[k]) for k in saved)
+
+
+def test_trainable_state_round_trip_with_lora(tiny):
+    model = configure_trainable(tiny[0], ["projector", "language_model"], LoraConfig(r=4))
+    state = trainable_state(model)
+    assert any("lora_" in k for k in state)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.mul_(0.0)
+    load_trainable_state(model, state)
+    parameters = dict(model.named_parameters())
+    assert all(torch.equal(parameters[k], v) for k, v in state.items())
+
+
+def test_load_trainable_state_missing_parameter(tiny):
+    model = configure_trainable(tiny[0], ["projector"])
+    state = trainable_state(model)
+    state.pop(next(iter(state)))
+    with pytest.raises(UserError, match="1 trainable parameters missing"):
+        load_trainable_state(model, state)
+
+
+def test_load_trainable_state_unknown_parameter(tiny):
+    model = configure_trainable(tiny[0], ["projector"])
+    state = trainable_state(model)
+    state["not.a.parameter"] = torch.zeros(1)
+    with pytest.raises(UserError, match="1 unknown"):
+        load_trainable_state(model, state)
+
+
+def test_load_trainable_state_from_a_differently_configured_model(world_corpus):
+    source = configure_trainable(build_tiny_vlm(world_corpus)[0], ["projector"])
+    target = configure_trainable(build_tiny_vlm(world_corpus)[0], ["projector", "language_model"])
+    with pytest.raises(UserError, match="does not match"):
+        load_trainable_state(target, trainable_state(source))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=RuntimeError,
+    reason="hf.load_trainable_state checks names only: a tensor of the wrong shape (e.g. a LoRA r=8 "
+    "checkpoint resumed with --force into an r=4 model) raises RuntimeError from copy_, not UserError",
+)
+def test_load_trainable_state_wrong_shape(world_corpus):
+    source = configure_trainable(build_tiny_vlm(world_corpus)[0], ["projector"], LoraConfig(r=8))
+    target = configure_trainable(build_tiny_vlm(world_corpus)[0], ["projector"], LoraConfig(r=4))
+    with pytest.raises(UserError):
+        load_trainable_state(target, trainable_state(source))
+
+
+# -- generation ------------------------------------------------------------------------------------------
+
+
+def test_batched_left_padded_generation(tiny):
+    model, processor = tiny
+    tokenizer = processor.tokenizer
+    collator = Collator(processor)
+    batch_samples = samples(2, 2)
+    batch = collator.generate_batch(batch_samples)
+    assert (batch.inputs["attention_mask"] == 0).any()  # the text-only rows are padded
+    width = batch.inputs["input_ids"].shape[1]
+
+    def generate(inputs):
+        return model.generate(
+            **inputs,
+            max_new_tokens=4,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            output_scores=True,
+            return_dict_in_generate=True,
+        )
+
+    with torch.no_grad():
+        output = generate(batch.inputs)
+    sequences = output.sequences
+    assert sequences.shape[0] == len(batch_samples)
+    assert width < sequences.shape[1] <= width + 4
+    assert torch.equal(sequences[:, :width], batch.inputs["input_ids"])
+    assert sequences.dtype == torch.long
+    assert int(sequences.max()) < len(tokenizer)
+    # left padding must not change what a prompt produces: first-step scores alone == in the batch
+    for row, sample in enumerate(batch_samples):
+        with torch.no_grad():
+            alone = generate(collator.generate_batch([sample]).inputs)
+        assert torch.allclose(output.scores[0][row], alone.scores[0][0], atol=1e-4), row

@@ -1,0 +1,119 @@
+"""Strategy hooks in isolation: buffers, unions, chaining, and state round-trips."""
+
+from __future__ import annotations
+
+import torch
+
+from mcit.data.sample import Sample
+from mcit.data.synthetic.tasks import TASKS
+from mcit.store import load_state_tree, save_state_tree
+from mcit.strategies import STRATEGIES, Context, Strategy, StrategyChain, TaskView
+from mcit.strategies.er import EROptions, ExperienceReplay
+from mcit.strategies.joint import Joint
+
+
+def context(index: int, name: str, train: list[Sample]) -> Context:
+    return Context(torch.nn.Linear(2, 2), TaskView(index, name, train), seed=index, device=torch.device("cpu"))
+
+
+def finish(strategy: Strategy, index: int, name: str, train: list[Sample]) -> list[Sample]:
+    ctx = context(index, name, train)
+    strategy.before_task(ctx)
+    data = list(strategy.train_data(ctx, train))
+    strategy.after_task(ctx)
+    return data
+
+
+def test_er_keeps_a_random_buffer_per_task_and_replays_all_of_them(tmp_path):
+    color = TASKS.get("color").generate(30, 0, "train")
+    count = TASKS.get("count").generate(30, 0, "train")
+    shape = TASKS.get("shape").generate(30, 0, "train")
+    er = ExperienceReplay(EROptions(buffer_per_task=5))
+
+    assert finish(er, 0, "color", color) == color  # nothing to replay yet
+    data = finish(er, 1, "count", count)
+    assert len(data) == 35 and data[:30] == count
+    assert set(s.id for s in data[30:]) <= {s.id for s in color}
+    data = finish(er, 2, "shape", shape)
+    assert len(data) == 40
+    assert {s.skill for s in data[30:]} == {"color", "count"}
+    assert {name: len(b) for name, b in er.buffers.items()} == {"color": 5, "count": 5, "shape": 5}
+
+
+def test_er_buffer_is_seeded_and_survives_a_state_round_trip(tmp_path):
+    color = TASKS.get("color").generate(40, 0, "train")
+    first, second = ExperienceReplay(EROptions(buffer_per_task=6)), ExperienceReplay(EROptions(buffer_per_task=6))
+    finish(first, 0, "color", color)
+    finish(second, 0, "color", color)
+    assert [s.id for s in first.buffers["color"]] == [s.id for s in second.buffers["color"]]
+
+    save_state_tree(first.state_dict(), tmp_path / "state")
+    restored = ExperienceReplay(EROptions(buffer_per_task=6))
+    restored.load_state_dict(load_state_tree(tmp_path / "state"))
+    for original, copy in zip(first.buffers["color"], restored.buffers["color"]):
+        assert (copy.id, copy.prompt, copy.answer, copy.skill) == (original.id, original.prompt, original.answer, original.skill)
+        assert copy.image.tobytes() == original.image.tobytes()
+
+
+def test_er_keeps_text_only_samples_without_images(tmp_path):
+    arithmetic = TASKS.get("arithmetic").generate(10, 0, "train")
+    er = ExperienceReplay(EROptions(buffer_per_task=3))
+    finish(er, 0, "arithmetic", arithmetic)
+    save_state_tree(er.state_dict(), tmp_path / "s")
+    restored = ExperienceReplay()
+    restored.load_state_dict(load_state_tree(tmp_path / "s"))
+    assert all(s.image is None for s in restored.buffers["arithmetic"])
+    assert [s.answer for s in restored.buffers["arithmetic"]] == [s.answer for s in er.buffers["arithmetic"]]
+
+
+def test_joint_trains_on_the_union_of_tasks_so_far():
+    color = TASKS.get("color").generate(8, 0, "train")
+    count = TASKS.get("count").generate(9, 0, "train")
+    joint = Joint()
+    assert len(finish(joint, 0, "color", color)) == 8
+    data = finish(joint, 1, "count", count)
+    assert sorted(s.id for s in data) == sorted(s.id for s in color + count)
+
+
+class AddOne(Strategy):
+    def loss(self, ctx, batch, outputs, loss):
+        return loss + 1
+
+    def train_data(self, ctx, data):
+        return list(data) + ["one"]
+
+
+class Double(Strategy):
+    def loss(self, ctx, batch, outputs, loss):
+        return loss * 2
+
+    def train_data(self, ctx, data):
+        return list(data) + ["double"]
+
+
+def test_chain_applies_hooks_in_order():
+    ctx = context(0, "t", [])
+    chain = StrategyChain([("add", AddOne()), ("double", Double())])
+    assert chain.loss(ctx, None, None, torch.tensor(1.0)).item() == 4.0  # (1 + 1) * 2, not 1 * 2 + 1
+    assert chain.train_data(ctx, []) == ["one", "double"]
+    reversed_chain = StrategyChain([("double", Double()), ("add", AddOne())])
+    assert reversed_chain.loss(ctx, None, None, torch.tensor(1.0)).item() == 3.0
+
+
+def test_chain_state_is_keyed_by_position_and_name():
+    color = TASKS.get("color").generate(10, 0, "train")
+    er = ExperienceReplay(EROptions(buffer_per_task=2))
+    chain = StrategyChain([("er", er), ("seqft", STRATEGIES.get("seqft")())])
+    finish(chain, 0, "color", color)
+    state = chain.state_dict()
+    assert set(state) == {"0:er", "1:seqft"}
+    fresh = StrategyChain([("er", ExperienceReplay(EROptions(buffer_per_task=2))), ("seqft", STRATEGIES.get("seqft")())])
+    fresh.load_state_dict(state)
+    assert [s.id for s in fresh.strategies[0][1].buffers["color"]] == [s.id for s in er.buffers["color"]]
+
+
+def test_every_registered_method_has_options_and_a_state_dict():
+    for name in STRATEGIES:
+        strategy = STRATEGIES.get(name)()
+        assert isinstance(strategy.state_dict(), dict)
+        assert strategy.options_class.model_config.get("extra") == "forbid"
