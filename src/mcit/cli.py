@@ -79,7 +79,7 @@ def run(
 
     config_path, overrides = _split_args(args or [])
     if method is not None:
-        overrides.append(f"method=[{method}]")
+        overrides.insert(0, f"method=[{method}]")  # before key=value, so method.0.x=... applies to it
     config = load_config(config_path, overrides)
     run_dir = out or default_out(config)
     _quiet_libraries()

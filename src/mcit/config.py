@@ -94,6 +94,15 @@ class MethodConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+def method_list(value: Any) -> Any:
+    """Expand `method: er` and `method: [er, ewc]` to `[{name: er}, ...]`; dicts pass through."""
+    if isinstance(value, (str, dict)):
+        value = [value]
+    if isinstance(value, list):
+        return [{"name": item} if isinstance(item, str) else item for item in value]
+    return value
+
+
 class EvalConfig(_Strict):
     batch_size: int = Field(128, ge=1, description="Prompts per generation batch.")
 
@@ -111,12 +120,7 @@ class RunConfig(_Strict):
     @field_validator("method", mode="before")
     @classmethod
     def _method_shorthand(cls, value: Any) -> Any:
-        # Accept `method: er`, `method: [er, ewc]` and `method: [{name: er, buffer_per_task: 100}]`.
-        if isinstance(value, (str, dict)):
-            value = [value]
-        if isinstance(value, list):
-            return [{"name": item} if isinstance(item, str) else item for item in value]
-        return value
+        return method_list(value)
 
     @field_validator("method")
     @classmethod
@@ -163,6 +167,12 @@ def apply_override(data: dict, path: list[str], value: Any) -> None:
         raise UserError(f"override {'.'.join(path)}: parent is not a mapping")
 
 
+def _expand_methods(data: dict[str, Any]) -> None:
+    """Rewrite the ``method`` shorthands in place so ``method.0.option=...`` overrides apply."""
+    if "method" in data:
+        data["method"] = method_list(data["method"])
+
+
 def load_config(path: Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML config (or defaults), apply overrides, validate.
 
@@ -178,6 +188,8 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
             text = Path(path).read_text(encoding="utf-8")
         except OSError as error:
             raise UserError(f"cannot read config {path}: {error.strerror or error}") from None
+        except UnicodeDecodeError as error:
+            raise UserError(f"{path}: not UTF-8 text (byte {error.start})") from None
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as error:
@@ -189,6 +201,7 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
         data = loaded or {}
     for override in overrides or []:
         keys, value = parse_override(override)
+        _expand_methods(data)
         apply_override(data, keys, value)
     try:
         return RunConfig.model_validate(data)

@@ -203,12 +203,6 @@ def test_run_default_out_is_deterministic(cli, tmp_path, monkeypatch, stop_runne
     assert default_out(RunConfig.model_validate({"method": ["er", "joint"]})) == Path("runs/embedded-er+joint-seed0")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="cli.run appends --method as a 'method=[...]' override after the positional overrides, so "
-    "`mcit run --method er method.0.buffer_per_task=50` silently drops buffer_per_task (runs er with 200)",
-)
 def test_run_method_option_keeps_method_overrides(cli, tmp_path, monkeypatch, stop_runner):
     monkeypatch.chdir(tmp_path)
     one_line_error(cli.invoke(app, ["run", "--method", "er", "method.0.buffer_per_task=50", "--out", str(tmp_path / "r")]))

@@ -95,13 +95,6 @@ def test_override_replaces_method_list(tmp_path):
     assert all(m.options() == {} for m in config.method)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UserError,
-    reason="apply_override walks the raw data before the method shorthand is normalised: after "
-    "method=[er,joint], method.0 is the string 'er', so method.0.buffer_per_task=50 raises "
-    "'parent is not a mapping' instead of configuring er (config.py apply_override/load_config)",
-)
 def test_method_option_override_after_shorthand_override(tmp_path):
     path = write(tmp_path, "method: [{name: er}]\n")
     config = load_config(path, ["train.lr=5e-4", "method=[er,joint]", "method.0.buffer_per_task=50"])
@@ -238,12 +231,6 @@ def test_directory_instead_of_file(tmp_path):
     assert str(tmp_path) in user_error(tmp_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeDecodeError,
-    reason="load_config only catches OSError around read_text; a non-UTF-8 file raises "
-    "UnicodeDecodeError (a ValueError), so the CLI prints a traceback (config.py load_config)",
-)
 def test_non_utf8_file_is_a_user_error(tmp_path):
     path = tmp_path / "latin1.yaml"
     path.write_bytes(b"seed: 1\n# caf\xe9\n")

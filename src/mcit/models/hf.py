@@ -70,8 +70,9 @@ def load_vlm(name_or_path: str | Path, dtype: str = "float32", corpus: Iterable[
     try:
         processor = AutoProcessor.from_pretrained(path)
         model = AutoModelForImageTextToText.from_pretrained(path, dtype=DTYPES[dtype], use_safetensors=True)
-    except (OSError, ValueError, KeyError) as error:
-        raise UserError(f"cannot load model from {path}: {str(error).splitlines()[0]}") from None
+    except Exception as error:  # noqa: BLE001 - any failure to load is a bad model directory
+        first_line = (str(error).splitlines() or [""])[0]
+        raise UserError(f"cannot load model from {path}: {type(error).__name__}: {first_line}") from None
     tokenizer = processor.tokenizer
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -136,10 +137,12 @@ def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor])
     parameters = dict(model.named_parameters())
     missing = [n for n, p in parameters.items() if p.requires_grad and n not in state]
     unexpected = [n for n in state if n not in parameters]
-    if missing or unexpected:
+    mismatched = [n for n, t in state.items() if n in parameters and parameters[n].shape != t.shape]
+    if missing or unexpected or mismatched:
         raise UserError(
             f"checkpoint does not match the model: {len(missing)} trainable parameters missing "
-            f"(e.g. {missing[:2]}), {len(unexpected)} unknown (e.g. {unexpected[:2]})"
+            f"(e.g. {missing[:2]}), {len(unexpected)} unknown (e.g. {unexpected[:2]}), "
+            f"{len(mismatched)} of another shape (e.g. {mismatched[:2]})"
         )
     with torch.no_grad():
         for name, tensor in state.items():

@@ -48,7 +48,7 @@ CHAT_TEMPLATE = (
 
 @dataclass(frozen=True)
 class TinySpec:
-    """Sizes of the tiny model. Defaults: ~0.8M parameters, 32px images, 16 image tokens."""
+    """Sizes of the tiny model. Defaults: 0.53M parameters, 48px images, 16px patches, 9 image tokens."""
 
     image_size: int = 48
     patch_size: int = 16
