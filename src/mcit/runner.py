@@ -92,11 +92,10 @@ class Runner:
 
     # -- pieces -------------------------------------------------------------------------
 
-    def _train(self, model, collator, task: TaskView, data, strategy, settings: TrainSettings, seed: int, label: str):
-        torch.manual_seed(seed)
-        ctx = Context(model, task, seed, self.device, collator)
+    def _train(self, ctx: Context, data, strategy: Strategy, settings: TrainSettings, label: str):
+        torch.manual_seed(ctx.seed)
         advance = self.progress.phase(label, steps_for(len(data), settings))
-        return ctx, train(ctx, data, strategy, settings, on_step=lambda step, steps, loss: advance(1))
+        return train(ctx, data, strategy, settings, on_step=lambda step, steps, loss: advance(1))
 
     def _evaluate(self, model, collator, columns: list[Task], label: str) -> tuple[dict[str, float], float]:
         start = time.perf_counter()
@@ -119,9 +118,9 @@ class Runner:
         model, processor = load_vlm(self.config.model.name, self.config.model.dtype, stream.corpus, self.config.model.seed)
         model = configure_trainable(model, ["vision", "projector", "language_model"]).to(self.device)
         collator = Collator(processor)
-        view = TaskView(-1, "base", stream.base_train)
-        self._train(model, collator, view, stream.base_train, Strategy(), settings_of(base.train),
-                    task_seed(self.config.seed, -1, "train"), "base stage")
+        seed = task_seed(self.config.seed, -1, "train")
+        ctx = Context(model, TaskView(-1, "base", stream.base_train), seed, self.device, collator)
+        self._train(ctx, stream.base_train, Strategy(), settings_of(base.train), "base stage")
         staging = self.store.run_dir / f".tmp-{BASE_DIR}"
         shutil.rmtree(staging, ignore_errors=True)  # left by a run killed while saving
         model.save_pretrained(staging)
@@ -199,7 +198,7 @@ class Runner:
         strategy.before_task(ctx)
         data = strategy.train_data(ctx, task.train)
         label = f"task {index + 1}/{len(stream.tasks)} {task.name}"
-        ctx, stats = self._train(model, collator, view, data, strategy, settings_of(self.config.train), seed, label)
+        stats = self._train(ctx, data, strategy, settings_of(self.config.train), label)
         strategy.after_task(ctx)
         strategy.before_eval(ctx)
         scores, eval_seconds = self._evaluate(model, collator, stream.columns, f"eval after {task.name}")
