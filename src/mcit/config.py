@@ -181,7 +181,7 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
             file and the field.
     """
     data: dict[str, Any] = {}
-    source = "defaults"
+    source = "config"
     if path is not None:
         source = str(path)
         try:
