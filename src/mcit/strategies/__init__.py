@@ -1,6 +1,16 @@
-"""Continual-learning methods. Importing this package registers every method."""
+"""Continual-learning methods. Importing this package registers every method.
 
-from mcit.strategies import er, joint, seqft  # noqa: F401  (registration side effects)
+Each method lives in its own module and registers itself with ``@STRATEGIES.register``;
+every module of this package is imported here, so adding a method is adding one file.
+"""
+
+import importlib
+import pkgutil
+
 from mcit.strategies.base import STRATEGIES, Context, Strategy, StrategyChain, StrategyOptions, TaskView
+
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_") and _module.name != "base":
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["STRATEGIES", "Context", "Strategy", "StrategyChain", "StrategyOptions", "TaskView"]
