@@ -46,6 +46,9 @@ class TrainConfig(_Strict):
     warmup_ratio: float = Field(0.05, ge=0, le=1, description="Fraction of steps with linear warmup.")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Cosine decays to this fraction of the peak lr.")
     max_grad_norm: float = Field(1.0, ge=0, description="Global gradient-norm clip; 0 disables.")
+    on_nonfinite: Literal["stop", "skip"] = Field(
+        "stop", description="On a NaN/inf loss: 'stop' the task with an error (the last finished task stays committed) or 'skip' the batch (counted in results)."
+    )
 
 
 class BaseStageConfig(_Strict):

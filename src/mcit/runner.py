@@ -53,6 +53,27 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
+def environment(device: torch.device) -> dict[str, Any]:
+    """What a rerun needs besides config.yaml: package versions, platform, device, threads."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages = {}
+    for name in ("mcit", "torch", "transformers", "peft", "tokenizers", "safetensors", "pillow", "numpy"):
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            packages[name] = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "cuda": torch.version.cuda,
+        "threads": torch.get_num_threads(),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "packages": packages,
+    }
+
+
 def task_seed(seed: int, index: int, purpose: str) -> int:
     """A per-task seed, so a resumed task draws exactly what an uninterrupted one did."""
     digest = hashlib.sha256(f"{seed}/{index}/{purpose}".encode()).digest()
@@ -140,7 +161,7 @@ class Runner:
             "metrics": {},
             "language": {},
             "complete": False,
-            "environment": {"python": platform.python_version(), "torch": torch.__version__, "device": str(self.device)},
+            "environment": environment(self.device),
         }
 
     def _check_config(self) -> None:
@@ -211,6 +232,7 @@ class Runner:
             "train_steps": stats.steps,
             "train_samples": stats.samples,
             "final_loss": stats.final_loss,
+            "skipped_batches": stats.skipped_batches,
             "eval_seconds": eval_seconds,
         })
         update_metrics(results)

@@ -28,6 +28,7 @@ class TrainSettings:
     warmup_ratio: float = 0.05
     min_lr_ratio: float = 0.1
     max_grad_norm: float = 1.0
+    on_nonfinite: str = "stop"
 
 
 @dataclass
@@ -36,6 +37,11 @@ class TrainStats:
     samples: int
     seconds: float
     final_loss: float
+    skipped_batches: int = 0
+
+
+class NonFiniteLossError(UserError):
+    """The loss became NaN/inf; the task stops and nothing of it is committed."""
 
 
 def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -97,13 +103,25 @@ def train(
     )
     model = ctx.model
     model.train()
-    start, loss_value = time.perf_counter(), math.nan
+    start, loss_value, skipped = time.perf_counter(), math.nan, 0
     for step, indices in enumerate(batches):
         ctx.step = step
         batch = ctx.collator.train_batch([data[i] for i in indices]).to(ctx.device)
         outputs = model(**batch.inputs)
         loss = answer_loss(outputs.logits, batch.labels)
         loss = strategy.loss(ctx, batch, outputs, loss)
+        if not torch.isfinite(loss):
+            if settings.on_nonfinite != "skip":
+                model.eval()
+                raise NonFiniteLossError(
+                    f"task {ctx.task.name!r}, step {step + 1}/{len(batches)}: the loss is {loss.item()}; "
+                    "the task was stopped and the run keeps its last finished task. "
+                    "Lower train.lr, or set train.on_nonfinite=skip to skip such batches"
+                )
+            skipped += 1
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            continue
         loss.backward()
         strategy.after_backward(ctx, batch)
         if settings.max_grad_norm > 0:
@@ -115,4 +133,4 @@ def train(
         if on_step is not None:
             on_step(step + 1, len(batches), loss_value)
     model.eval()
-    return TrainStats(len(batches), sum(len(b) for b in batches), time.perf_counter() - start, loss_value)
+    return TrainStats(len(batches), sum(len(b) for b in batches), time.perf_counter() - start, loss_value, skipped)
