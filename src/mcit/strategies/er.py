@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import Field
+from mcit.data.sample import Sample
+from mcit.strategies._buffer import BufferOptions, Buffers, ReplayBuffer
+from mcit.strategies.base import STRATEGIES, Context, Strategy
 
-from mcit.data.sample import Sample, samples_from_state, samples_to_state
-from mcit.strategies.base import STRATEGIES, Context, Strategy, StrategyOptions
 
-
-class EROptions(StrategyOptions):
-    buffer_per_task: int = Field(200, ge=1, description="Samples kept from each finished task.")
+class EROptions(BufferOptions):
+    """Buffer selector and sizes (see :class:`mcit.strategies._buffer.BufferOptions`)."""
 
 
 @STRATEGIES.register("er")
 class ExperienceReplay(Strategy):
-    """Experience replay: a per-task random buffer concatenated to each new task's data.
+    """Experience replay: buffers of finished tasks concatenated to each new task's data.
 
-    After task t, ``buffer_per_task`` of its training samples are drawn uniformly at random
-    (seeded by the task seed) and kept, images included, in the strategy state. Training on
-    task t+1 uses its own data plus every buffer, shuffled together by the loop.
+    After task t a buffer selector (option ``selector``) chooses which of its training
+    samples to keep, images included, in the strategy state. The default, ``random``, keeps
+    ``buffer_per_task`` samples drawn uniformly (seeded by the task seed); ``reservoir`` and
+    ``per_task_quota`` keep a total ``capacity`` over all tasks. Training on task t+1 uses
+    its own data plus every buffer, shuffled together by the loop (concatenation, not a
+    fixed replay fraction per batch).
     """
 
     options_class = EROptions
@@ -30,19 +31,21 @@ class ExperienceReplay(Strategy):
 
     def __init__(self, options: EROptions | None = None) -> None:
         super().__init__(options)
-        self.buffers: dict[str, list[Sample]] = {}
+        self.memory = ReplayBuffer(self.options, purpose="er")
+
+    @property
+    def buffers(self) -> Buffers:
+        """Kept samples per finished task, in task order."""
+        return self.memory.buffers
 
     def train_data(self, ctx: Context, data: Sequence[Sample]) -> Sequence[Sample]:
-        replay = [sample for buffer in self.buffers.values() for sample in buffer]
-        return list(data) + replay
+        return list(data) + self.memory.samples()
 
     def after_task(self, ctx: Context) -> None:
-        rng = random.Random(f"er/{ctx.seed}")
-        count = min(self.options.buffer_per_task, len(ctx.task.train))
-        self.buffers[ctx.task.name] = rng.sample(list(ctx.task.train), count)
+        self.memory.add_task(ctx.task.name, ctx.task.train, ctx.seed)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"buffers": {name: samples_to_state(buffer) for name, buffer in self.buffers.items()}}
+        return self.memory.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.buffers = {name: samples_from_state(buf) for name, buf in state.get("buffers", {}).items()}
+        self.memory.load_state_dict(state)

@@ -1,0 +1,104 @@
+"""A-GEM: project the gradient so it does not increase the loss on an episodic memory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import Field
+
+from mcit.strategies._buffer import BufferOptions, Buffers, ReplayBuffer, derived_seed
+from mcit.strategies.base import STRATEGIES, Context, Strategy
+
+
+class AGEMOptions(BufferOptions):
+    """Episodic memory (selector and sizes, as for er) plus the reference batch size."""
+
+    reference_batch_size: int = Field(16, ge=1, description="Memory samples in the reference batch of each step.")
+
+
+def agem_project(grad: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """A-GEM's projection of a flat gradient against a flat reference gradient.
+
+    Args:
+        grad: Gradient of the current batch, g.
+        reference: Gradient of a memory batch, g_ref.
+
+    Returns:
+        ``g - (g.g_ref / ||g_ref||^2) g_ref`` when ``g.g_ref < 0``, else ``g`` unchanged.
+        After projection ``g.g_ref = 0``: the step no longer increases the memory loss to
+        first order.
+    """
+    dot = torch.dot(grad, reference)
+    if dot >= 0:
+        return grad
+    return grad - (dot / torch.dot(reference, reference)) * reference
+
+
+def _flat_grads(params: list[torch.nn.Parameter]) -> torch.Tensor:
+    """All gradients as one fp32 vector (zeros for a parameter without a gradient)."""
+    return torch.cat([
+        (p.grad if p.grad is not None else torch.zeros_like(p)).detach().reshape(-1).float() for p in params
+    ])
+
+
+@STRATEGIES.register("agem")
+class AGEM(Strategy):
+    """Averaged GEM (Chaudhry et al. 2019): gradient projection on an episodic memory.
+
+    After each task a buffer selector (default ``random``, ``buffer_per_task`` = 200) keeps
+    samples in the memory; they are not mixed into the training data. At every step with a
+    non-empty memory, ``after_backward`` saves the batch gradient g (flattened over all
+    trainable parameters), draws ``reference_batch_size`` memory samples without replacement
+    (seeded by the task seed and the step, so a resumed run draws the same batches), computes
+    the answer-token loss gradient g_ref on them, and if ``g.g_ref < 0`` replaces g by
+    ``g - (g.g_ref / ||g_ref||^2) g_ref``. So every step costs two forward and two backward
+    passes. The reference pass runs in the model's current (train) mode; gradient clipping
+    in the loop applies to the projected gradient.
+    """
+
+    options_class = AGEMOptions
+    options: AGEMOptions
+
+    def __init__(self, options: AGEMOptions | None = None) -> None:
+        super().__init__(options)
+        self.memory = ReplayBuffer(self.options, purpose="agem")
+
+    @property
+    def buffers(self) -> Buffers:
+        """Kept samples per finished task, in task order."""
+        return self.memory.buffers
+
+    def after_backward(self, ctx: Context, batch) -> None:
+        # Imported here: mcit.training.loop imports mcit.strategies, which imports this module.
+        from mcit.training.loop import answer_loss
+
+        memory = self.memory.samples()
+        if not memory:
+            return
+        params = [p for _, p in ctx.trainable()]
+        grad = _flat_grads(params)
+        for p in params:
+            p.grad = None
+        generator = torch.Generator().manual_seed(derived_seed("agem", ctx.seed, ctx.step))
+        count = min(self.options.reference_batch_size, len(memory))
+        chosen = torch.randperm(len(memory), generator=generator)[:count].tolist()
+        reference_batch = ctx.collator.train_batch([memory[i] for i in chosen]).to(ctx.device)
+        outputs = ctx.model(**reference_batch.inputs)
+        answer_loss(outputs.logits, reference_batch.labels).backward()
+        reference = _flat_grads(params)
+        projected = agem_project(grad, reference)
+        offset = 0
+        for p in params:
+            size = p.numel()
+            p.grad = projected[offset : offset + size].view_as(p).to(p.dtype).clone()
+            offset += size
+
+    def after_task(self, ctx: Context) -> None:
+        self.memory.add_task(ctx.task.name, ctx.task.train, ctx.seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.memory.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.memory.load_state_dict(state)
