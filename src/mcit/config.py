@@ -127,9 +127,19 @@ class RunConfig(_Strict):
 
     @field_validator("method")
     @classmethod
-    def _nonempty(cls, value: list[MethodConfig]) -> list[MethodConfig]:
+    def _compatible(cls, value: list[MethodConfig]) -> list[MethodConfig]:
+        from mcit.strategies import STRATEGIES
+
         if not value:
             raise ValueError("give at least one method (seqft for plain fine-tuning)")
+        names = [m.name for m in value]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"method {repeated[0]!r} is listed twice; give each method once, with all its options")
+        if len(names) > 1:
+            alone = [n for n in names if not STRATEGIES.get(n).composable]
+            if alone:
+                raise ValueError(f"method {alone[0]!r} cannot be combined with other methods (got {names})")
         return value
 
 

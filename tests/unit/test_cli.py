@@ -88,11 +88,11 @@ def test_validate_good_config(cli, tmp_path):
 
 def test_validate_applies_overrides(cli, tmp_path):
     path = write(tmp_path, "good.yaml", "seed: 4\n")
-    result = cli.invoke(app, ["validate", str(path), "seed=9", "method=[er,joint]"])
+    result = cli.invoke(app, ["validate", str(path), "seed=9", "method=[er,dgg]"])
     assert result.exit_code == 0, result.output
     printed = yaml.safe_load(result.stdout.split("ok:")[0])
     assert printed["seed"] == 9
-    assert [m["name"] for m in printed["method"]] == ["er", "joint"]
+    assert [m["name"] for m in printed["method"]] == ["er", "dgg"]
 
 
 @pytest.mark.parametrize(
@@ -186,21 +186,21 @@ def test_run_two_config_files_is_a_user_error(cli, tmp_path, monkeypatch):
 def test_run_passes_config_and_out_to_the_runner(cli, tmp_path, monkeypatch, stop_runner):
     monkeypatch.chdir(tmp_path)
     good = write(tmp_path, "good.yaml", "seed: 3\n")
-    result = cli.invoke(app, ["run", str(good), "train.lr=0.002", "--method", "er,joint", "--out", str(tmp_path / "r"), "--force"])
+    result = cli.invoke(app, ["run", str(good), "train.lr=0.002", "--method", "er,dgg", "--out", str(tmp_path / "r"), "--force"])
     assert "stopped by the test" in one_line_error(result)
     seen = stop_runner.seen
     assert seen["run_dir"] == tmp_path / "r"
     assert seen["force"] is True
     config = seen["config"]
     assert config.seed == 3 and config.train.lr == pytest.approx(0.002)
-    assert [m.name for m in config.method] == ["er", "joint"]
+    assert [m.name for m in config.method] == ["er", "dgg"]
 
 
 def test_run_default_out_is_deterministic(cli, tmp_path, monkeypatch, stop_runner):
     monkeypatch.chdir(tmp_path)
     one_line_error(cli.invoke(app, ["run", "seed=5", "--method", "er"]))
     assert stop_runner.seen["run_dir"] == Path("runs") / "embedded-er-seed5"
-    assert default_out(RunConfig.model_validate({"method": ["er", "joint"]})) == Path("runs/embedded-er+joint-seed0")
+    assert default_out(RunConfig.model_validate({"method": ["er", "dgg"]})) == Path("runs/embedded-er+dgg-seed0")
 
 
 def test_run_method_option_keeps_method_overrides(cli, tmp_path, monkeypatch, stop_runner):

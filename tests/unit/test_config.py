@@ -90,21 +90,21 @@ def test_overrides_after_yaml(tmp_path):
 
 def test_override_replaces_method_list(tmp_path):
     path = write(tmp_path, "method: [{name: er}]\n")
-    config = load_config(path, ["method=[er,joint]"])
-    assert [m.name for m in config.method] == ["er", "joint"]
+    config = load_config(path, ["method=[er,dgg]"])
+    assert [m.name for m in config.method] == ["er", "dgg"]
     assert all(m.options() == {} for m in config.method)
 
 
 def test_method_option_override_after_shorthand_override(tmp_path):
     path = write(tmp_path, "method: [{name: er}]\n")
-    config = load_config(path, ["train.lr=5e-4", "method=[er,joint]", "method.0.buffer_per_task=50"])
-    assert [m.name for m in config.method] == ["er", "joint"]
+    config = load_config(path, ["train.lr=5e-4", "method=[er,dgg]", "method.0.buffer_per_task=50"])
+    assert [m.name for m in config.method] == ["er", "dgg"]
     assert config.method[0].options() == {"buffer_per_task": 50}
 
 
 def test_method_shorthands():
     assert [m.name for m in RunConfig.model_validate({"method": "er"}).method] == ["er"]
-    assert [m.name for m in RunConfig.model_validate({"method": ["er", "joint"]}).method] == ["er", "joint"]
+    assert [m.name for m in RunConfig.model_validate({"method": ["er", "dgg"]}).method] == ["er", "dgg"]
     config = RunConfig.model_validate({"method": {"name": "er", "buffer_per_task": 7}})
     assert config.method[0].name == "er" and config.method[0].options() == {"buffer_per_task": 7}
 
@@ -112,7 +112,7 @@ def test_method_shorthands():
 def test_override_values_are_parsed_as_yaml():
     assert parse_override("train.lr=0.0005") == (["train", "lr"], 0.0005)
     assert parse_override("train.batch_size=8") == (["train", "batch_size"], 8)
-    assert parse_override("method=[er,joint]") == (["method"], ["er", "joint"])
+    assert parse_override("method=[er,dgg]") == (["method"], ["er", "dgg"])
     assert parse_override("model.lora=null") == (["model", "lora"], None)
     assert parse_override("device=cuda:1") == (["device"], "cuda:1")
     assert parse_override("name=a=b") == (["name"], "a=b")
@@ -284,13 +284,13 @@ def test_config_to_dict_round_trips_a_customised_config(tmp_path):
 
     path = write(
         tmp_path,
-        "seed: 5\nmethod: [{name: er, buffer_per_task: 12}, joint]\n"
+        "seed: 5\nmethod: [{name: er, buffer_per_task: 12}, dgg]\n"
         "model: {trainable: [projector], lora: {r: 4, rslora: true}, dtype: bfloat16}\n"
         "benchmark: {tasks: [shape, code], eval_only: [], base: null, train_per_task: 10}\n",
     )
     config = load_config(path)
     data = config_to_dict(config)
-    assert data["method"] == [{"name": "er", "buffer_per_task": 12}, {"name": "joint"}]
+    assert data["method"] == [{"name": "er", "buffer_per_task": 12}, {"name": "dgg"}]
     assert data["benchmark"]["base"] is None
     # JSON-able plain data (what the run directory stores) that validates back to an equal config.
     again = RunConfig.model_validate(json.loads(json.dumps(data)))

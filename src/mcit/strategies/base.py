@@ -68,6 +68,9 @@ class Strategy:
     """Base class with no-op hooks. Subclasses set ``options_class`` for their options."""
 
     options_class: ClassVar[type[StrategyOptions]] = StrategyOptions
+    # False for methods that define the whole training regime (e.g. the joint upper bound)
+    # and so cannot be chained with others.
+    composable: ClassVar[bool] = True
 
     def __init__(self, options: StrategyOptions | None = None) -> None:
         self.options = options if options is not None else self.options_class()

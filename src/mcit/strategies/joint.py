@@ -19,6 +19,8 @@ class Joint(Strategy):
     upper bound, not a continual method.
     """
 
+    composable = False
+
     def __init__(self, options=None) -> None:
         super().__init__(options)
         self.seen: dict[str, list[Sample]] = {}
