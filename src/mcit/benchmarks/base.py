@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mcit.data.sample import Sample, Task
+from mcit.errors import UserError
 from mcit.registry import Registry
 
 
@@ -34,5 +35,22 @@ BENCHMARKS: Registry[Callable[..., Stream]] = Registry("benchmark")
 
 
 def build_stream(config, seed: int) -> Stream:
-    """Build the stream named by ``config.name`` (a :class:`mcit.config.BenchmarkConfig`)."""
-    return BENCHMARKS.get(config.name)(config, seed)
+    """Build the stream named by ``config.name`` (a :class:`mcit.config.BenchmarkConfig`).
+
+    Raises:
+        UserError: If a task has no training samples (stream tasks) or no evaluation
+            samples (any task), so the run stops before any training, not at that task.
+    """
+    stream = BENCHMARKS.get(config.name)(config, seed)
+    validate_stream(stream, config.name)
+    return stream
+
+
+def validate_stream(stream: Stream, benchmark: str) -> None:
+    """Refuse empty tasks up front, naming the benchmark and the task."""
+    for task in stream.tasks:
+        if not task.train:
+            raise UserError(f"benchmark {benchmark!r}: task {task.name!r} has no training samples")
+    for task in stream.columns:
+        if not task.eval:
+            raise UserError(f"benchmark {benchmark!r}: task {task.name!r} has no evaluation samples")
