@@ -7,7 +7,6 @@ import shutil
 
 import pytest
 import torch
-from huggingface_hub.errors import StrictDataclassFieldValidationError
 from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
 from mcit.config import LoraConfig

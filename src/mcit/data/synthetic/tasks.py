@@ -13,10 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mcit.data.sample import Sample
-from mcit.data.synthetic.render import COLORS, SHAPES, random_things, render
+from mcit.data.synthetic.render import random_things, render
 from mcit.registry import Registry
 
-NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five")
 ROWS = "ABC"
 
 
