@@ -139,6 +139,11 @@ class Anchor:
         self.importance = to_device(self.importance, ctx.device)
         return quadratic_penalty(ctx, self.theta_star, self.importance)
 
+    def penalised(self, ctx: Context, loss: torch.Tensor, scale: float) -> torch.Tensor:
+        """``loss + scale * penalty``; ``loss`` unchanged before the first task has finished."""
+        penalty = self.penalty(ctx)
+        return loss if penalty is None else loss + scale * penalty
+
     def average_in(self, importance: Tensors) -> None:
         """Fold one finished task's Omega into the running mean over tasks."""
         self.importance = running_mean(self.importance, importance, self.tasks)

@@ -85,8 +85,7 @@ class EWC(Strategy):
         self.anchor = Anchor()
 
     def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
-        penalty = self.anchor.penalty(ctx)
-        return loss if penalty is None else loss + 0.5 * self.options.strength * penalty
+        return self.anchor.penalised(ctx, loss, 0.5 * self.options.strength)
 
     def after_task(self, ctx: Context) -> None:
         fisher = fisher_diagonal(ctx, self.options)

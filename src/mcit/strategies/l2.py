@@ -38,8 +38,7 @@ class L2(Strategy):
         self.anchor = Anchor()
 
     def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
-        penalty = self.anchor.penalty(ctx)
-        return loss if penalty is None else loss + self.options.strength * penalty
+        return self.anchor.penalised(ctx, loss, self.options.strength)
 
     def after_task(self, ctx: Context) -> None:
         self.anchor.theta_star = snapshot(ctx)

@@ -76,8 +76,7 @@ class MAS(Strategy):
         self.anchor = Anchor()
 
     def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
-        penalty = self.anchor.penalty(ctx)
-        return loss if penalty is None else loss + self.options.strength * penalty
+        return self.anchor.penalised(ctx, loss, self.options.strength)
 
     def after_task(self, ctx: Context) -> None:
         omega = output_sensitivity(ctx, self.options)

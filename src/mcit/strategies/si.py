@@ -65,8 +65,7 @@ class SI(Strategy):
         self.previous_theta = self.previous_grad = None
 
     def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
-        penalty = self.anchor.penalty(ctx)
-        return loss if penalty is None else loss + self.options.strength * penalty
+        return self.anchor.penalised(ctx, loss, self.options.strength)
 
     def _accumulate(self, theta: Tensors) -> None:
         """Add the last step's ``-g * delta`` to w, with delta = ``theta`` - theta at that step."""
