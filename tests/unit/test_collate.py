@@ -47,7 +47,7 @@ def test_labels_mask_the_prompt_and_keep_the_answer(collator, processor, mixed):
     batch = collator.train_batch(mixed)
     ids, labels, mask = batch.inputs["input_ids"], batch.labels, batch.inputs["attention_mask"]
     assert labels.shape == ids.shape == mask.shape
-    prompt_ids, _ = collator._encode_prompts(mixed)
+    _, prompt_ids, _ = collator._encode_prompts(mixed)
     for row, sample in enumerate(mixed):
         n_prompt = len(prompt_ids[row])
         length = int(mask[row].sum())
@@ -168,7 +168,7 @@ def test_encoding_does_not_depend_on_the_batch(collator, mixed):
 
 def test_image_and_text_prompts_share_the_same_chat_prefix(collator, processor, mixed):
     """Processor (image) and tokenizer (text-only) paths add the same (no) special tokens."""
-    prompt_ids, _ = collator._encode_prompts(mixed)
+    _, prompt_ids, _ = collator._encode_prompts(mixed)
     user = processor.tokenizer("USER:", add_special_tokens=False)["input_ids"]
     for ids in prompt_ids:
         assert ids[: len(user)] == user

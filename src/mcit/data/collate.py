@@ -66,7 +66,7 @@ class Collator:
         # Templates that re-render earlier turns differently: fall back to reply + EOS.
         return " " + sample.answer + self.tokenizer.eos_token
 
-    def _encode_prompts(self, samples: Sequence[Sample]) -> tuple[list[list[int]], torch.Tensor | None]:
+    def _encode_prompts(self, samples: Sequence[Sample]) -> tuple[list[str], list[list[int]], torch.Tensor | None]:
         prompts = [self.prompt_text(s) for s in samples]
         with_image = [i for i, s in enumerate(samples) if s.image is not None]
         ids: list[list[int]] = [[] for _ in samples]
@@ -83,7 +83,7 @@ class Collator:
             encoded = self.tokenizer([prompts[i] for i in text_only], add_special_tokens=False)
             for row, i in enumerate(text_only):
                 ids[i] = list(encoded["input_ids"][row])
-        return ids, pixel_values
+        return prompts, ids, pixel_values
 
     def _pad(self, rows: list[list[int]], value: int, left: bool) -> torch.Tensor:
         width = max(len(r) for r in rows)
@@ -94,8 +94,8 @@ class Collator:
 
     def train_batch(self, samples: Sequence[Sample]) -> Batch:
         """Right-padded inputs with labels on answer tokens only."""
-        prompt_ids, pixel_values = self._encode_prompts(samples)
-        answers = [self.answer_text(s, self.prompt_text(s)) for s in samples]
+        prompts, prompt_ids, pixel_values = self._encode_prompts(samples)
+        answers = [self.answer_text(s, prompt) for s, prompt in zip(samples, prompts)]
         answer_ids = self.tokenizer(answers, add_special_tokens=False)["input_ids"]
         input_ids = [p + a for p, a in zip(prompt_ids, answer_ids)]
         labels = [[IGNORE_INDEX] * len(p) + a for p, a in zip(prompt_ids, answer_ids)]
@@ -107,7 +107,7 @@ class Collator:
 
     def generate_batch(self, samples: Sequence[Sample]) -> Batch:
         """Left-padded prompts ending with the generation prompt."""
-        prompt_ids, pixel_values = self._encode_prompts(samples)
+        _, prompt_ids, pixel_values = self._encode_prompts(samples)
         inputs = {
             "input_ids": self._pad(prompt_ids, self.pad_id, left=True),
             "attention_mask": self._pad([[1] * len(r) for r in prompt_ids], 0, left=True),
