@@ -1,0 +1,345 @@
+"""Tests for mcit.data.llava_json: LLaVA conversation files, one-line errors, lazy images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageFile
+
+from mcit.data.llava_json import LlavaDataset, load_llava_json
+from mcit.data.sample import Sample
+from mcit.errors import UserError
+
+
+def png(path: Path, color: tuple[int, int, int] = (200, 10, 10), size: tuple[int, int] = (20, 12)) -> str:
+    """Write a small image (RGBA, so the loader's RGB conversion is exercised) and return its name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGBA", size, (*color, 255)).save(path)
+    return path.name
+
+
+def record(id="r0", image: str | None = "a.png", question="What color?", answer="red", **extra) -> dict:
+    prompt = question if "<image>" in question else f"<image>\n{question}"
+    data = {"id": id, "conversations": [{"from": "human", "value": prompt}, {"from": "gpt", "value": answer}]}
+    if image is not None:
+        data["image"] = image
+    return {**data, **extra}
+
+
+def write(tmp_path: Path, records, name: str = "data.json") -> Path:
+    path = tmp_path / name
+    if name.endswith(".jsonl"):
+        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    else:
+        path.write_text(json.dumps(records), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    png(tmp_path / "a.png")
+    png(tmp_path / "b.png", (10, 10, 200))
+    return tmp_path
+
+
+def user_error(path: Path, **options) -> str:
+    """Load and return the UserError message, asserting it is one line naming the file."""
+    with pytest.raises(UserError) as info:
+        LlavaDataset(path, **options)
+    message = str(info.value)
+    assert message and "\n" not in message, f"not one line: {message!r}"
+    assert str(path) in message
+    return message
+
+
+# -- happy path ---------------------------------------------------------------------------
+
+
+def test_loads_samples_with_stripped_prompts_and_rgb_images(images):
+    path = write(images, [record("r0", "a.png", "What color?", " red "), record("r1", "b.png", "Which?\n<image>", "blue")])
+    dataset = load_llava_json(path)
+    assert len(dataset) == 2
+    first, second = dataset[0], dataset[1]
+    assert isinstance(first, Sample)
+    assert (first.id, first.prompt, first.answer) == ("r0", "What color?", "red")
+    assert second.prompt == "Which?"  # trailing placeholder and its newline removed
+    assert first.image.mode == "RGB" and first.image.size == (20, 12)
+    assert first.image.getpixel((0, 0)) == (200, 10, 10)
+    assert not isinstance(first.image, ImageFile.ImageFile)  # a loaded copy, no file handle kept
+    assert first.references == () and first.targets == ("red",) and first.skill == ""
+
+
+def test_sequence_protocol_len_slices_iteration_and_negative_index(images):
+    path = write(images, [record(f"r{i}", "a.png" if i % 2 else "b.png") for i in range(5)])
+    dataset = LlavaDataset(path)
+    assert len(dataset) == 5
+    assert [s.id for s in dataset] == ["r0", "r1", "r2", "r3", "r4"]
+    assert [s.id for s in dataset[1:4:2]] == ["r1", "r3"]
+    assert dataset[-1].id == "r4"
+    with pytest.raises(IndexError):
+        dataset[5]
+    assert "5 samples" in repr(dataset)
+
+
+def test_text_only_records_and_integer_ids(tmp_path):
+    path = write(tmp_path, [record(7, image=None, question="2+2?", answer="4")])
+    (sample,) = LlavaDataset(path)
+    assert (sample.id, sample.prompt, sample.answer, sample.image) == ("7", "2+2?", "4", None)
+
+
+def test_eval_fields_answers_and_skills(images):
+    records = [
+        record("q0", answers=["red", "dark red"], skill="color"),
+        record("q1", answers="red", task="attribute"),
+        {"id": "q2", "image": "a.png", "conversations": [{"from": "human", "value": "<image>\nColor?"}], "answers": ["red", "crimson"]},
+    ]
+    dataset = LlavaDataset(write(images, records))
+    assert dataset[0].references == ("red", "dark red") and dataset[0].skill == "color"
+    assert dataset[1].references == ("red",) and dataset[1].skill == "attribute"
+    # No gpt turn: the first accepted answer is the answer.
+    assert (dataset[2].answer, dataset[2].targets) == ("red", ("red", "crimson"))
+
+
+def test_turns_first_and_all(images):
+    conversation = [
+        {"from": "human", "value": "<image>\nColor?"},
+        {"from": "gpt", "value": "red"},
+        {"from": "human", "value": "Shape?"},
+        {"from": "gpt", "value": "square"},
+        {"from": "human", "value": "Size?"},
+        {"from": "gpt", "value": "small"},
+    ]
+    path = write(images, [{"id": "m", "image": "a.png", "conversations": conversation, "answers": ["red"]}, record("s")])
+    first = LlavaDataset(path)
+    assert [s.id for s in first] == ["m", "s"]
+    every = LlavaDataset(path, turns="all")
+    assert [(s.id, s.prompt, s.answer) for s in every] == [
+        ("m", "Color?", "red"),
+        ("m#1", "Shape?", "square"),
+        ("m#2", "Size?", "small"),
+        ("s", "What color?", "red"),
+    ]
+    assert every[1].image is not None  # every turn keeps the record's image
+    assert every[0].references == ("red",) and every[1].references == ()  # answers belong to the first turn
+
+
+def test_jsonl_and_explicit_image_root(tmp_path):
+    png(tmp_path / "pics" / "coco" / "x.png")
+    (tmp_path / "meta").mkdir()
+    path = tmp_path / "meta" / "eval.jsonl"
+    path.write_text(json.dumps(record("a", "coco/x.png")) + "\n\n" + json.dumps(record("b", None)) + "\n", encoding="utf-8")
+    dataset = load_llava_json(path, image_root=tmp_path / "pics")
+    assert [s.id for s in dataset] == ["a", "b"]
+    assert dataset[0].image.size == (20, 12) and dataset[1].image is None
+
+
+def test_user_and_assistant_roles_and_utf8_bom(tmp_path):
+    data = [{"id": "t", "conversations": [{"from": "user", "value": "Hallo?"}, {"from": "assistant", "value": "Grüß dich"}]}]
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(data, ensure_ascii=False).encode("utf-8"))
+    assert LlavaDataset(path)[0].answer == "Grüß dich"
+
+
+def test_images_are_not_decoded_until_indexed(images, monkeypatch):
+    opened: list[str] = []
+    loaded: list[int] = []
+    real_open, real_load = Image.open, ImageFile.ImageFile.load
+    monkeypatch.setattr(Image, "open", lambda fp, *a, **k: opened.append(str(fp)) or real_open(fp, *a, **k))
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: loaded.append(1) or real_load(self))
+    path = write(images, [record(f"r{i}", "a.png") for i in range(50)])
+
+    dataset = LlavaDataset(path, verify_images=False)
+    assert opened == [] and loaded == []  # existence checks only
+    LlavaDataset(path)  # verify: 50 records share one file, checked once, never decoded
+    assert len(opened) == 1 and loaded == []
+    opened.clear()
+    dataset[3]
+    assert len(opened) == 1 and loaded
+
+
+def test_require_answer_false_keeps_prompt_only_records(tmp_path):
+    data = [{"id": "p", "conversations": [{"from": "human", "value": "Say hi"}]}]
+    dataset = LlavaDataset(write(tmp_path, data), require_answer=False)
+    assert (dataset[0].prompt, dataset[0].answer) == ("Say hi", "")
+
+
+def test_a_loaded_sample_is_trainable_by_the_collator(images):
+    from mcit.data.collate import IGNORE_INDEX, Collator
+    from mcit.data.synthetic.tasks import corpus
+    from mcit.models.tiny import build_tiny_vlm
+
+    model, processor = build_tiny_vlm(corpus())
+    path = write(images, [record("r0", "a.png"), record("r1", None, "2+2?", "4")])
+    samples = list(LlavaDataset(path))
+    batch = Collator(processor).train_batch(samples)
+    answer = batch.labels[0][batch.labels[0] != IGNORE_INDEX]
+    assert processor.tokenizer.decode(answer) == " red</s>"
+    assert "pixel_values" in batch.inputs
+    loss = model(**batch.inputs, labels=batch.labels).loss
+    assert loss.isfinite()
+
+
+# -- errors: file level -------------------------------------------------------------------
+
+
+def test_missing_data_file(tmp_path):
+    assert "no such data file" in user_error(tmp_path / "absent.json")
+
+
+def test_invalid_json_names_line_and_column(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('[\n  {"id": "a",\n   "conversations": [}\n]', encoding="utf-8")
+    message = user_error(path)
+    assert "not valid JSON" in message and "line 3 column" in message
+
+
+def test_json_lines_in_a_json_file_hints_at_jsonl(tmp_path):
+    path = tmp_path / "lines.json"
+    path.write_text(json.dumps(record(image=None)) + "\n" + json.dumps(record("r1", None)) + "\n", encoding="utf-8")
+    assert ".jsonl" in user_error(path)
+
+
+def test_invalid_jsonl_line_names_line_and_record(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(record(image=None)) + "\n\n{oops\n", encoding="utf-8")
+    message = user_error(path)
+    assert "line 3 (record 1)" in message and "not valid JSON" in message
+
+
+def test_top_level_not_a_list(tmp_path):
+    assert "top level must be a list" in user_error(write(tmp_path, {"id": "a"}))
+
+
+def test_non_utf8_file(tmp_path):
+    path = tmp_path / "latin1.json"
+    path.write_bytes('[{"id": "caf\u00e9"}]'.encode("latin-1"))
+    assert "not UTF-8" in user_error(path)
+
+
+# -- errors: record level -----------------------------------------------------------------
+
+
+def test_record_not_an_object(tmp_path):
+    message = user_error(write(tmp_path, [record(image=None), ["not", "a", "record"]]))
+    assert "record 1 (no id)" in message and "must be an object" in message
+
+
+@pytest.mark.parametrize("conversations", [None, [], "hello"])
+def test_missing_or_empty_conversations(tmp_path, conversations):
+    data = {"id": "c"} if conversations is None else {"id": "c", "conversations": conversations}
+    message = user_error(write(tmp_path, [record(image=None), data]))
+    assert "record 1 (id 'c')" in message and "field 'conversations'" in message
+
+
+@pytest.mark.parametrize("missing", ["from", "value"])
+def test_turn_without_from_or_value(tmp_path, missing):
+    bad = record("t", None)
+    del bad["conversations"][1][missing]
+    message = user_error(write(tmp_path, [bad]))
+    assert "record 0 (id 't')" in message and f"field 'conversations[1].{missing}'" in message
+
+
+def test_turns_must_alternate(tmp_path):
+    bad = {"id": "t", "conversations": [{"from": "human", "value": "a"}, {"from": "human", "value": "b"}]}
+    message = user_error(write(tmp_path, [bad]))
+    assert "field 'conversations[1].from'" in message and "alternate" in message
+
+
+@pytest.mark.parametrize("conversations, field", [
+    ([{"from": "human", "value": "Q?"}], "field 'conversations'"),
+    ([{"from": "human", "value": "Q?"}, {"from": "gpt", "value": "  "}], "field 'conversations[1].value'"),
+])
+def test_record_without_an_answer(tmp_path, conversations, field):
+    message = user_error(write(tmp_path, [{"id": "n", "conversations": conversations}]))
+    assert "record 0 (id 'n')" in message and field in message
+
+
+def test_later_turn_without_an_answer_with_turns_all(tmp_path):
+    conversation = [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}, {"from": "human", "value": "c"}]
+    path = write(tmp_path, [{"id": "m", "conversations": conversation}])
+    assert len(LlavaDataset(path)) == 1  # the first turn is complete
+    assert "no gpt turn answers conversations[2]" in user_error(path, turns="all")
+
+
+@pytest.mark.parametrize("image", [["a.png", "b.png"], 3, ""])
+def test_image_field_not_a_string(images, image):
+    message = user_error(write(images, [record("i", image=image)]))
+    assert "record 0 (id 'i')" in message and "field 'image'" in message
+
+
+def test_missing_image_file(images):
+    message = user_error(write(images, [record("a", "a.png"), record("g", "gone.png")]))
+    assert "record 1 (id 'g')" in message and "field 'image'" in message and "gone.png" in message
+
+
+def test_corrupt_image_fails_verification_at_load(images):
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    message = user_error(write(images, [record("c", "broken.png")]))
+    assert "record 0 (id 'c')" in message and "field 'image'" in message and "broken.png" in message
+
+
+def test_corrupt_image_without_verification_fails_when_indexed(images):
+    data = (images / "a.png").read_bytes()
+    (images / "truncated.png").write_bytes(data[: len(data) // 2])
+    path = write(images, [record("ok"), record("c", "truncated.png")])
+    dataset = LlavaDataset(path, verify_images=False)  # no decoding at load
+    assert dataset[0].image is not None
+    with pytest.raises(UserError) as info:
+        dataset[1]
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    assert "record 1 (id 'c')" in message and "field 'image'" in message and "cannot decode" in message
+
+
+def test_duplicate_id_names_both_records(tmp_path):
+    message = user_error(write(tmp_path, [record("a", None), record("b", None), record("a", None)]))
+    assert "record 2 (id 'a')" in message and "field 'id'" in message and "duplicate of record 0" in message
+
+
+def test_turn_suffix_collision_is_a_duplicate(tmp_path):
+    conversation = [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}] * 2
+    path = write(tmp_path, [{"id": "m", "conversations": conversation}, record("m#1", None)])
+    assert len(LlavaDataset(path)) == 2
+    assert "record 1 (id 'm#1')" in user_error(path, turns="all")
+
+
+def test_missing_id(tmp_path):
+    data = record(image=None)
+    del data["id"]
+    message = user_error(write(tmp_path, [data]))
+    assert "record 0 (no id)" in message and "field 'id'" in message
+
+
+@pytest.mark.parametrize("extra, field", [({"answers": []}, "answers"), ({"answers": [1]}, "answers"), ({"skill": 3}, "skill")])
+def test_bad_eval_fields(tmp_path, extra, field):
+    assert f"field {field!r}" in user_error(write(tmp_path, [record("e", None, **extra)]))
+
+
+def test_jsonl_errors_name_the_line(tmp_path):
+    path = write(tmp_path, [record("a", None), {"id": "b"}], "data.jsonl")
+    assert "record 1 (line 2, id 'b')" in user_error(path)
+
+
+def test_errors_count_other_records_with_the_same_problem(tmp_path):
+    no_answer = [{"id": f"n{i}", "conversations": [{"from": "human", "value": "Q?"}]} for i in range(13)]
+    records = [record("ok", None), *no_answer, "junk", {"id": "x"}]
+    message = user_error(write(tmp_path, records))
+    assert message.startswith(f"{tmp_path / 'data.json'}: record 1 (id 'n0')")
+    assert "(and 12 more records without an answer; 2 records with other problems)" in message
+
+
+def test_structural_problems_are_reported_before_image_checks(tmp_path):
+    message = user_error(write(tmp_path, [record("g", "gone.png"), record("n", None, answer="")]))
+    assert "record 1 (id 'n')" in message and "other problems" not in message
+
+
+def test_image_root_that_is_not_a_directory(images):
+    message = user_error(write(images, [record("a"), record("t", None)]), image_root=images / "nowhere")
+    assert "image_root" in message and "nowhere" in message and "(1 record with images)" in message
+
+
+def test_bad_turns_option(tmp_path):
+    with pytest.raises(UserError, match="turns must be"):
+        LlavaDataset(write(tmp_path, []), turns="last")
