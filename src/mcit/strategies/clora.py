@@ -1,0 +1,151 @@
+"""C-LoRA (Smith et al. 2023): penalise the new weight update where past updates were large."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import Field
+
+from mcit.data.collate import Batch
+from mcit.strategies._importance import Tensors, tensors_state, to_device
+from mcit.strategies.base import STRATEGIES, Context, Strategy, StrategyOptions
+
+
+class CLoRAOptions(StrategyOptions):
+    strength: float = Field(
+        1.0, ge=0, description="lambda in lambda * sum_W ||P_W (.) DeltaW_t||_F^2 (P^2 normalised to mean 1 by default)."
+    )
+    normalise: bool = Field(
+        True, description="Divide the penalty by mean(P^2) over all elements of all adapted weights (scale-free lambda)."
+    )
+
+
+def lora_units(model: torch.nn.Module) -> dict[str, tuple[torch.nn.Module, str]]:
+    """Trainable peft LoRA adapters on 2-D weights, as ``"<module name>/<adapter>" -> (module, adapter)``."""
+    from peft.tuners.lora import LoraLayer  # peft is slow to import; only needed once a task starts
+
+    units = {}
+    for name, module in model.named_modules():
+        if not isinstance(module, LoraLayer):
+            continue
+        for adapter, lora_a in module.lora_A.items():
+            lora_b = module.lora_B[adapter]
+            matrices = lora_a.weight.dim() == 2 and lora_b.weight.dim() == 2
+            if matrices and (lora_a.weight.requires_grad or lora_b.weight.requires_grad):
+                units[f"{name}/{adapter}"] = (module, adapter)
+    return units
+
+
+def _factors(module: torch.nn.Module, adapter: str, detach: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    b, a = module.lora_B[adapter].weight, module.lora_A[adapter].weight
+    return (b.detach().float().clone(), a.detach().float().clone()) if detach else (b.float(), a.float())
+
+
+@STRATEGIES.register("clora", help="C-LoRA: penalise the new LoRA update elementwise where past updates were large.")
+class CLoRA(Strategy):
+    """C-LoRA: task loss + ``strength * sum_W ||P_W (.) DeltaW_t||_F^2 / c``.
+
+    For every adapted weight W, ``P_W = sum_{t'<t} DeltaW_t'`` is the sum of the updates of
+    all finished tasks and ``DeltaW_t`` the update of the current task so far. Choices:
+
+    - peft LoRA (one adapter trained across tasks): W's update is ``D = scaling * B @ A``
+      (peft's ``get_delta_weight``). The strategy keeps copies of B and A from the start of
+      the task (two small matrices), ``DeltaW_t = scaling * (B A - B_start A_start)`` and,
+      at the end of the task, ``P += DeltaW_t``. While the adapter keeps training this is
+      ``P = D at the end of the previous task`` (D = 0 before the first, B starts at 0),
+      and it stays right if something merges the adapter and starts a fresh one between
+      tasks. Only the per-weight past sum P is stored (one dense fp32 matrix per adapted
+      weight), not every past (A, B) pair: the penalty needs only their sum.
+    - Trainable parameters outside LoRA modules (full fine-tuning, or parts listed in
+      ``model.trainable`` next to LoRA) get the same rule with ``DeltaW_t = theta -
+      theta_start_of_task``, so ``P = theta*_{t-1} - theta_0`` and the penalty is a quadratic
+      pull to theta*_{t-1} with Omega = P^2.
+    - ``normalise`` (default on): divide by ``c = mean(P^2)`` over all elements of all
+      weights, so ``P^2 / c`` is an Omega of mean 1 like ewc/mas/si; the default strength
+      1.0 then means the same average pull as l2. The normalisation is global (not per
+      weight) so weights that changed more in the past stay more protected.
+    - No penalty during the first task (P does not exist yet).
+    """
+
+    options_class = CLoRAOptions
+    options: CLoRAOptions
+
+    def __init__(self, options: CLoRAOptions | None = None) -> None:
+        super().__init__(options)
+        self.past: Tensors | None = None
+        self.tasks = 0
+        self.start: dict[str, list[torch.Tensor]] | None = None  # per unit: [B, A] or [theta] at task start
+        self._scale: float | None = None
+
+    def _units(self, ctx: Context) -> tuple[dict[str, tuple[torch.nn.Module, str]], dict[str, torch.nn.Parameter]]:
+        """LoRA units and the trainable parameters that belong to none of them."""
+        lora = lora_units(ctx.model)
+        inside = {id(p) for module, adapter in lora.values() for p in (module.lora_A[adapter].weight, module.lora_B[adapter].weight)}
+        full = {name: p for name, p in ctx.trainable() if id(p) not in inside}
+        return lora, full
+
+    def _updates(self, ctx: Context, detach: bool) -> Tensors:
+        """DeltaW_t of every unit (LoRA: in weight space), fp32."""
+        if self.start is None:
+            raise RuntimeError("clora: no task start recorded (before_task was not called)")
+        lora, full = self._units(ctx)
+        updates: Tensors = {}
+        for key, (module, adapter) in lora.items():
+            b, a = _factors(module, adapter, detach)
+            b0, a0 = self.start[key][0].to(b.device), self.start[key][1].to(a.device)
+            # B A - B0 A0 written as differences of factors: exactly 0 at the task start, and
+            # no cancellation between two large products when the update is small.
+            updates[key] = module.scaling[adapter] * ((b - b0) @ a + b0 @ (a - a0))
+        for name, param in full.items():
+            theta = param.detach().float() if detach else param.float()
+            updates[name] = theta - self.start[name][0].to(theta.device)
+        return updates
+
+    def before_task(self, ctx: Context) -> None:
+        lora, full = self._units(ctx)
+        self.start = {key: list(_factors(module, adapter, detach=True)) for key, (module, adapter) in lora.items()}
+        self.start.update({name: [p.detach().float().clone()] for name, p in full.items()})
+
+    def _normaliser(self) -> float:
+        if self._scale is None:
+            past = self.past or {}
+            count = sum(t.numel() for t in past.values())
+            mean_square = float(sum(t.double().square().sum() for t in past.values())) / max(count, 1)
+            self._scale = mean_square if self.options.normalise and mean_square > 0 else 1.0
+        return self._scale
+
+    def penalty(self, ctx: Context) -> torch.Tensor | None:
+        """``sum_W ||P_W (.) DeltaW_t||_F^2 / c``, or None during the first task."""
+        if self.past is None:
+            return None
+        self.past = to_device(self.past, ctx.device)
+        total = torch.zeros((), device=ctx.device, dtype=torch.float32)
+        for key, update in self._updates(ctx, detach=False).items():
+            past = self.past.get(key)  # a weight that appeared after the last task has no past
+            if past is not None:
+                total = total + (past * update).square().sum()
+        return total / self._normaliser()
+
+    def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
+        penalty = self.penalty(ctx)
+        return loss if penalty is None else loss + self.options.strength * penalty
+
+    def after_task(self, ctx: Context) -> None:
+        updates = self._updates(ctx, detach=True)
+        if self.past is None:
+            self.past = updates
+        else:
+            zero = torch.zeros(())
+            self.past = {key: self.past.get(key, zero).to(u.device) + u for key, u in updates.items()}
+        self.tasks += 1
+        self.start, self._scale = None, None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"past": tensors_state(self.past), "tasks": self.tasks, "start": self.start}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.past = state.get("past")
+        self.tasks = int(state.get("tasks", 0))
+        self.start = state.get("start")
+        self._scale = None
