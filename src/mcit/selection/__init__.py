@@ -1,0 +1,1 @@
+"""Lifelong data selection (LAMP-style): sample vectors, scores, clusters and selectors."""

@@ -1,0 +1,168 @@
+"""LAMP / Adapt-inf selection over arrays: pseudo-task clusters, per-cluster score, CCS.
+
+METHODS.md, data selection steps 2, 4, 5 and 6 on precomputed sample vectors and scores:
+k-means with k from the WSS elbow, an even (or density-weighted) budget per cluster, the
+highest-entropy score per cluster, and coverage-centric sampling along that score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from mcit.selection.baselines import dbp_complexity
+from mcit.selection.budget import split_budget, split_budget_weighted
+from mcit.selection.ccs import ccs_sample
+from mcit.selection.clustering import DEFAULT_K_GRID, check_features, choose_k, cluster_cosine_stats
+from mcit.selection.multiway import choose_score
+from mcit.selection.prune import cluster_members
+
+BUDGET_RULES = ("even", "density")
+
+
+@dataclass(frozen=True)
+class LampSelection:
+    """What :func:`lamp_select` chose, and why.
+
+    Attributes:
+        indices: Sorted int64 indices of the selected rows.
+        cluster_of_index: Cluster label of each selected row (aligned with ``indices``).
+        labels: Cluster label of every row in the pool.
+        k: Number of clusters used (the elbow's choice, clamped to the pool).
+        wss_by_k: Estimated within-cluster sum of squares of each candidate k.
+        chosen_score: Cluster -> name of the score CCS used there (non-empty clusters).
+        cluster_sizes: Rows per cluster, indexed by label.
+        cluster_budgets: Rows selected per cluster, indexed by label.
+    """
+
+    indices: np.ndarray
+    cluster_of_index: np.ndarray
+    labels: np.ndarray
+    k: int
+    wss_by_k: dict[int, float]
+    chosen_score: dict[int, str]
+    cluster_sizes: list[int]
+    cluster_budgets: list[int]
+
+    def summary(self) -> dict[str, object]:
+        """JSON-ready description without the per-row arrays."""
+        return {
+            "selected": len(self.indices),
+            "k": self.k,
+            "wss_by_k": {str(k): v for k, v in self.wss_by_k.items()},
+            "chosen_score": {str(c): s for c, s in self.chosen_score.items()},
+            "cluster_sizes": self.cluster_sizes,
+            "cluster_budgets": self.cluster_budgets,
+        }
+
+
+def split_over_clusters(
+    vectors: np.ndarray, labels: np.ndarray, k: int, budget: int, rule: str, chunk: int = 1024
+) -> list[int]:
+    """Per-cluster budgets under ``rule`` (see :func:`lamp_select`)."""
+    sizes = np.bincount(labels, minlength=k)[:k]
+    if rule == "even":
+        return split_budget(sizes.tolist(), budget)
+    if rule == "density":
+        directions, density = cluster_cosine_stats(vectors, labels, k, chunk)
+        present = np.flatnonzero(sizes)
+        weights = np.zeros(k)
+        weights[present] = dbp_complexity(directions[present], density[present])
+        if weights.sum() == 0:
+            # All clusters are single points (or exact copies): nothing to weigh by.
+            weights[present] = 1.0
+        return split_budget_weighted(sizes.tolist(), weights, budget)
+    raise ValueError(f"unknown budget rule {rule!r}; valid: {', '.join(BUDGET_RULES)}")
+
+
+def lamp_select(
+    vectors: np.ndarray,
+    scores: Mapping[str, np.ndarray],
+    budget: int,
+    seed: int,
+    *,
+    k_grid: tuple[int, ...] = DEFAULT_K_GRID,
+    bins: int = 50,
+    trim: float = 0.05,
+    budget_rule: str = "even",
+    min_finite_fraction: float = 0.5,
+    backend: str = "auto",
+    fit_sample: int = 100_000,
+    chunk: int = 1024,
+) -> LampSelection:
+    """Select ``min(budget, n)`` rows of the pool the LAMP way.
+
+    1. :func:`~mcit.selection.clustering.choose_k` clusters the (already L2-normalised)
+       sample vectors into pseudo-tasks, k from ``k_grid`` by the WSS elbow.
+    2. The budget is split over clusters: ``"even"`` (METHODS.md step 5,
+       :func:`~mcit.selection.budget.split_budget`), or ``"density"``, the paper's
+       density-based budget ablation as in the authors' script: budget proportional to the
+       DBP complexity of each cluster (mean cosine distance of members to the centroid x
+       cosine distance to the nearest other centroid,
+       :func:`~mcit.selection.baselines.dbp_complexity`), linear rather than softmax,
+       capped at cluster size with the excess re-split.
+    3. In each cluster :func:`~mcit.selection.multiway.choose_score` picks the score with
+       the most spread-out histogram, and :func:`~mcit.selection.ccs.ccs_sample` draws the
+       cluster's budget along it.
+
+    The same seed gives the same selection: it seeds the clustering and one
+    ``numpy.random.Generator`` used for CCS in ascending cluster order.
+
+    Args:
+        vectors: ``(n, dim)`` sample vectors (matrix or memmap).
+        scores: Score name -> ``(n,)`` array; NaN marks a missing score.
+        budget: Rows to select (>= 1).
+        seed: Random seed.
+        k_grid: Candidate numbers of clusters.
+        bins: CCS and histogram bins.
+        trim: Fraction trimmed at each end of a score, for CCS and the entropy.
+        budget_rule: ``"even"`` or ``"density"``.
+        min_finite_fraction: See :func:`~mcit.selection.multiway.choose_score`.
+        backend: k-means backend (see :func:`~mcit.selection.clustering.kmeans`).
+        fit_sample: Most rows k-means is fitted on.
+        chunk: Rows per block in the chunked passes.
+
+    Returns:
+        A :class:`LampSelection`.
+
+    Raises:
+        ValueError: If ``budget < 1``, no scores are given, a score's length differs
+            from the number of vectors, or an option is invalid.
+    """
+    n, _ = check_features(vectors)
+    if budget < 1:
+        raise ValueError(f"budget must be >= 1, got {budget}")
+    if not scores:
+        raise ValueError("lamp_select needs at least one score")
+    if budget_rule not in BUDGET_RULES:
+        raise ValueError(f"unknown budget rule {budget_rule!r}; valid: {', '.join(BUDGET_RULES)}")
+    score_arrays = {name: np.asarray(values, dtype=np.float64).reshape(-1) for name, values in scores.items()}
+    for name, values in score_arrays.items():
+        if len(values) != n:
+            raise ValueError(f"score {name!r} has {len(values)} values for {n} vectors")
+
+    k, labels, wss_by_k = choose_k(vectors, k_grid, seed, backend=backend, fit_sample=fit_sample, chunk=chunk)
+    budgets = split_over_clusters(vectors, labels, k, budget, budget_rule, chunk)
+    present, members = cluster_members(labels)
+    rng = np.random.default_rng(seed)
+    chosen_score: dict[int, str] = {}
+    picked: list[np.ndarray] = []
+    for label, rows in zip(present.tolist(), members):
+        cluster_scores = {name: values[rows] for name, values in score_arrays.items()}
+        name = choose_score(cluster_scores, bins=bins, trim=trim, min_finite_fraction=min_finite_fraction)
+        chosen_score[label] = name
+        if budgets[label]:
+            picked.append(rows[ccs_sample(cluster_scores[name], budgets[label], rng, bins=bins, trim=trim)])
+    indices = np.sort(np.concatenate(picked)).astype(np.int64) if picked else np.empty(0, np.int64)
+    return LampSelection(
+        indices=indices,
+        cluster_of_index=labels[indices],
+        labels=labels,
+        k=k,
+        wss_by_k=wss_by_k,
+        chosen_score=chosen_score,
+        cluster_sizes=np.bincount(labels, minlength=k)[:k].tolist(),
+        cluster_budgets=budgets,
+    )
