@@ -1,4 +1,4 @@
-"""The ``mcit`` command line: run, ls, validate.
+"""The ``mcit`` command line: run, select, ls, validate.
 
 A user error (bad config, unknown name, unusable run directory) prints one line and exits
 with status 2; no traceback.
@@ -60,6 +60,8 @@ def _split_args(args: list[str]) -> tuple[Path | None, list[str]]:
 def default_out(config) -> Path:
     """Deterministic run directory, so re-running the same command resumes it."""
     methods = "+".join(m.name for m in config.method)
+    if config.pool is not None:
+        methods = f"{config.pool.selector.name}-{methods}"
     return Path("runs") / f"{config.benchmark.name}-{methods}-seed{config.seed}"
 
 
@@ -101,6 +103,56 @@ def run(
     console.print(f"results: {run_dir / 'results.json'}")
 
 
+@app.command()
+@user_errors
+def select(
+    pool: Annotated[Path, typer.Argument(metavar="POOL.json", help="LLaVA conversation JSON (or .jsonl) of the pool.")],
+    budget: Annotated[int, typer.Option(help="Samples to select.")],
+    model: Annotated[str, typer.Option(help="Local model directory (save_pretrained format) used for features and scores.")],
+    out: Annotated[Path, typer.Option(help="Where to write the chosen ids (JSON).")] = Path("selected.json"),
+    method: Annotated[str, typer.Option(help="Selector (see `mcit ls`).")] = "lamp",
+    option: Annotated[Optional[list[str]], typer.Option(help="Selector option key=value (repeatable), e.g. --option layer=last.")] = None,
+    image_root: Annotated[Optional[Path], typer.Option(help="Directory the records' image paths are relative to (default: the JSON file's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice of the selector.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda[:i].")] = "cpu",
+) -> None:
+    """Select a budget of a LLaVA-format pool with a model; write ids, clusters and chosen scores."""
+    from mcit.config import parse_override
+    from mcit.selection_job import select_pool
+    from mcit.store import atomic_write_json
+
+    options = {}
+    for text in option or []:
+        keys, value = parse_override(text)
+        options[".".join(keys)] = value
+    _quiet_libraries()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bars:
+
+        def phase(description: str, total: int):
+            task_id = bars.add_task(description, total=total)
+            return lambda advance: bars.advance(task_id, advance)
+
+        result = select_pool(
+            pool, budget, method, model, options=options, image_root=image_root, seed=seed, device=device,
+            work_dir=out.parent / f".{out.stem}-features", progress=phase,
+        )
+    atomic_write_json(out, result)
+    table = Table(title=f"{method}: {len(result['selected'])} of {result['pool_size']} selected in {result['seconds']:.1f} s")
+    table.add_column("cluster")
+    table.add_column("pool size", justify="right")
+    table.add_column("selected", justify="right")
+    table.add_column("score")
+    clusters = result["summary"].get("clusters", {})
+    for cluster, entry in clusters.items():
+        table.add_row(str(cluster), str(entry.get("size", "")), str(entry.get("selected", "")), str(entry.get("score", "")))
+    if clusters:
+        console.print(table)
+    else:
+        console.print(table.title)
+    console.print(f"ids: {out}")
+
+
 @app.command("ls")
 def list_registered() -> None:
     """List methods, benchmarks, embedded tasks, scorers and metrics."""
@@ -108,10 +160,11 @@ def list_registered() -> None:
     from mcit.data.synthetic.tasks import TASKS
     from mcit.evaluation.scorers import SCORERS
     from mcit.metrics import METRICS
+    from mcit.selectors import SELECTORS
     from mcit.strategies import STRATEGIES
 
     for title, registry in (
-        ("methods", STRATEGIES), ("benchmarks", BENCHMARKS), ("embedded tasks", TASKS),
+        ("methods", STRATEGIES), ("selectors (pool scenario)", SELECTORS), ("benchmarks", BENCHMARKS), ("embedded tasks", TASKS),
         ("scorers", SCORERS), ("metrics", METRICS),
     ):
         table = Table(title=title, title_justify="left")

@@ -58,21 +58,73 @@ class BaseStageConfig(_Strict):
 
 
 class BenchmarkConfig(_Strict):
-    name: str = Field("embedded", description="Benchmark stream (see `mcit ls`).")
-    tasks: list[str] = Field(default_factory=lambda: ["color", "count", "code", "shape", "caption"], description="Tasks of the stream, in order.")
-    eval_only: list[str] = Field(default_factory=lambda: ["arithmetic"], description="Tasks evaluated after every step but never trained in the stream (e.g. language skills).")
-    train_per_task: int = Field(2000, ge=1, description="Training samples per task.")
-    eval_per_task: int = Field(200, ge=1, description="Held-out evaluation samples per task.")
+    name: str = Field("embedded", description="Benchmark (see `mcit ls`): a task stream ('embedded') or a data pool ('lifelong').")
+    tasks: list[str] | None = Field(None, description="Tasks of the stream (datasets of a pool benchmark), in order; null = the benchmark's own list.")
+    eval_only: list[str] | None = Field(None, description="Tasks evaluated after every step but never trained in the stream (e.g. language skills); null = the benchmark's own list.")
+    train_per_task: int = Field(2000, ge=1, description="Training samples per task (per dataset of a pool benchmark).")
+    eval_per_task: int = Field(200, ge=1, description="Held-out evaluation samples per task (per skill of a pool benchmark).")
     base: BaseStageConfig | None = Field(default_factory=BaseStageConfig, description="Joint base stage before the stream; null to start the stream from the model as loaded.")
 
     @model_validator(mode="after")
-    def _distinct(self) -> BenchmarkConfig:
+    def _defaults_and_distinct(self) -> BenchmarkConfig:
+        from mcit.benchmarks import BENCHMARKS
+
+        builder = BENCHMARKS.get(self.name)
+        if self.tasks is None:
+            self.tasks = list(getattr(builder, "default_tasks", []))
+        if self.eval_only is None:
+            self.eval_only = list(getattr(builder, "default_eval_only", []))
         names = self.tasks + self.eval_only
         if not self.tasks:
             raise ValueError("the stream needs at least one task")
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"task names must be distinct across tasks and eval_only: {duplicates}")
+        return self
+
+
+class SelectorConfig(BaseModel):
+    """A data selector's name plus its options (validated against that selector's options model)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = Field("random", description="Registered selector (see `mcit ls`).")
+
+    @model_validator(mode="after")
+    def _check_options(self) -> SelectorConfig:
+        from mcit.selectors import SELECTORS
+
+        selector_class = SELECTORS.get(self.name)
+        try:
+            selector_class.options_class(**self.options())
+        except ValidationError as error:
+            raise ValueError(f"selector {self.name!r}: {_first_error(error)}") from None
+        return self
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class PoolConfig(_Strict):
+    selector: SelectorConfig = Field(default_factory=SelectorConfig, description="How each step's training data is chosen from the whole pool.")
+    budget: int = Field(500, ge=1, description="Training samples selected from the pool at each step.")
+    pool_budget: int | None = Field(None, ge=1, description="Pool size kept after each step by permanent pruning (a pruning selector such as 'lite'); null keeps every sample.")
+
+    @field_validator("selector", mode="before")
+    @classmethod
+    def _selector_shorthand(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _pruning(self) -> PoolConfig:
+        from mcit.selectors import SELECTORS
+
+        prunes = SELECTORS.get(self.selector.name).prunes
+        if prunes and self.pool_budget is None:
+            raise ValueError(f"selector {self.selector.name!r} prunes the pool: set pool.pool_budget")
+        if not prunes and self.pool_budget is not None:
+            raise ValueError(f"pool.pool_budget needs a pruning selector (lite); {self.selector.name!r} does not prune")
+        if self.pool_budget is not None and self.pool_budget < self.budget:
+            raise ValueError(f"pool.pool_budget ({self.pool_budget}) is smaller than the training budget ({self.budget})")
         return self
 
 
@@ -111,6 +163,7 @@ class EvalConfig(_Strict):
 
 
 class RunConfig(_Strict):
+    scenario: Literal["stream", "pool"] = Field("stream", description="'stream': train each task in turn; 'pool': datasets join a pool and each step trains on a budgeted selection of the whole pool.")
     seed: int = Field(0, description="Seed of data order, sampling and buffers (each task derives its own).")
     threads: int = Field(2, ge=1, description="CPU threads for torch.")
     device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu' or 'cuda[:i]'.")
@@ -119,6 +172,34 @@ class RunConfig(_Strict):
     method: list[MethodConfig] = Field(default_factory=lambda: [MethodConfig(name="seqft")], description="Continual-learning methods, chained in order (e.g. [er, ewc]).")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training settings for each task of the stream.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation settings.")
+    pool: PoolConfig | None = Field(None, description="Selection and budgets of the pool scenario (defaults filled in when scenario is 'pool').")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pool_benchmark(cls, data: Any) -> Any:
+        """``scenario: pool`` alone picks the embedded pool benchmark and default pool settings."""
+        if isinstance(data, dict) and data.get("scenario") == "pool":
+            data = dict(data)
+            if isinstance(data.get("benchmark", {}), dict):
+                data["benchmark"] = {"name": "lifelong", **data.get("benchmark", {})}
+            data.setdefault("pool", {})
+        return data
+
+    @model_validator(mode="after")
+    def _scenario_matches(self) -> RunConfig:
+        from mcit.benchmarks import scenario_of
+
+        kind = scenario_of(self.benchmark.name)
+        if kind != self.scenario:
+            raise ValueError(
+                f"benchmark {self.benchmark.name!r} is a {'data pool' if kind == 'pool' else 'task stream'}; "
+                f"set scenario: {kind}"
+            )
+        if self.scenario == "stream" and self.pool is not None:
+            raise ValueError("pool settings need scenario: pool")
+        if self.scenario == "pool" and self.pool is None:
+            self.pool = PoolConfig()
+        return self
 
     @field_validator("method", mode="before")
     @classmethod

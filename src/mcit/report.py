@@ -14,6 +14,8 @@ def _cell(value: float | None) -> str:
 
 def matrix_table(results: dict[str, Any]) -> Table:
     """Accuracy (%) after every step on every task; eval-only columns marked with *."""
+    if results.get("scenario") == "pool":
+        return _skill_table(results)
     names, extra = results["tasks"], results["eval_only"]
     table = Table(title="Accuracy matrix (%): row = after training, column = evaluated task")
     table.add_column("after")
@@ -28,13 +30,35 @@ def matrix_table(results: dict[str, Any]) -> Table:
     return table
 
 
+def _skill_table(results: dict[str, Any]) -> Table:
+    """Pool scenario: accuracy (%) per skill after every step, with the selection's size."""
+    skills = results["eval_only"]
+    table = Table(title="Skill accuracy (%): row = after the step's dataset joined and training on the selection")
+    table.add_column("after")
+    for column in skills + ["pool", "selected", "select s"]:
+        table.add_column(column, justify="right")
+    if results.get("zero_shot"):
+        table.add_row("zero-shot", *[_cell(results["zero_shot"][s]) for s in skills], "", "", "")
+    for row in results["rows"]:
+        table.add_row(
+            row["after"], *[_cell(row["scores"][s]) for s in skills],
+            str(row["pool_size"]), str(row["selected"]), f"{row['selection_seconds']:.1f}",
+        )
+    return table
+
+
 def metrics_table(results: dict[str, Any]) -> Table:
     """The stream metrics (in points) and linguistic forgetting of eval-only tasks."""
     table = Table(title="Metrics (points)")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in results.get("metrics", {}).items():
-        table.add_row(name, _cell(value))
+        if name.startswith("forgetting_rate"):  # LAMP's rate is already in percent
+            values = value.items() if isinstance(value, dict) else [("", value)]
+            for skill, rate in values:
+                table.add_row(f"{name} {skill}".strip(), "-" if rate is None or rate != rate else f"{rate:.1f}")
+        elif isinstance(value, (int, float)) or value is None:
+            table.add_row(name, _cell(value))
     for name, entry in results.get("language", {}).items():
         table.add_row(f"{name}* forgetting vs zero-shot", _cell(entry["forgetting"]))
     seconds = sum(r["train_seconds"] + r["eval_seconds"] for r in results["rows"])

@@ -18,17 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from mcit import metrics
-from mcit.benchmarks import Stream, build_stream
+from mcit.benchmarks import PoolStream, Stream, build_stream
 from mcit.config import RunConfig, config_to_dict
 from mcit.data.collate import Collator
 from mcit.data.sample import Task
 from mcit.errors import UserError
 from mcit.evaluation.generate import evaluate_task
 from mcit.models.hf import configure_trainable, load_trainable_state, load_vlm, parameter_table, trainable_state
-from mcit.store import RunStore
+from mcit.pool import Pool, pool_metrics
+from mcit.selectors import SELECTORS, HiddenSkills, SelectionContext, Selector
+from mcit.store import RunStore, atomic_write_json
 from mcit.strategies import STRATEGIES, Context, Strategy, StrategyChain, TaskView
 from mcit.training.loop import TrainSettings, steps_for, train
 
@@ -89,6 +92,12 @@ def build_strategy(config: RunConfig) -> StrategyChain:
     return StrategyChain(chain)
 
 
+def build_selector(config: RunConfig) -> Selector:
+    selector = config.pool.selector
+    selector_class: type[Selector] = SELECTORS.get(selector.name)
+    return selector_class(selector_class.options_class(**selector.options()))
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -128,7 +137,7 @@ class Runner:
             )
         return scores, time.perf_counter() - start
 
-    def _base_model(self, stream: Stream) -> str:
+    def _base_model(self, stream: Stream | PoolStream) -> str:
         """Train (once) and save the joint base stage; return the model path to load."""
         base = self.config.benchmark.base
         if stream.base_train is None or base is None:
@@ -149,8 +158,9 @@ class Runner:
         staging.rename(target)
         return str(target)
 
-    def _new_results(self, stream: Stream) -> dict[str, Any]:
+    def _new_results(self, stream: Stream | PoolStream) -> dict[str, Any]:
         return {
+            "scenario": self.config.scenario,
             "tasks": [t.name for t in stream.tasks],
             "eval_only": [t.name for t in stream.eval_only],
             "test_sizes": {t.name: len(t.eval) for t in stream.columns},
@@ -185,6 +195,7 @@ class Runner:
             self._check_config()
             torch.set_num_threads(self.config.threads)
             stream = build_stream(self.config.benchmark, self.config.seed)
+            pool = self._check_pool(stream)
             results = self.store.read_results() or self._new_results(stream)
             source = self._base_model(stream)
             model, processor = load_vlm(source, self.config.model.dtype, stream.corpus, self.config.model.seed)
@@ -204,29 +215,44 @@ class Runner:
                 state, _ = self.store.load_checkpoint(f"task-{done:03d}")
                 load_trainable_state(model, state["model"])
                 strategy.load_state_dict(state["strategy"])
+                if pool is not None:
+                    pool.load_state_dict(state["pool"])
                 self.progress.message(f"resuming after task {done}/{len(stream.tasks)} ({stream.tasks[done - 1].name})")
             for index in range(done, len(stream.tasks)):
-                self._run_task(index, stream, model, collator, strategy, results)
+                if pool is None:
+                    self._run_task(index, stream, model, collator, strategy, results)
+                else:
+                    self._run_step(index, stream, pool, model, collator, strategy, results)
             results["complete"] = True
             self.store.write_results(results)
             return results
 
-    def _run_task(self, index, stream: Stream, model, collator, strategy: StrategyChain, results) -> None:
-        task = stream.tasks[index]
+    def _check_pool(self, stream: Stream | PoolStream) -> Pool | None:
+        """The empty pool of a pool run (``None`` for a task stream), after checking its budget."""
+        if self.config.scenario != "pool":
+            return None
+        first = stream.tasks[0]
+        if self.config.pool.budget > len(first.train):
+            raise UserError(
+                f"pool.budget={self.config.pool.budget} is larger than the pool at step 1 "
+                f"({len(first.train)} samples of {first.name!r}); lower pool.budget or raise benchmark.train_per_task"
+            )
+        self.selector = build_selector(self.config)
+        return Pool(stream.tasks)
+
+    def _train_and_evaluate(self, index: int, name: str, data, stream, model, collator, strategy) -> dict[str, Any]:
+        """One step of either scenario: hooks -> train -> hooks -> evaluate every column."""
         seed = task_seed(self.config.seed, index, "train")
-        view = TaskView(index, task.name, task.train)
-        ctx = Context(model, view, seed, self.device, collator)
+        ctx = Context(model, TaskView(index, name, data), seed, self.device, collator)
         strategy.before_task(ctx)
-        data = strategy.train_data(ctx, task.train)
-        label = f"task {index + 1}/{len(stream.tasks)} {task.name}"
+        data = strategy.train_data(ctx, data)
+        label = f"{'step' if self.config.scenario == 'pool' else 'task'} {index + 1}/{len(stream.tasks)} {name}"
         stats = self._train(ctx, data, strategy, settings_of(self.config.train), label)
         strategy.after_task(ctx)
         strategy.before_eval(ctx)
-        scores, eval_seconds = self._evaluate(model, collator, stream.columns, f"eval after {task.name}")
-        state = {"model": trainable_state(model), "strategy": strategy.state_dict()}
-        self.store.save_checkpoint(f"task-{index + 1:03d}", state, {"task": task.name, "index": index})
-        results["rows"].append({
-            "after": task.name,
+        scores, eval_seconds = self._evaluate(model, collator, stream.columns, f"eval after {name}")
+        return {
+            "after": name,
             "scores": scores,
             "train_seconds": stats.seconds,
             "train_steps": stats.steps,
@@ -234,15 +260,70 @@ class Runner:
             "final_loss": stats.final_loss,
             "skipped_batches": stats.skipped_batches,
             "eval_seconds": eval_seconds,
-        })
+        }
+
+    def _commit(self, index: int, row: dict[str, Any], state: dict[str, Any], results: dict[str, Any]) -> None:
+        """Checkpoint first, then the results that point at it: each write is atomic."""
+        self.store.save_checkpoint(f"task-{index + 1:03d}", state, {"task": row["after"], "index": index})
+        results["rows"].append(row)
         update_metrics(results)
         self.store.write_results(results)
+
+    def _run_task(self, index, stream: Stream, model, collator, strategy: StrategyChain, results) -> None:
+        task = stream.tasks[index]
+        row = self._train_and_evaluate(index, task.name, task.train, stream, model, collator, strategy)
+        self._commit(index, row, {"model": trainable_state(model), "strategy": strategy.state_dict()}, results)
+
+    def _run_step(self, index, stream: PoolStream, pool: Pool, model, collator, strategy, results) -> None:
+        """A pool step: the dataset joins, the selector picks the budget from the whole pool, train, prune."""
+        dataset = stream.datasets[index]
+        newest = pool.add(index)
+        view = HiddenSkills(pool.samples)
+        selection_ctx = SelectionContext(
+            model, collator, self.device, task_seed(self.config.seed, index, "select"),
+            self.store.run_dir / "features", self.progress.phase,
+        )
+        start = time.perf_counter()
+        selection = self.selector.select(selection_ctx, view, newest, self.config.pool.budget)
+        selection_seconds = time.perf_counter() - start
+        chosen = [view[int(i)] for i in selection.indices]
+        row = self._train_and_evaluate(index, dataset.name, chosen, stream, model, collator, strategy)
+        pool_before_pruning, prune_seconds = len(pool), 0.0
+        if self.selector.prunes:
+            start = time.perf_counter()
+            selection_ctx.seed = task_seed(self.config.seed, index, "prune")
+            pool.keep(self.selector.prune(selection_ctx, HiddenSkills(pool.samples), self.config.pool.pool_budget))
+            prune_seconds = time.perf_counter() - start
+        shutil.rmtree(selection_ctx.work_dir, ignore_errors=True)  # scratch feature files
+        (self.store.run_dir / "selections").mkdir(exist_ok=True)
+        atomic_write_json(self.store.run_dir / "selections" / f"step-{index + 1:03d}.json", {
+            "step": dataset.name,
+            "ids": [sample.id for sample in chosen],
+            "clusters": None if selection.clusters is None else [int(c) for c in selection.clusters],
+            "scores": selection.scores,
+            "summary": selection.summary,
+        })
+        row.update({
+            "selected": len(chosen),
+            "selected_from_newest": int(np.isin(selection.indices, newest).sum()),
+            "pool_size": pool_before_pruning,
+            "pool_size_after_pruning": len(pool),
+            "selection_seconds": selection_seconds,
+            "prune_seconds": prune_seconds,
+            "selection": selection.summary,
+        })
+        state = {"model": trainable_state(model), "strategy": strategy.state_dict(), "pool": pool.state_dict()}
+        self._commit(index, row, state, results)
 
 
 def update_metrics(results: dict[str, Any]) -> None:
     """Fill ``matrix``, ``metrics`` and ``language`` from the rows so far (pure bookkeeping)."""
     names, extra = results["tasks"], results["eval_only"]
     rows = results["rows"]
+    if results.get("scenario") == "pool":  # rows are steps, columns are skills
+        results["matrix"] = [[row["scores"][s] for s in extra] for row in rows]
+        results["metrics"] = pool_metrics(extra, rows)
+        return
     results["matrix"] = [[row["scores"][n] for n in names + extra] for row in rows]
     done = len(rows)
     square = [[row["scores"][n] for n in names[:done]] for row in rows]

@@ -352,7 +352,9 @@ class RunStore:
         aside copy (``.old-*``) whose checkpoint never got replaced is renamed back.
         """
         me = os.getpid()
-        for directory in (self.run_dir, self.checkpoints_dir):
+        for directory in (self.run_dir, self.checkpoints_dir, self.run_dir / "selections"):
+            if not directory.is_dir():
+                continue
             for entry in sorted(directory.iterdir()):
                 n = entry.name
                 pid = _owner_pid(n)

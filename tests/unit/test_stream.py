@@ -36,7 +36,7 @@ def test_task_without_evaluation_samples_is_refused():
 
 
 def test_build_stream_validates_what_a_benchmark_returns(monkeypatch):
-    monkeypatch.setitem(BENCHMARKS._items, "embedded", lambda config, seed: Stream([Task("t", [], [sample(0)])], [], None, []))
     config = load_config(None, [])
+    monkeypatch.setitem(BENCHMARKS._items, "embedded", lambda config, seed: Stream([Task("t", [], [sample(0)])], [], None, []))
     with pytest.raises(UserError, match="no training samples"):
         build_stream(config.benchmark, 0)

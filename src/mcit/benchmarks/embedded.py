@@ -31,3 +31,8 @@ def embedded(config, seed: int) -> Stream:
             for sample in TASKS.get(name).generate(config.base.samples_per_task, seed, "base")
         ]
     return Stream(tasks, eval_only, base_train, corpus())
+
+
+embedded.scenario = "stream"
+embedded.default_tasks = ["color", "count", "code", "shape", "caption"]
+embedded.default_eval_only = ["arithmetic"]

@@ -1,0 +1,35 @@
+"""SemDeDup: drop semantic near-duplicates (hidden-state embeddings) down to the budget."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import Field
+
+from mcit.data.sample import Sample
+from mcit.selection.baselines import semdedup
+from mcit.selection.features import FeatureOptions
+from mcit.selectors._features import HiddenOptions, pool_features
+from mcit.selectors.base import SELECTORS, Selection, SelectionContext, Selector
+
+
+class SemDeDupOptions(HiddenOptions):
+    k: int = Field(50, ge=1, description="k-means clusters of the embeddings (clamped to the pool size).")
+
+
+@SELECTORS.register("semdedup")
+class SemDeDupSelector(Selector):
+    """k-means on mean hidden states; inside each cluster the most redundant samples go first."""
+
+    options_class = SemDeDupOptions
+    options: SemDeDupOptions
+
+    def select(self, ctx: SelectionContext, pool: Sequence[Sample], newest: np.ndarray, budget: int) -> Selection:
+        options = self.options
+        features = pool_features(
+            ctx, pool, {"hidden"}, FeatureOptions(hidden_layer=options.hidden_layer, batch_size=options.batch_size),
+            "embeddings (semdedup)", options.memmap_above_mb,
+        )
+        chosen = semdedup(features.hidden, budget, ctx.seed, k=min(options.k, len(pool)))
+        return Selection(np.sort(chosen), summary={"k": min(options.k, len(pool))})
