@@ -49,6 +49,9 @@ class TrainConfig(_Strict):
     on_nonfinite: Literal["stop", "skip"] = Field(
         "stop", description="On a NaN/inf loss: 'stop' the task with an error (the last finished task stays committed) or 'skip' the batch (counted in results)."
     )
+    checkpoint_every: int = Field(
+        0, ge=0, description="Also checkpoint every N optimizer steps within a task, so a killed run resumes mid-task (0: only after each task)."
+    )
 
 
 class BaseStageConfig(_Strict):

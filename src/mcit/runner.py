@@ -37,6 +37,7 @@ from mcit.training.loop import TrainSettings, steps_for, train
 
 logger = logging.getLogger(__name__)
 BASE_DIR = "base_model"
+PARTIAL = "partial"  # the mid-task checkpoint (train.checkpoint_every)
 
 
 @dataclass
@@ -122,10 +123,35 @@ class Runner:
 
     # -- pieces -------------------------------------------------------------------------
 
-    def _train(self, ctx: Context, data, strategy: Strategy, settings: TrainSettings, label: str):
+    def _train(self, ctx: Context, data, strategy: Strategy, settings: TrainSettings, label: str, partial: bool = False):
+        """Train one phase; with ``partial``, save and resume mid-task checkpoints (``checkpoint_every``)."""
         torch.manual_seed(ctx.seed)
         advance = self.progress.phase(label, steps_for(len(data), settings))
-        return train(ctx, data, strategy, settings, on_step=lambda step, steps, loss: advance(1))
+        resume, on_checkpoint = None, None
+        if partial:
+            resume = self._load_partial(ctx, strategy)
+            if resume is not None:
+                advance(resume["step"])
+                self.progress.message(f"{label}: resuming at step {resume['step']}")
+
+            def on_checkpoint(progress: dict[str, Any]) -> None:
+                state = {"model": trainable_state(ctx.model), "strategy": strategy.state_dict(), "train": progress}
+                self.store.save_checkpoint(PARTIAL, state, {"index": ctx.task.index, "task": ctx.task.name})
+
+        stats = train(ctx, data, strategy, settings, lambda step, steps, loss: advance(1), on_checkpoint, resume)
+        return stats
+
+    def _load_partial(self, ctx: Context, strategy: Strategy) -> dict[str, Any] | None:
+        """Restore a mid-task checkpoint of this task, if one exists; returns the loop's progress."""
+        if not self.store.has_checkpoint(PARTIAL):
+            return None
+        state, meta = self.store.load_checkpoint(PARTIAL)
+        if meta.get("index") != ctx.task.index or meta.get("task") != ctx.task.name:
+            self.store.delete_checkpoint(PARTIAL)  # left by a task that has since been committed
+            return None
+        load_trainable_state(ctx.model, state["model"])
+        strategy.load_state_dict(state["strategy"])
+        return state["train"]
 
     def _evaluate(self, model, collator, columns: list[Task], label: str) -> tuple[dict[str, float], float]:
         start = time.perf_counter()
@@ -247,7 +273,7 @@ class Runner:
         strategy.before_task(ctx)
         data = strategy.train_data(ctx, data)
         label = f"{'step' if self.config.scenario == 'pool' else 'task'} {index + 1}/{len(stream.tasks)} {name}"
-        stats = self._train(ctx, data, strategy, settings_of(self.config.train), label)
+        stats = self._train(ctx, data, strategy, settings_of(self.config.train), label, partial=True)
         strategy.after_task(ctx)
         strategy.before_eval(ctx)
         scores, eval_seconds = self._evaluate(model, collator, stream.columns, f"eval after {name}")
@@ -268,6 +294,7 @@ class Runner:
         results["rows"].append(row)
         update_metrics(results)
         self.store.write_results(results)
+        self.store.delete_checkpoint(PARTIAL)
 
     def _run_task(self, index, stream: Stream, model, collator, strategy: StrategyChain, results) -> None:
         task = stream.tasks[index]

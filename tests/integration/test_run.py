@@ -52,23 +52,59 @@ def test_end_to_end_writes_matrix_metrics_and_checkpoints(tmp_path, tiny_config)
     assert trainable["projector"] > 0
 
 
+def interrupting_step(prefix: str, steps: int) -> Progress:
+    """Raise after ``steps`` optimizer steps of the phase starting with ``prefix`` (a mid-task kill)."""
+
+    def phase(description: str, total: int):
+        done = [0]
+
+        def advance(count: int) -> None:
+            done[0] += count
+            if description.startswith(prefix) and done[0] >= steps:
+                raise Interrupt(f"{description} at step {done[0]}")
+
+        return advance
+
+    return Progress(phase=phase)
+
+
 @pytest.mark.parametrize("method", STRATEGIES.names())
 def test_every_method_resumes_to_the_uninterrupted_result(tmp_path, tiny_config, method):
-    """The test matrix over every registered method: run, and run interrupted + resumed."""
-    config = tiny_config(method=f"[{method}]")
+    """The test matrix over every registered method: run, and run killed mid-task 2 + resumed.
+
+    With ``checkpoint_every=1`` the resumed run restores task 1's checkpoint, runs task 2's
+    start hooks, then continues from the mid-task checkpoint at step 2 of 3: equal weights
+    show that every method's state covers what it changes during a task.
+    """
+    config = tiny_config(method=f"[{method}]", **{"train.checkpoint_every": 1})
     straight = Runner(config, tmp_path / "straight").run()
 
     with pytest.raises(Interrupt):
-        Runner(config, tmp_path / "resumed", interrupting_progress("task 2/")).run()
+        Runner(config, tmp_path / "resumed", interrupting_step("task 2/", 2)).run()
     partial = RunStore(tmp_path / "resumed").read_results()
     assert len(partial["rows"]) == 1 and partial["complete"] is False
-    resumed = Runner(config, tmp_path / "resumed").run()
+    assert RunStore(tmp_path / "resumed").has_checkpoint("partial")
+    messages: list[str] = []
+    resumed = Runner(config, tmp_path / "resumed", Progress(message=messages.append)).run()
 
+    assert any("resuming at step 2" in m for m in messages), messages
     assert resumed["matrix"] == straight["matrix"]
     assert resumed["zero_shot"] == straight["zero_shot"]
     assert resumed["metrics"] == straight["metrics"]
     a, b = final_weights(tmp_path / "straight", 2), final_weights(tmp_path / "resumed", 2)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not RunStore(tmp_path / "resumed").has_checkpoint("partial"), "committed tasks drop their mid-task checkpoint"
+
+
+def test_resume_at_a_task_boundary_without_mid_task_checkpoints(tmp_path, tiny_config):
+    config = tiny_config(method="[er]")
+    straight = Runner(config, tmp_path / "straight").run()
+    with pytest.raises(Interrupt):
+        Runner(config, tmp_path / "resumed", interrupting_progress("task 2/")).run()
+    resumed = Runner(config, tmp_path / "resumed").run()
+    assert resumed["matrix"] == straight["matrix"]
+    a, b = final_weights(tmp_path / "straight", 2), final_weights(tmp_path / "resumed", 2)
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_finished_task_is_not_redone_on_resume(tmp_path, tiny_config):

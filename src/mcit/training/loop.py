@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +31,7 @@ class TrainSettings:
     min_lr_ratio: float = 0.1
     max_grad_norm: float = 1.0
     on_nonfinite: str = "stop"
+    checkpoint_every: int = 0
 
 
 @dataclass
@@ -68,14 +71,36 @@ def batch_order(n: int, batch_size: int, epochs: float, generator: torch.Generat
     return [order[i : i + batch_size] for i in range(0, total, batch_size)]
 
 
+def optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer's state as a state tree (its integer keys become a list)."""
+    state = optimizer.state_dict()
+    keys = sorted(state["state"])
+    return {"keys": keys, "values": [state["state"][k] for k in keys], "param_groups": state["param_groups"]}
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, tree: dict[str, Any]) -> None:
+    """Inverse of :func:`optimizer_state`."""
+    state = {int(k): dict(v) for k, v in zip(tree["keys"], tree["values"])}
+    optimizer.load_state_dict({"state": state, "param_groups": tree["param_groups"]})
+
+
 def train(
     ctx: Context,
     data: Sequence[Sample],
     strategy: Strategy,
     settings: TrainSettings,
     on_step: Callable[[int, int, float], None] | None = None,
+    on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> TrainStats:
     """Train ``ctx.model`` on ``data`` with the strategy's hooks.
+
+    With ``settings.checkpoint_every`` = N > 0, ``on_checkpoint(progress)`` is called after
+    every N-th optimizer step (not after the last): ``progress`` holds the step, the
+    optimizer state and the torch RNG state, and the caller saves it with the model and
+    strategy state. Passing it back as ``resume`` (after restoring the model and strategy)
+    continues from that step exactly: the batch order and per-step seeds depend only on the
+    task seed and the step, and the scheduler is advanced to the step.
 
     Args:
         ctx: Context (model, task view, seed, collator, device).
@@ -83,6 +108,8 @@ def train(
         strategy: Hooks (a single strategy or a chain).
         settings: Optimisation hyper-parameters.
         on_step: Progress callback ``(step, total_steps, loss)``.
+        on_checkpoint: Receives the loop's progress for a mid-task checkpoint.
+        resume: A progress dict given earlier to ``on_checkpoint``.
 
     Returns:
         Steps, samples seen, wall time and the last batch loss.
@@ -103,8 +130,19 @@ def train(
     )
     model = ctx.model
     model.train()
-    start, loss_value, skipped = time.perf_counter(), math.nan, 0
+    start, loss_value, skipped, first, earlier_seconds = time.perf_counter(), math.nan, 0, 0, 0.0
+    if resume is not None:
+        load_optimizer_state(optimizer, resume["optimizer"])
+        with warnings.catch_warnings():  # fast-forwarding the schedule takes no optimizer step
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(resume["step"]):
+                scheduler.step()
+        torch.set_rng_state(resume["rng"])
+        first, skipped, loss_value = resume["step"], resume["skipped"], resume["loss"]
+        earlier_seconds = resume["seconds"]
     for step, indices in enumerate(batches):
+        if step < first:
+            continue
         ctx.step = step
         batch = ctx.collator.train_batch([data[i] for i in indices]).to(ctx.device)
         outputs = model(**batch.inputs)
@@ -130,7 +168,14 @@ def train(
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         loss_value = loss.item()
+        every = settings.checkpoint_every
+        if on_checkpoint is not None and every and (step + 1) % every == 0 and step + 1 < len(batches):
+            on_checkpoint({
+                "step": step + 1, "optimizer": optimizer_state(optimizer), "rng": torch.get_rng_state(),
+                "skipped": skipped, "loss": loss_value, "seconds": earlier_seconds + time.perf_counter() - start,
+            })
         if on_step is not None:
             on_step(step + 1, len(batches), loss_value)
     model.eval()
-    return TrainStats(len(batches), sum(len(b) for b in batches), time.perf_counter() - start, loss_value, skipped)
+    seconds = earlier_seconds + time.perf_counter() - start
+    return TrainStats(len(batches), sum(len(b) for b in batches), seconds, loss_value, skipped)
