@@ -1,7 +1,7 @@
 """Selection quality on the embedded lifelong stream: every selector, 3 seeds, one budget.
 
 Usage: .venv/bin/python benchmarks/lifelong_selection.py [--seeds 0,1,2] [--budget 400]
-       [--per-dataset 600] [--out runs/lifelong-bench] [--only lamp,random]
+       [--per-dataset 600] [--out runs/lifelong-bench] [--only lamp,random] [--set key=value]
 
 Rows (LAMP's table): sequential (newest dataset only), random experience replay
 (sequential + er), random pool selection, each single score + CCS, semdedup, density,
@@ -38,24 +38,31 @@ ROWS = {
     "coincide": ("coincide", "seqft"),
     "lamp": ("lamp", "seqft"),
     "lite": ("lite", "seqft"),
+    # Ablations, to look into why LAMP does or does not beat random selection (--only ...).
+    "lamp hidden": ("lamp:vectors=hidden", "seqft"),
+    "lamp density": ("lamp:budget_rule=density", "seqft"),
+    "lamp k5-10": ("lamp:k_grid=[5, 6, 7, 8, 9, 10]", "seqft"),
 }
+DEFAULT_ROWS = [r for r in ROWS if " " not in r or r == "random replay"]
 
 
 def overrides(args, seed: int, selector: str, method: str, base: Path | None) -> list[str]:
+    selector, _, option = selector.partition(":")
     values = [
         "scenario=pool", f"seed={seed}", f"benchmark.train_per_task={args.per_dataset}",
         f"benchmark.eval_per_task={args.eval_per_skill}", f"pool.budget={args.budget}",
         f"pool.selector={selector}", f"method=[{method}]",
     ]
     if selector in ("lamp", "lite"):
-        values.append(f"pool.selector={{name: {selector}, dim: {args.dim}}}")
+        extra = f", {option.replace('=', ': ', 1)}" if option else ""
+        values.append(f"pool.selector={{name: {selector}, dim: {args.dim}{extra}}}")
     if selector == "lite":
         values.append(f"pool.pool_budget={args.pool_budget}")
     if method == "er":
         values.append(f"method=[{{name: er, buffer_per_task: {args.budget // 10}}}]")
     if base is not None:
         values += [f"model.name={base}", "benchmark.base=null"]
-    return values
+    return values + args.set
 
 
 def spread(values: list[float]) -> str:
@@ -76,8 +83,9 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--out", type=Path, default=Path("runs/lifelong-bench"))
     parser.add_argument("--only", default="", help="comma-separated row names (sequential always runs)")
+    parser.add_argument("--set", action="append", default=[], help="extra key=value override for every run")
     args = parser.parse_args()
-    rows = [r for r in ROWS if not args.only or r in args.only.split(",") or r == "sequential"]
+    rows = [r for r in ROWS if (r in args.only.split(",") if args.only else r in DEFAULT_ROWS) or r == "sequential"]
     table: dict[str, dict[str, list[float]]] = {r: {} for r in rows}
     for seed in (int(s) for s in args.seeds.split(",")):
         sequential_dir = args.out / f"seed{seed}" / "sequential"
