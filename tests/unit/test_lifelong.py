@@ -109,3 +109,12 @@ def test_bad_pool_configs_are_refused_with_one_line(overrides, message):
     with pytest.raises(UserError, match=message) as error:
         load_config(None, overrides)
     assert "\n" not in str(error.value)
+
+
+def test_default_run_directory_names_the_selector():
+    from pathlib import Path
+
+    from mcit.cli import default_out
+
+    assert default_out(load_config(None, ["scenario=pool", "pool.selector=lamp"])) == Path("runs/lifelong-lamp-seqft-seed0")
+    assert default_out(load_config(None, [])) == Path("runs/embedded-seqft-seed0")
