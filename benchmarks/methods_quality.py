@@ -2,6 +2,7 @@
 
 Usage: .venv/bin/python benchmarks/methods_quality.py [--seeds 0,1,2] [--methods seqft,er,...]
        [--out runs/methods-bench] [--set key=value ...]
+       (a method may be given as name:option=value for sweeps, e.g. ewc:strength=10)
 
 Columns: final average accuracy, average forgetting, BWT, FWT (points), wall seconds of the
 stream (training + evaluation, base stage excluded), trainable parameters, and the bytes of
@@ -38,6 +39,15 @@ METHODS = {
 KEYS = ("final_average_accuracy", "average_forgetting", "backward_transfer", "forward_transfer")
 
 
+def method_config(spec: str) -> str:
+    """A row name of METHODS, or ``name:option=value`` (e.g. ``ewc:strength=10``) for sweeps."""
+    if spec in METHODS:
+        return METHODS[spec]
+    name, _, option = spec.partition(":")
+    key, _, value = option.partition("=")
+    return f"[{{name: {name}, {key}: {value}}}]" if option else f"[{name}]"
+
+
 def state_bytes(node) -> int:
     """Bytes of the tensors in a state tree (JSON leaves counted by their text length)."""
     if isinstance(node, torch.Tensor):
@@ -69,12 +79,12 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         base = None
         for method in methods:
-            overrides = [f"seed={seed}", f"method={METHODS[method]}", *args.set]
+            overrides = [f"seed={seed}", f"method={method_config(method)}", *args.set]
             if base is not None:
                 overrides += [f"model.name={base}", "benchmark.base=null"]
-            run_dir = args.out / f"seed{seed}" / method
+            run_dir = args.out / f"seed{seed}" / method.replace(":", "-").replace("=", "")
             results = Runner(load_config(None, overrides), run_dir).run()
-            if base is None:
+            if base is None and (run_dir / "base_model").is_dir():
                 base = run_dir / "base_model"
             rows = results["rows"]
             state, _ = RunStore(run_dir).load_checkpoint(f"task-{len(rows):03d}")
