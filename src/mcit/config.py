@@ -100,7 +100,7 @@ class SelectorConfig(BaseModel):
         try:
             selector_class.options_class(**self.options())
         except ValidationError as error:
-            raise ValueError(f"selector {self.name!r}: {_first_error(error)}") from None
+            raise ValueError(f"selector {self.name!r}: {first_error(error)}") from None
         return self
 
     def options(self) -> dict[str, Any]:
@@ -145,7 +145,7 @@ class MethodConfig(BaseModel):
         try:
             strategy_class.options_class(**self.options())
         except ValidationError as error:
-            raise ValueError(f"method {self.name!r}: {_first_error(error)}") from None
+            raise ValueError(f"method {self.name!r}: {first_error(error)}") from None
         return self
 
     def options(self) -> dict[str, Any]:
@@ -227,7 +227,8 @@ class RunConfig(_Strict):
         return value
 
 
-def _first_error(error: ValidationError) -> str:
+def first_error(error: ValidationError) -> str:
+    """The first validation problem as one line: ``field.path: message``."""
     first = error.errors()[0]
     location = ".".join(str(part) for part in first["loc"])
     return f"{location}: {first['msg']}" if location else first["msg"]
@@ -303,7 +304,7 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
     try:
         return RunConfig.model_validate(data)
     except ValidationError as error:
-        raise UserError(f"{source}: invalid config: {_first_error(error)}") from None
+        raise UserError(f"{source}: invalid config: {first_error(error)}") from None
     except UserError as error:  # unknown method name raised inside a validator
         raise UserError(f"{source}: {error}") from None
 

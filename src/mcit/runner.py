@@ -23,7 +23,7 @@ import torch
 
 from mcit import metrics
 from mcit.benchmarks import PoolStream, Stream, build_stream
-from mcit.config import RunConfig, config_to_dict
+from mcit.config import RunConfig, SelectorConfig, config_to_dict
 from mcit.data.collate import Collator
 from mcit.data.sample import Task
 from mcit.errors import UserError
@@ -93,8 +93,8 @@ def build_strategy(config: RunConfig) -> StrategyChain:
     return StrategyChain(chain)
 
 
-def build_selector(config: RunConfig) -> Selector:
-    selector = config.pool.selector
+def build_selector(selector: SelectorConfig) -> Selector:
+    """The configured selector with its (already validated) options."""
     selector_class: type[Selector] = SELECTORS.get(selector.name)
     return selector_class(selector_class.options_class(**selector.options()))
 
@@ -263,7 +263,7 @@ class Runner:
                 f"pool.budget={self.config.pool.budget} is larger than the pool at step 1 "
                 f"({len(first.train)} samples of {first.name!r}); lower pool.budget or raise benchmark.train_per_task"
             )
-        self.selector = build_selector(self.config)
+        self.selector = build_selector(self.config.pool.selector)
         return Pool(stream.tasks)
 
     def _train_and_evaluate(self, index: int, name: str, data, stream, model, collator, strategy) -> dict[str, Any]:

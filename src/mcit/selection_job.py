@@ -16,18 +16,17 @@ from mcit.data.collate import Collator
 from mcit.data.llava_json import load_llava_json
 from mcit.errors import UserError
 from mcit.models.hf import configure_trainable, load_vlm
-from mcit.selectors import SELECTORS, HiddenSkills, SelectionContext, Selector
+from mcit.config import SelectorConfig, first_error
+from mcit.runner import build_selector
+from mcit.selectors import HiddenSkills, SelectionContext, Selector
 
 
 def build_named_selector(name: str, options: dict[str, Any]) -> Selector:
-    """The registered selector ``name`` with validated ``options``."""
-    selector_class: type[Selector] = SELECTORS.get(name)
+    """The registered selector ``name`` with ``options``, validated as a run config's would be."""
     try:
-        return selector_class(selector_class.options_class(**options))
+        return build_selector(SelectorConfig(name=name, **options))
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise UserError(f"selector {name!r}: {where}: {first['msg']}") from None
+        raise UserError(first_error(error)) from None
 
 
 def select_pool(

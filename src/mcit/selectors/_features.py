@@ -50,6 +50,12 @@ def pool_features(
     return compute_features(ctx.model, ctx.collator, pool, kinds, options, ctx.device, out=out, on_batch=advance)
 
 
+def hidden_states(ctx: SelectionContext, pool: Sequence[Sample], options: HiddenOptions, label: str) -> np.ndarray:
+    """Mean-pooled hidden states of the pool (the embedding the SemDeDup/DBP/COINCIDE selectors cluster)."""
+    feature_options = FeatureOptions(hidden_layer=options.hidden_layer, batch_size=options.batch_size)
+    return pool_features(ctx, pool, {"hidden"}, feature_options, label, options.memmap_above_mb).hidden
+
+
 def cluster_summary(labels: np.ndarray, chosen: np.ndarray, scores: dict[int, str] | None = None) -> dict[str, dict]:
     """``{cluster: {size, selected, score}}`` for the results file and ``mcit select``."""
     sizes = np.bincount(labels)

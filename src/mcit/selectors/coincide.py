@@ -10,8 +10,7 @@ from pydantic import Field
 
 from mcit.data.sample import Sample
 from mcit.selection.baselines import coincide_select
-from mcit.selection.features import FeatureOptions
-from mcit.selectors._features import HiddenOptions, pool_features
+from mcit.selectors._features import HiddenOptions, hidden_states
 from mcit.selectors.base import SELECTORS, Selection, SelectionContext, Selector
 
 
@@ -30,10 +29,7 @@ class CoincideSelector(Selector):
 
     def select(self, ctx: SelectionContext, pool: Sequence[Sample], newest: np.ndarray, budget: int) -> Selection:
         options = self.options
-        features = pool_features(
-            ctx, pool, {"hidden"}, FeatureOptions(hidden_layer=options.hidden_layer, batch_size=options.batch_size),
-            "embeddings (coincide)", options.memmap_above_mb,
-        )
+        hidden = hidden_states(ctx, pool, options, "embeddings (coincide)")
         k = min(options.k, len(pool))
-        chosen = coincide_select(features.hidden, budget, ctx.seed, k=k, temperature=options.temperature)
+        chosen = coincide_select(hidden, budget, ctx.seed, k=k, temperature=options.temperature)
         return Selection(np.sort(chosen), summary={"k": k})

@@ -9,8 +9,7 @@ from pydantic import Field
 
 from mcit.data.sample import Sample
 from mcit.selection.baselines import semdedup
-from mcit.selection.features import FeatureOptions
-from mcit.selectors._features import HiddenOptions, pool_features
+from mcit.selectors._features import HiddenOptions, hidden_states
 from mcit.selectors.base import SELECTORS, Selection, SelectionContext, Selector
 
 
@@ -27,9 +26,6 @@ class SemDeDupSelector(Selector):
 
     def select(self, ctx: SelectionContext, pool: Sequence[Sample], newest: np.ndarray, budget: int) -> Selection:
         options = self.options
-        features = pool_features(
-            ctx, pool, {"hidden"}, FeatureOptions(hidden_layer=options.hidden_layer, batch_size=options.batch_size),
-            "embeddings (semdedup)", options.memmap_above_mb,
-        )
-        chosen = semdedup(features.hidden, budget, ctx.seed, k=min(options.k, len(pool)))
+        hidden = hidden_states(ctx, pool, options, "embeddings (semdedup)")
+        chosen = semdedup(hidden, budget, ctx.seed, k=min(options.k, len(pool)))
         return Selection(np.sort(chosen), summary={"k": min(options.k, len(pool))})
