@@ -200,6 +200,24 @@ def test_agem_hook_replaces_the_gradient_by_its_projection():
     assert model.training
 
 
+def test_agem_hook_projects_conflicting_gradients_like_the_flat_formula():
+    model, collator = TinyLM(), DigitCollator()
+    # Same prompt, different answers: the memory gradient points against the current one.
+    current = [Sample(f"new-{i}", "1", "2", skill="new") for i in range(4)]
+    memory = [Sample(f"old-{i}", "1", "5", skill="old") for i in range(3)]
+    g_ref = gradient_of(model, collator, memory)
+    g = gradient_of(model, collator, current)
+    assert torch.dot(g, g_ref) < 0
+    agem = AGEM(AGEMOptions(buffer_per_task=3, reference_batch_size=16))
+    ctx = Context(model, TaskView(0, "old", memory), seed=1, device=torch.device("cpu"), collator=collator)
+    agem.after_task(ctx)
+    ctx.task = TaskView(1, "new", current)
+    agem.after_backward(ctx, None)
+    after = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+    assert torch.allclose(after, agem_project(g, g_ref), rtol=1e-5, atol=1e-7)
+    assert torch.dot(after, g_ref).abs() < 1e-5
+
+
 def test_agem_reference_batch_depends_only_on_seed_and_step():
     memory = samples("old", 20)
     drawn = []

@@ -35,11 +35,16 @@ def agem_project(grad: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return grad - (dot / torch.dot(reference, reference)) * reference
 
 
-def _flat_grads(params: list[torch.nn.Parameter]) -> torch.Tensor:
-    """All gradients as one fp32 vector (zeros for a parameter without a gradient)."""
-    return torch.cat([
-        (p.grad if p.grad is not None else torch.zeros_like(p)).detach().reshape(-1).float() for p in params
-    ])
+def _grads(params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
+    """Each parameter's gradient (zeros for a parameter without one)."""
+    return [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+
+
+def _dot(first: list[torch.Tensor], second: list[torch.Tensor]) -> torch.Tensor:
+    """fp32 dot product of two tensor lists, as if each were flattened and concatenated."""
+    return torch.stack([
+        torch.dot(a.reshape(-1).float(), b.reshape(-1).float()) for a, b in zip(first, second)
+    ]).sum()
 
 
 @STRATEGIES.register("agem")
@@ -77,7 +82,11 @@ class AGEM(Strategy):
         if not memory:
             return
         params = [p for _, p in ctx.trainable()]
-        grad = _flat_grads(params)
+        if not params:
+            return
+        # Project the gradient tensors in place rather than flattening them into one vector
+        # and splitting it back: the same projection, fewer copies.
+        grads = _grads(params)
         for p in params:
             p.grad = None
         generator = torch.Generator().manual_seed(derived_seed("agem", ctx.seed, ctx.step))
@@ -86,13 +95,16 @@ class AGEM(Strategy):
         reference_batch = ctx.collator.train_batch([memory[i] for i in chosen]).to(ctx.device)
         outputs = ctx.model(**reference_batch.inputs)
         answer_loss(outputs.logits, reference_batch.labels).backward()
-        reference = _flat_grads(params)
-        projected = agem_project(grad, reference)
-        offset = 0
-        for p in params:
-            size = p.numel()
-            p.grad = projected[offset : offset + size].view_as(p).to(p.dtype).clone()
-            offset += size
+        reference = _grads(params)
+        with torch.no_grad():
+            dot = _dot(grads, reference)
+            if dot < 0:
+                # g - (g.g_ref / ||g_ref||^2) g_ref, as agem_project does on the flat vectors.
+                # A Python alpha keeps the update in fp32 before one rounding to the grad dtype.
+                coefficient = (dot / _dot(reference, reference)).item()
+                torch._foreach_add_(grads, reference, alpha=-coefficient)
+        for p, grad in zip(params, grads):
+            p.grad = grad
 
     def after_task(self, ctx: Context) -> None:
         self.memory.add_task(ctx.task.name, ctx.task.train, ctx.seed)

@@ -46,12 +46,10 @@ def guidance(
         a task, or a tensor that has not moved).
     """
     if norm == "global":
-        d_norm = torch.sqrt(sum(d.float().pow(2).sum() for d in displacement))
-        if d_norm == 0:
+        scale = global_scale(displacement, grads)
+        if scale is None:
             return [None] * len(displacement)
-        g_norm = torch.sqrt(sum(g.float().pow(2).sum() for g in grads))
-        scale = torch.clamp(g_norm / d_norm, max=1.0)
-        return [d * scale for d in displacement]
+        return list(torch._foreach_mul(list(displacement), scale))
     if norm == "per_tensor":
         out: list[torch.Tensor | None] = []
         for d, g in zip(displacement, grads):
@@ -59,6 +57,23 @@ def guidance(
             out.append(None if d_norm == 0 else d * torch.clamp(g.float().norm() / d_norm, max=1.0))
         return out
     raise ValueError(f"unknown norm {norm!r}; valid: global, per_tensor")
+
+
+def global_scale(displacement: list[torch.Tensor], grads: list[torch.Tensor]) -> float | None:
+    """``min(1, ||g|| / ||d||)`` with norms over all tensors, or ``None`` when ``||d|| = 0``."""
+    d_norm = _global_norm(displacement)
+    if d_norm == 0:
+        return None
+    # A Python float: a 0-d tensor operand makes foreach ops take a slow per-tensor path on CPU.
+    return min(1.0, float(_global_norm(grads) / d_norm))
+
+
+def _global_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The L2 norm over all elements of all ``tensors``, in fp32: one foreach norm per list
+    instead of a reduction per tensor (the norm of the per-tensor norms is the global norm)."""
+    if not tensors:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(tensors), dtype=torch.float32)))
 
 
 @STRATEGIES.register("dgg")
@@ -98,7 +113,8 @@ class DynamicGradientGuidance(Strategy):
     def __init__(self, options: DGGOptions | None = None) -> None:
         super().__init__(options)
         self.anchor: dict[str, torch.Tensor] = {}
-        self._anchor_on_device: dict[str, torch.Tensor] = {}
+        # (names, theta* list): the anchor aligned with the trainable parameters, on their devices.
+        self._anchor_on_device: tuple[tuple[str, ...], list[torch.Tensor]] | None = None
 
     def rate(self, task_index: int) -> float:
         """Gate probability for the task with this index."""
@@ -112,12 +128,19 @@ class DynamicGradientGuidance(Strategy):
         if per_task is not None and ctx.task.index >= len(per_task):
             logger.warning("dgg: alpha_per_task has no task %d; using alpha=%s", ctx.task.index, self.options.alpha)
         self.anchor = {name: p.detach().float().cpu().clone() for name, p in ctx.trainable()}
-        self._anchor_on_device = {}
+        self._anchor_on_device = None
 
     def gate(self, ctx: Context) -> bool:
         """The step's Bernoulli(alpha) draw, a function of (task seed, step) only."""
         generator = torch.Generator().manual_seed(derived_seed("dgg", ctx.seed, ctx.step))
         return bool(torch.rand((), generator=generator).item() < self.rate(ctx.task.index))
+
+    def _anchor_list(self, names: tuple[str, ...], params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
+        """theta* as a list aligned with ``params``, each on its parameter's device (built once
+        per task; parameters do not move during a task)."""
+        if self._anchor_on_device is None or self._anchor_on_device[0] != names:
+            self._anchor_on_device = (names, [self.anchor[name].to(p.device) for name, p in zip(names, params)])
+        return self._anchor_on_device[1]
 
     def after_backward(self, ctx: Context, batch) -> None:
         if not self.gate(ctx):
@@ -125,21 +148,35 @@ class DynamicGradientGuidance(Strategy):
         named = [(name, p) for name, p in ctx.trainable() if name in self.anchor]
         if not named:
             return
-        if not self._anchor_on_device:
-            self._anchor_on_device = {name: self.anchor[name].to(p.device) for name, p in named}
-        displacement = [p.detach().float() - self._anchor_on_device[name] for name, p in named]
-        grads = [p.grad.detach() if p.grad is not None else torch.zeros_like(p) for _, p in named]
-        for (_, p), extra in zip(named, guidance(displacement, grads, self.options.norm)):
-            if extra is None:
-                continue
-            if p.grad is None:
-                p.grad = extra.to(p.dtype)
+        names, params = tuple(name for name, _ in named), [p for _, p in named]
+        with torch.no_grad():
+            # Parameters minus the fp32 anchor promote to fp32, as p.float() - anchor.
+            displacement = torch._foreach_sub(params, self._anchor_list(names, params))
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+            if self.options.norm == "global":
+                scale = global_scale(displacement, grads)
+                if scale is None:
+                    return
+                # .grad += scale * d as one fused list op for fp32 gradients; the rest below.
+                fused = [p.grad is not None and p.grad.dtype == torch.float32 for p in params]
+                if any(fused):
+                    torch._foreach_add_(
+                        [g for g, f in zip(grads, fused) if f], [d for d, f in zip(displacement, fused) if f], alpha=scale
+                    )
+                extras = [None if f else d * scale for d, f in zip(displacement, fused)]
             else:
-                p.grad.add_(extra.to(p.grad.dtype))
+                extras = guidance(displacement, grads, self.options.norm)
+            for p, extra in zip(params, extras):
+                if extra is None:
+                    continue
+                if p.grad is None:
+                    p.grad = extra.to(p.dtype)
+                else:
+                    p.grad.add_(extra.to(p.grad.dtype))
 
     def state_dict(self) -> dict[str, Any]:
         return {"anchor": dict(self.anchor)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.anchor = {name: tensor.float() for name, tensor in state.get("anchor", {}).items()}
-        self._anchor_on_device = {}
+        self._anchor_on_device = None

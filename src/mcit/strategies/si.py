@@ -8,7 +8,14 @@ import torch
 from pydantic import Field
 
 from mcit.data.collate import Batch
-from mcit.strategies._importance import Anchor, Tensors, normalise_mean_one, snapshot, tensors_state
+from mcit.strategies._importance import (
+    Anchor,
+    FlatTensors,
+    Tensors,
+    normalise_mean_one,
+    tensors_state,
+    trainable_lists,
+)
 from mcit.strategies.base import STRATEGIES, Context, Strategy, StrategyOptions
 
 
@@ -32,11 +39,12 @@ class SI(Strategy):
     made. At task end ``Omega_i += w_i / ((theta_i^end - theta_i^start)^2 + damping)`` and w
     resets; theta* = theta^end. Choices METHODS.md leaves to us:
 
-    - Task-loss gradient: ``after_backward`` sees the gradient of task loss + penalty, so
-      the penalty's gradient ``2 c Omega (theta - theta*)`` is computed analytically and
-      subtracted (exact up to fp32 rounding; no extra backward or stored graph). It is the
-      gradient before clipping; strategies earlier in a chain that change ``.grad`` or add
-      their own penalty are seen as part of the task loss, so list si first.
+    - Task-loss gradient: ``after_backward`` sees the gradient of task loss + penalty; the
+      penalty's backward records the gradient ``2 c Omega (theta - theta*)`` it added
+      (analytic, see :class:`~mcit.strategies._importance.QuadraticPenalty`) and exactly that
+      is subtracted (no extra backward or stored graph). It is the gradient before clipping;
+      strategies earlier in a chain that change ``.grad``, and other penalties, are seen as
+      part of the task loss, so list si first.
     - delta of step k is measured at the next ``after_backward`` (or at ``after_task`` for
       the last step) as theta now minus theta stored at step k: it includes gradient
       clipping, AdamW, weight decay and the learning-rate schedule.
@@ -54,58 +62,48 @@ class SI(Strategy):
         super().__init__(options)
         self.anchor = Anchor()
         self.omega_sum: Tensors | None = None
-        self.theta_start: Tensors | None = None
-        self.path_integral: Tensors | None = None
-        self.previous_theta: Tensors | None = None
-        self.previous_grad: Tensors | None = None
+        self.path: _Path | None = None
 
     def before_task(self, ctx: Context) -> None:
-        self.theta_start = snapshot(ctx)
-        self.path_integral = {name: torch.zeros_like(t) for name, t in self.theta_start.items()}
-        self.previous_theta = self.previous_grad = None
+        names, params = trainable_lists(ctx)
+        theta_start = FlatTensors.copy_of(params, ctx.device)
+        self.path = _Path(list(names), theta_start, theta_start.zeros_like())
 
     def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
-        return self.anchor.penalised(ctx, loss, self.options.strength)
+        return self.anchor.penalised(ctx, loss, self.options.strength, record_gradients=True)
 
-    def _accumulate(self, theta: Tensors) -> None:
-        """Add the last step's ``-g * delta`` to w, with delta = ``theta`` - theta at that step."""
-        if self.previous_theta is None or self.previous_grad is None or self.path_integral is None:
-            return
-        for name, w in self.path_integral.items():
-            w.sub_(self.previous_grad[name] * (theta[name] - self.previous_theta[name]))
+    def _running(self, ctx: Context, names: tuple[str, ...]) -> _Path:
+        if self.path is None:
+            raise RuntimeError("si: a training step or after_task without before_task")
+        return self.path.aligned(names, ctx.device)
 
     def after_backward(self, ctx: Context, batch: Batch) -> None:
-        theta = snapshot(ctx)
-        self._accumulate(theta)
-        grads = {
-            name: torch.zeros_like(theta[name]) if p.grad is None else p.grad.detach().float().clone()
-            for name, p in ctx.trainable()
-        }
-        if self.anchor.theta_star is not None:
-            importance, anchor, c = self.anchor.importance, self.anchor.theta_star, self.options.strength
-            for name, g in grads.items():
-                g.sub_(2 * c * importance[name] * (theta[name] - anchor[name]))
-        self.previous_theta, self.previous_grad = theta, grads
+        names, params = trainable_lists(ctx)
+        path = self._running(ctx, names)
+        path.accumulate(params)
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+        penalty_grads, self.anchor.penalty_grads = self.anchor.penalty_grads, None
+        path.record_grad(grads, penalty_grads)
 
     def after_task(self, ctx: Context) -> None:
-        theta_end = snapshot(ctx)
-        self._accumulate(theta_end)
-        if self.path_integral is None or self.theta_start is None:
-            raise RuntimeError("si: after_task without before_task")
-        contribution = {
-            name: w / ((theta_end[name] - self.theta_start[name]).square() + self.options.damping)
-            for name, w in self.path_integral.items()
-        }
+        names, params = trainable_lists(ctx)
+        path = self._running(ctx, names)
+        theta_end = path.accumulate(params)
+        # w / ((theta_end - theta_start)^2 + xi), over all tensors at once.
+        moved = (theta_end.flat - path.theta_start.flat).square_().add_(self.options.damping)
+        contribution = FlatTensors(path.path_integral.flat / moved, theta_end.shapes)
         if self.options.clamp_negative:
-            contribution = {name: t.clamp(min=0) for name, t in contribution.items()}
+            contribution.flat.clamp_(min=0)
         if self.omega_sum is None:
-            self.omega_sum = contribution
+            self.omega_sum = contribution.by_name(names)
         else:
-            self.omega_sum = {name: self.omega_sum[name].to(t.device) + t for name, t in contribution.items()}
-        self.anchor.theta_star = theta_end
+            self.omega_sum = {
+                name: self.omega_sum[name].to(t.device) + t for name, t in contribution.by_name(names).items()
+            }
+        self.anchor.theta_star = theta_end.by_name(names)
         self.anchor.tasks += 1
         self._set_importance()
-        self.theta_start = self.path_integral = self.previous_theta = self.previous_grad = None
+        self.path = None
 
     def _set_importance(self) -> None:
         if self.omega_sum is None:
@@ -117,20 +115,103 @@ class SI(Strategy):
             "theta_star": tensors_state(self.anchor.theta_star),
             "tasks": self.anchor.tasks,
             "omega_sum": tensors_state(self.omega_sum),
-            "running": {
-                "theta_start": tensors_state(self.theta_start),
-                "path_integral": tensors_state(self.path_integral),
-                "previous_theta": tensors_state(self.previous_theta),
-                "previous_grad": tensors_state(self.previous_grad),
-            },
+            "running": (self.path.state_dict() if self.path is not None else _Path.empty_state()),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.anchor.load_state_dict({"theta_star": state.get("theta_star"), "tasks": state.get("tasks", 0)})
         self.omega_sum = state.get("omega_sum")
-        running = state.get("running", {})
-        self.theta_start = running.get("theta_start")
-        self.path_integral = running.get("path_integral")
-        self.previous_theta = running.get("previous_theta")
-        self.previous_grad = running.get("previous_grad")
+        self.path = _Path.from_state(state.get("running", {}))
         self._set_importance()
+
+
+class _Path:
+    """SI's running state within a task, as :class:`FlatTensors` laid out like the parameters.
+
+    One vector per quantity, so a step is a few whole-vector operations (plus one copy per
+    tensor to read theta and one to read the gradient); the vectors are allocated once per
+    task and overwritten in place. The state format stays by parameter name.
+
+    Attributes:
+        names: Parameter names, the layout of every vector.
+        theta_start: theta (fp32) at the start of the task.
+        path_integral: w, the running ``-sum g * delta``.
+        previous_theta: theta (fp32) at the last step, or ``None`` before the first.
+        previous_grad: Task-loss gradient (fp32) at the last step, or ``None``.
+    """
+
+    fields = ("theta_start", "path_integral", "previous_theta", "previous_grad")
+
+    def __init__(
+        self,
+        names: list[str],
+        theta_start: FlatTensors,
+        path_integral: FlatTensors,
+        previous_theta: FlatTensors | None = None,
+        previous_grad: FlatTensors | None = None,
+    ) -> None:
+        self.names = names
+        self.theta_start = theta_start
+        self.path_integral = path_integral
+        self.previous_theta = previous_theta
+        self.previous_grad = previous_grad
+        self.device = theta_start.flat.device
+        self._spare: FlatTensors | None = None  # receives theta at the next step
+
+    def aligned(self, names: tuple[str, ...], device: torch.device) -> _Path:
+        """The vectors laid out as ``names``, on ``device`` (a loaded state comes in the
+        store's key order, on CPU)."""
+        if tuple(self.names) != names or self.device != device:
+            for field in self.fields:
+                vector = getattr(self, field)
+                if vector is not None:
+                    by_name = vector.by_name(self.names)
+                    setattr(self, field, FlatTensors.copy_of([by_name[name] for name in names], device))
+            self.names, self.device, self._spare = list(names), device, None
+        return self
+
+    def accumulate(self, params: list[torch.nn.Parameter]) -> FlatTensors:
+        """Add the last step's ``-g * delta`` to w (delta = theta now - theta at that step);
+        keep theta now as ``previous_theta`` and return it."""
+        theta = self._spare if self._spare is not None else self.theta_start.zeros_like()
+        theta.copy_from(params)
+        previous, self._spare = self.previous_theta, None
+        if previous is not None and self.previous_grad is not None:
+            # previous <- theta_then - theta_now = -delta, then w += g * (-delta); the old
+            # buffer is free afterwards and takes theta at the next step (no copy of theta).
+            previous.flat.sub_(theta.flat)
+            self.path_integral.flat.addcmul_(self.previous_grad.flat, previous.flat)
+            self._spare = previous
+        self.previous_theta = theta
+        return theta
+
+    def record_grad(self, grads: list[torch.Tensor], penalty_grads: FlatTensors | None) -> None:
+        """Keep this step's task-loss gradient: ``grads`` minus the penalty's."""
+        if self.previous_grad is None:
+            self.previous_grad = self.theta_start.zeros_like()
+        self.previous_grad.copy_from(grads)
+        if penalty_grads is not None:
+            self.previous_grad.flat.sub_(penalty_grads.flat)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {field: _by_name(self.names, getattr(self, field)) for field in self.fields}
+
+    @staticmethod
+    def empty_state() -> dict[str, Any]:
+        return dict.fromkeys(_Path.fields)
+
+    @staticmethod
+    def from_state(running: dict[str, Any]) -> _Path | None:
+        theta_start, path_integral = running.get("theta_start"), running.get("path_integral")
+        if theta_start is None or path_integral is None:
+            return None
+        names = list(theta_start)
+        vectors = [
+            None if running.get(field) is None else FlatTensors.copy_of([running[field][name] for name in names])
+            for field in _Path.fields
+        ]
+        return _Path(names, *vectors)
+
+
+def _by_name(names: list[str], vector: FlatTensors | None) -> dict[str, torch.Tensor] | None:
+    return None if vector is None else vector.by_name(names)
