@@ -15,13 +15,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mcit.data.collate import IGNORE_INDEX, Batch
+from mcit.data.collate import Batch
 from mcit.store import load_state_tree, save_state_tree
 from mcit.strategies import STRATEGIES, Context, Strategy, TaskView
 from mcit.strategies._importance import Anchor, quadratic_penalty, snapshot
 from mcit.strategies.dgg import DGGOptions, DynamicGradientGuidance, guidance
 from mcit.strategies.si import SI, SIOptions
 from mcit.training.loop import TrainSettings, answer_loss, train
+from token_collator import TokenCollator
 
 VOCAB = 7
 
@@ -41,18 +42,6 @@ class SmallLM(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> SimpleNamespace:
         return SimpleNamespace(logits=self.head(torch.tanh(self.embed[input_ids])))
-
-
-class TokenCollator:
-    """A "sample" is (prompt ids, answer ids); labels are -100 on the prompt, right-padded."""
-
-    def train_batch(self, samples) -> Batch:
-        rows = [list(p) + list(a) for p, a in samples]
-        labels = [[IGNORE_INDEX] * len(p) + list(a) for p, a in samples]
-        width = max(len(r) for r in rows)
-        ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])
-        labels = torch.tensor([r + [IGNORE_INDEX] * (width - len(r)) for r in labels])
-        return Batch({"input_ids": ids}, labels, samples)
 
 
 def task_samples(seed: int, count: int = 24) -> list:

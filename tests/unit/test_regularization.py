@@ -7,7 +7,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mcit.data.collate import IGNORE_INDEX, Batch
 from mcit.store import load_state_tree, save_state_tree
 from mcit.strategies import STRATEGIES, Context, TaskView
 from mcit.strategies._importance import normalise_mean_one, quadratic_penalty, snapshot
@@ -15,6 +14,7 @@ from mcit.strategies.ewc import EWC, EWCOptions, fisher_diagonal
 from mcit.strategies.mas import MASOptions, output_sensitivity
 from mcit.strategies.si import SI, SIOptions
 from mcit.training.loop import answer_loss
+from token_collator import TokenCollator
 
 VOCAB = 6
 
@@ -28,18 +28,6 @@ class Bigram(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> SimpleNamespace:
         return SimpleNamespace(logits=self.table[input_ids])
-
-
-class TokenCollator:
-    """A "sample" is (prompt ids, answer ids); labels are -100 on the prompt, right-padded."""
-
-    def train_batch(self, samples) -> Batch:
-        rows = [list(p) + list(a) for p, a in samples]
-        labels = [[IGNORE_INDEX] * len(p) + list(a) for p, a in samples]
-        width = max(len(r) for r in rows)
-        ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])
-        labels = torch.tensor([r + [IGNORE_INDEX] * (width - len(r)) for r in labels])
-        return Batch({"input_ids": ids, "attention_mask": (labels != -2).long()}, labels, samples)
 
 
 SAMPLES_A = [((1, 2), (3, 4)), ((2, 5), (1,)), ((4, 0, 3), (2, 2)), ((5,), (0, 1, 3))]

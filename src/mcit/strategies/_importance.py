@@ -283,6 +283,19 @@ def tensors_state(tensors: Tensors | None) -> dict[str, Any] | None:
     return None if tensors is None else dict(tensors)
 
 
+def _resets_vectors(attribute: str) -> property:
+    """A property over ``attribute`` whose setter also drops :class:`Anchor`'s kept vectors."""
+
+    def get(self: Anchor) -> Tensors | None:
+        return getattr(self, attribute)
+
+    def set_(self: Anchor, value: Tensors | None) -> None:
+        setattr(self, attribute, value)
+        self._flat = None
+
+    return property(get, set_)
+
+
 class Anchor:
     """theta* and Omega of a finished-task sequence, and the penalty they define.
 
@@ -309,23 +322,9 @@ class Anchor:
         self.penalty_grads: FlatTensors | None = None
         self._flat: tuple[tuple[str, ...], torch.device, PenaltyVectors] | None = None
 
-    @property
-    def theta_star(self) -> Tensors | None:
-        return self._theta_star
-
-    @theta_star.setter
-    def theta_star(self, value: Tensors | None) -> None:
-        self._theta_star = value
-        self._flat = None
-
-    @property
-    def importance(self) -> Tensors | None:
-        return self._importance
-
-    @importance.setter
-    def importance(self, value: Tensors | None) -> None:
-        self._importance = value
-        self._flat = None
+    # Assigning either drops the kept vectors; the next penalty rebuilds them.
+    theta_star = _resets_vectors("_theta_star")
+    importance = _resets_vectors("_importance")
 
     def _vectors(self, ctx: Context, names: tuple[str, ...]) -> PenaltyVectors:
         """theta* and Omega laid out like ``names``, on ``ctx.device`` (kept per layout)."""
