@@ -12,10 +12,10 @@ from pydantic import Field
 
 from mcit.data.collate import IGNORE_INDEX, Batch
 from mcit.strategies._importance import (
+    Anchor,
     Tensors,
     importance_batches,
     normalise_mean_one,
-    quadratic_penalty,
     snapshot,
     tensors_state,
     to_device,
@@ -184,11 +184,12 @@ class TIR(Strategy):
         super().__init__(options)
         self.importance: Tensors | None = None  # elementwise max over finished tasks, unrelaxed
         self.owners: Tensors | None = None
-        self.theta_star: Tensors | None = None
         self.embeddings: list[Tensors] = []  # one per finished task
         self.history: list[list[float]] = []  # similarities of task t to tasks < t, computed before t
         self.pending: Tensors | None = None  # embedding of the task being trained
-        self.relaxed: Tensors | None = None  # Omega used by the penalty of the current task
+        # theta* and the Omega the penalty uses: relaxed during a task, else the unrelaxed max.
+        self.anchor = Anchor()
+        self._relaxed = False
 
     def _start(self, ctx: Context) -> None:
         if self.importance is not None and self.owners is not None:  # relax where training runs
@@ -200,22 +201,24 @@ class TIR(Strategy):
 
     def _set_relaxed(self) -> None:
         ready = self.importance is not None and self.owners is not None and self.pending is not None
-        self.relaxed = relax(self.importance, self.owners, self.history[-1]) if ready else None
+        self._relaxed = ready
+        self.anchor.importance = relax(self.importance, self.owners, self.history[-1]) if ready else self.importance
+
+    @property
+    def relaxed(self) -> Tensors | None:
+        """Omega used by the penalty of the current task (``None`` outside a task)."""
+        return self.anchor.importance if self._relaxed else None
 
     def before_task(self, ctx: Context) -> None:
         self._start(ctx)
 
     def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
-        if self.theta_star is None or self.importance is None:
+        if self.anchor.theta_star is None or self.anchor.importance is None:
             return loss
-        # Moved once and kept there: state loaded on resume arrives on the CPU.
-        self.theta_star = to_device(self.theta_star, ctx.device)
-        if self.relaxed is not None:
-            omega = self.relaxed = to_device(self.relaxed, ctx.device)
-        else:  # outside a task (before_task not called): the unrelaxed max
-            omega = self.importance = to_device(self.importance, ctx.device)
+        # The anchor keeps theta* and Omega as vectors on ctx.device (state loaded on resume
+        # arrives on the CPU), built once per task.
         scale = 0.5 * self.options.strength if self.options.importance == "ewc" else self.options.strength
-        return loss + scale * quadratic_penalty(ctx, self.theta_star, omega)
+        return self.anchor.penalised(ctx, loss, scale)
 
     def after_task(self, ctx: Context) -> None:
         if self.pending is None:  # before_task was skipped: embed with the model as it is now
@@ -228,14 +231,15 @@ class TIR(Strategy):
         omega = normalise_mean_one(omega) if self.options.normalise else omega
         self.importance, self.owners = merge_max(self.importance, self.owners, omega, len(self.embeddings))
         self.embeddings.append(self.pending)
-        self.pending = self.relaxed = None
-        self.theta_star = snapshot(ctx)
+        self.pending = None
+        self.anchor.theta_star = snapshot(ctx)
+        self._set_relaxed()
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "importance": tensors_state(self.importance),
             "owners": tensors_state(self.owners),
-            "theta_star": tensors_state(self.theta_star),
+            "theta_star": tensors_state(self.anchor.theta_star),
             "embeddings": [dict(e) for e in self.embeddings],
             "similarities": [list(s) for s in self.history],
             "pending": tensors_state(self.pending),
@@ -244,7 +248,7 @@ class TIR(Strategy):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.importance = state.get("importance")
         self.owners = state.get("owners")
-        self.theta_star = state.get("theta_star")
+        self.anchor.theta_star = state.get("theta_star")
         self.embeddings = [dict(e) for e in state.get("embeddings", [])]
         self.history = [[float(x) for x in s] for s in state.get("similarities", [])]
         self.pending = state.get("pending")
