@@ -351,8 +351,9 @@ def test_global_guidance_matches_the_per_tensor_sums(gradient_scale):
         assert torch.allclose(a, b, rtol=1e-6)
 
 
-def test_dgg_hook_adds_the_guidance_to_every_gradient():
-    model = SmallLM()
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dgg_hook_adds_the_guidance_to_every_gradient(dtype):
+    model = SmallLM().to(dtype)
     ctx = context(model, 1)
     dgg = DynamicGradientGuidance(DGGOptions(alpha=1.0))
     dgg.before_task(ctx)
@@ -362,8 +363,11 @@ def test_dgg_hook_adds_the_guidance_to_every_gradient():
     batch = ctx.collator.train_batch(TASKS[1][1])
     answer_loss(model(**batch.inputs).logits, batch.labels).backward()
     before = grads_of(model)
-    displacement = [p.detach() - dgg.anchor[n] for n, p in model.named_parameters()]
-    expected = [g + extra for g, extra in zip(before, per_tensor_guidance(displacement, before))]
+    displacement = [p.detach().float() - dgg.anchor[n] for n, p in model.named_parameters()]
+    guided = per_tensor_guidance(displacement, before)
+    # The guidance is computed in fp32 and added to the gradient in the gradient's dtype.
+    expected = [g + extra.to(dtype) for g, extra in zip(before, guided)]
     assert model.unused.grad is None
     dgg.after_backward(ctx, batch)
+    assert all(p.grad.dtype == dtype for p in model.parameters())
     assert all(torch.allclose(p.grad, e, rtol=1e-6, atol=1e-8) for p, e in zip(model.parameters(), expected))
