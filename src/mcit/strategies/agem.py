@@ -17,22 +17,31 @@ class AGEMOptions(BufferOptions):
     reference_batch_size: int = Field(16, ge=1, description="Memory samples in the reference batch of each step.")
 
 
-def agem_project(grad: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """A-GEM's projection of a flat gradient against a flat reference gradient.
+def agem_project_(grads: list[torch.Tensor], reference: list[torch.Tensor]) -> None:
+    """A-GEM's projection, in place, of gradient tensors against reference gradient tensors.
+
+    The lists are treated as one vector each (as if flattened and concatenated), in fp32:
+    ``g <- g - (g.g_ref / ||g_ref||^2) g_ref`` when ``g.g_ref < 0``, else ``g`` is left as
+    it is. After projection ``g.g_ref = 0``: the step no longer increases the memory loss to
+    first order. The coefficient is a Python float, so each tensor's update is computed in
+    fp32 and rounded once to its dtype.
 
     Args:
-        grad: Gradient of the current batch, g.
-        reference: Gradient of a memory batch, g_ref.
-
-    Returns:
-        ``g - (g.g_ref / ||g_ref||^2) g_ref`` when ``g.g_ref < 0``, else ``g`` unchanged.
-        After projection ``g.g_ref = 0``: the step no longer increases the memory loss to
-        first order.
+        grads: Gradient of the current batch, g (overwritten).
+        reference: Gradient of a memory batch, g_ref, laid out like ``grads``.
     """
-    dot = torch.dot(grad, reference)
-    if dot >= 0:
-        return grad
-    return grad - (dot / torch.dot(reference, reference)) * reference
+    with torch.no_grad():
+        dot = _dot(grads, reference)
+        if dot < 0:
+            coefficient = (dot / _dot(reference, reference)).item()
+            torch._foreach_add_(grads, reference, alpha=-coefficient)
+
+
+def agem_project(grad: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """:func:`agem_project_` of one flat gradient against one flat reference, as a new tensor."""
+    projected = grad.clone()
+    agem_project_([projected], [reference])
+    return projected
 
 
 def _grads(params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
@@ -95,14 +104,7 @@ class AGEM(Strategy):
         reference_batch = ctx.collator.train_batch([memory[i] for i in chosen]).to(ctx.device)
         outputs = ctx.model(**reference_batch.inputs)
         answer_loss(outputs.logits, reference_batch.labels).backward()
-        reference = _grads(params)
-        with torch.no_grad():
-            dot = _dot(grads, reference)
-            if dot < 0:
-                # g - (g.g_ref / ||g_ref||^2) g_ref, as agem_project does on the flat vectors.
-                # A Python alpha keeps the update in fp32 before one rounding to the grad dtype.
-                coefficient = (dot / _dot(reference, reference)).item()
-                torch._foreach_add_(grads, reference, alpha=-coefficient)
+        agem_project_(grads, _grads(params))
         for p, grad in zip(params, grads):
             p.grad = grad
 
