@@ -27,5 +27,6 @@ class SemDeDupSelector(Selector):
     def select(self, ctx: SelectionContext, pool: Sequence[Sample], newest: np.ndarray, budget: int) -> Selection:
         options = self.options
         hidden = hidden_states(ctx, pool, options, "embeddings (semdedup)")
-        chosen = semdedup(hidden, budget, ctx.seed, k=min(options.k, len(pool)))
-        return Selection(np.sort(chosen), summary={"k": min(options.k, len(pool))})
+        k = min(options.k, len(pool))
+        chosen = semdedup(hidden, budget, ctx.seed, k=k)
+        return Selection(np.sort(chosen), summary={"k": k})
