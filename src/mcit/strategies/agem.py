@@ -62,12 +62,12 @@ class AGEM(Strategy):
 
     After each task a buffer selector (default ``random``, ``buffer_per_task`` = 200) keeps
     samples in the memory; they are not mixed into the training data. At every step with a
-    non-empty memory, ``after_backward`` saves the batch gradient g (flattened over all
-    trainable parameters), draws ``reference_batch_size`` memory samples without replacement
-    (seeded by the task seed and the step, so a resumed run draws the same batches), computes
-    the answer-token loss gradient g_ref on them, and if ``g.g_ref < 0`` replaces g by
-    ``g - (g.g_ref / ||g_ref||^2) g_ref``. So every step costs two forward and two backward
-    passes. The reference pass runs in the model's current (train) mode; gradient clipping
+    non-empty memory, ``after_backward`` saves the batch gradient g (one vector over all
+    trainable parameters, kept as the parameters' tensors), draws ``reference_batch_size``
+    memory samples without replacement (seeded by the task seed and the step, so a resumed
+    run draws the same batches), computes the answer-token loss gradient g_ref on them, and
+    if ``g.g_ref < 0`` replaces g by ``g - (g.g_ref / ||g_ref||^2) g_ref``
+    (:func:`agem_project_`). So every step costs two forward and two backward passes. The reference pass runs in the model's current (train) mode; gradient clipping
     in the loop applies to the projected gradient.
     """
 
