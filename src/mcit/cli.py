@@ -118,7 +118,7 @@ def select(
 ) -> None:
     """Select a budget of a LLaVA-format pool with a model; write ids, clusters and chosen scores."""
     from mcit.config import parse_override
-    from mcit.selection_job import select_pool
+    from mcit.selection.pool_file import select_pool
     from mcit.store import atomic_write_json
 
     options = {}
@@ -160,7 +160,7 @@ def list_registered() -> None:
     from mcit.data.synthetic.tasks import TASKS
     from mcit.evaluation.scorers import SCORERS
     from mcit.metrics import METRICS
-    from mcit.selectors import SELECTORS
+    from mcit.selection import SELECTORS
     from mcit.strategies import STRATEGIES
 
     for title, registry in (

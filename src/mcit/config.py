@@ -13,7 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mcit.errors import UserError
+from mcit.errors import UserError, first_error
+from mcit.training.settings import TrainConfig
 
 
 class _Strict(BaseModel):
@@ -36,22 +37,6 @@ class ModelConfig(_Strict):
     lora: LoraConfig | None = Field(None, description="LoRA adapters on the language model's linear layers (peft); null for none.")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights dtype.")
     seed: int = Field(0, description="Seed of the tiny model's initialisation (ignored for checkpoints).")
-
-
-class TrainConfig(_Strict):
-    epochs: float = Field(3.0, gt=0, description="Passes over each task's training data (fractions allowed).")
-    batch_size: int = Field(16, ge=1, description="Samples per optimizer step.")
-    lr: float = Field(1e-3, gt=0, description="Peak learning rate (AdamW).")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay on matrices (not on biases/norms).")
-    warmup_ratio: float = Field(0.05, ge=0, le=1, description="Fraction of steps with linear warmup.")
-    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Cosine decays to this fraction of the peak lr.")
-    max_grad_norm: float = Field(1.0, ge=0, description="Global gradient-norm clip; 0 disables.")
-    on_nonfinite: Literal["stop", "skip"] = Field(
-        "stop", description="On a NaN/inf loss: 'stop' the task with an error (the last finished task stays committed) or 'skip' the batch (counted in results)."
-    )
-    checkpoint_every: int = Field(
-        0, ge=0, description="Also checkpoint every N optimizer steps within a task, so a killed run resumes mid-task (0: only after each task)."
-    )
 
 
 class BaseStageConfig(_Strict):
@@ -94,7 +79,7 @@ class SelectorConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_options(self) -> SelectorConfig:
-        from mcit.selectors import SELECTORS
+        from mcit.selection import SELECTORS
 
         selector_class = SELECTORS.get(self.name)
         try:
@@ -119,7 +104,7 @@ class PoolConfig(_Strict):
 
     @model_validator(mode="after")
     def _pruning(self) -> PoolConfig:
-        from mcit.selectors import SELECTORS
+        from mcit.selection import SELECTORS
 
         prunes = SELECTORS.get(self.selector.name).prunes
         if prunes and self.pool_budget is None:
@@ -225,13 +210,6 @@ class RunConfig(_Strict):
             if alone:
                 raise ValueError(f"method {alone[0]!r} cannot be combined with other methods (got {names})")
         return value
-
-
-def first_error(error: ValidationError) -> str:
-    """The first validation problem as one line: ``field.path: message``."""
-    first = error.errors()[0]
-    location = ".".join(str(part) for part in first["loc"])
-    return f"{location}: {first['msg']}" if location else first["msg"]
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -23,17 +23,18 @@ import torch
 
 from mcit import metrics
 from mcit.benchmarks import PoolStream, Stream, build_stream
-from mcit.config import RunConfig, SelectorConfig, config_to_dict
+from mcit.config import RunConfig, config_to_dict
 from mcit.data.collate import Collator
 from mcit.data.sample import Task
 from mcit.errors import UserError
 from mcit.evaluation.generate import evaluate_task
 from mcit.models.hf import configure_trainable, load_trainable_state, load_vlm, parameter_table, trainable_state
 from mcit.pool import Pool, pool_metrics
-from mcit.selectors import SELECTORS, HiddenSkills, SelectionContext, Selector
+from mcit.selection import HiddenSkills, SelectionContext, build_selector
 from mcit.store import RunStore, atomic_write_json
 from mcit.strategies import STRATEGIES, Context, Strategy, StrategyChain, TaskView
-from mcit.training.loop import TrainSettings, steps_for, train
+from mcit.training.loop import steps_for, train
+from mcit.training.settings import TrainConfig
 
 logger = logging.getLogger(__name__)
 BASE_DIR = "base_model"
@@ -93,22 +94,12 @@ def build_strategy(config: RunConfig) -> StrategyChain:
     return StrategyChain(chain)
 
 
-def build_selector(selector: SelectorConfig) -> Selector:
-    """The configured selector with its (already validated) options."""
-    selector_class: type[Selector] = SELECTORS.get(selector.name)
-    return selector_class(selector_class.options_class(**selector.options()))
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device {name!r} requested but CUDA is not available")
     return torch.device(name)
-
-
-def settings_of(train_config) -> TrainSettings:
-    return TrainSettings(**train_config.model_dump())
 
 
 class Runner:
@@ -123,7 +114,7 @@ class Runner:
 
     # -- pieces -------------------------------------------------------------------------
 
-    def _train(self, ctx: Context, data, strategy: Strategy, settings: TrainSettings, label: str, partial: bool = False):
+    def _train(self, ctx: Context, data, strategy: Strategy, settings: TrainConfig, label: str, partial: bool = False):
         """Train one phase; with ``partial``, save and resume mid-task checkpoints (``checkpoint_every``)."""
         torch.manual_seed(ctx.seed)
         advance = self.progress.phase(label, steps_for(len(data), settings))
@@ -176,7 +167,7 @@ class Runner:
         collator = Collator(processor)
         seed = task_seed(self.config.seed, -1, "train")
         ctx = Context(model, TaskView(-1, "base", stream.base_train), seed, self.device, collator)
-        self._train(ctx, stream.base_train, Strategy(), settings_of(base.train), "base stage")
+        self._train(ctx, stream.base_train, Strategy(), base.train, "base stage")
         staging = self.store.run_dir / f".tmp-{BASE_DIR}"
         shutil.rmtree(staging, ignore_errors=True)  # left by a run killed while saving
         model.save_pretrained(staging)
@@ -263,7 +254,7 @@ class Runner:
                 f"pool.budget={self.config.pool.budget} is larger than the pool at step 1 "
                 f"({len(first.train)} samples of {first.name!r}); lower pool.budget or raise benchmark.train_per_task"
             )
-        self.selector = build_selector(self.config.pool.selector)
+        self.selector = build_selector(self.config.pool.selector.name, self.config.pool.selector.options())
         return Pool(stream.tasks)
 
     def _train_and_evaluate(self, index: int, name: str, data, stream, model, collator, strategy) -> dict[str, Any]:
@@ -273,7 +264,7 @@ class Runner:
         strategy.before_task(ctx)
         data = strategy.train_data(ctx, data)
         label = f"{'step' if self.config.scenario == 'pool' else 'task'} {index + 1}/{len(stream.tasks)} {name}"
-        stats = self._train(ctx, data, strategy, settings_of(self.config.train), label, partial=True)
+        stats = self._train(ctx, data, strategy, self.config.train, label, partial=True)
         strategy.after_task(ctx)
         strategy.before_eval(ctx)
         scores, eval_seconds = self._evaluate(model, collator, stream.columns, f"eval after {name}")

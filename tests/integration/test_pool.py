@@ -11,7 +11,7 @@ from conftest import tiny_overrides
 from mcit.config import load_config
 from mcit.errors import UserError
 from mcit.runner import Progress, Runner
-from mcit.selectors import SELECTORS
+from mcit.selection import SELECTORS
 from mcit.store import RunStore
 
 

@@ -11,7 +11,7 @@ from mcit.benchmarks.lifelong import DATASETS, DEFAULT_DATASETS, _apportion
 from mcit.config import load_config
 from mcit.errors import UserError
 from mcit.pool import Pool, pool_metrics
-from mcit.selectors import HiddenSkills
+from mcit.selection import HiddenSkills
 
 
 def lifelong(n: int = 200, **extra: str):

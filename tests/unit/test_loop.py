@@ -11,7 +11,9 @@ from mcit.evaluation.scorers import SCORERS
 from mcit.data.sample import Task
 from mcit.models.tiny import build_tiny_vlm
 from mcit.strategies import Context, Strategy, TaskView
-from mcit.training.loop import TrainSettings, answer_loss, batch_order, steps_for, train
+from mcit.losses import answer_loss
+from mcit.training.loop import batch_order, steps_for, train
+from mcit.training.settings import TrainConfig
 from mcit.training.optim import build_optimizer, warmup_cosine
 
 
@@ -32,7 +34,7 @@ def test_batch_order_is_seeded_and_covers_fractional_epochs():
     assert a == b and a != c
     flat = [i for batch in a for i in batch]
     assert len(flat) == 15 and set(flat[:10]) == set(range(10))
-    assert len(a) == steps_for(10, TrainSettings(epochs=1.5, batch_size=4))
+    assert len(a) == steps_for(10, TrainConfig(epochs=1.5, batch_size=4))
 
 
 def test_warmup_then_cosine_schedule():
@@ -60,7 +62,7 @@ def test_loop_reduces_the_answer_loss_on_the_tiny_model():
 
     before = loss_now()
     ctx = Context(model, TaskView(0, "mixed", samples), 0, torch.device("cpu"), collator)
-    settings = TrainSettings(epochs=10, batch_size=16, lr=2e-3)
+    settings = TrainConfig(epochs=10, batch_size=16, lr=2e-3)
     stats = train(ctx, samples, Strategy(), settings)
     assert stats.steps == steps_for(len(samples), settings)
     assert stats.samples == 10 * len(samples)

@@ -21,7 +21,9 @@ from mcit.strategies import STRATEGIES, Context, Strategy, TaskView
 from mcit.strategies._importance import Anchor, quadratic_penalty, snapshot
 from mcit.strategies.dgg import DGGOptions, DynamicGradientGuidance, guidance
 from mcit.strategies.si import SI, SIOptions
-from mcit.training.loop import TrainSettings, answer_loss, train
+from mcit.losses import answer_loss
+from mcit.training.loop import train
+from mcit.training.settings import TrainConfig
 from token_collator import TokenCollator
 
 VOCAB = 7
@@ -256,7 +258,7 @@ class PerTensorSI(Strategy):
         self.theta_star = theta_end
 
 
-SETTINGS = TrainSettings(epochs=2, batch_size=8, lr=0.05, max_grad_norm=0.3, warmup_ratio=0.0)
+SETTINGS = TrainConfig(epochs=2, batch_size=8, lr=0.05, max_grad_norm=0.3, warmup_ratio=0.0)
 
 
 def train_tasks(strategy: Strategy, model: torch.nn.Module, tasks: int = 3) -> None:

@@ -13,7 +13,7 @@ from mcit.strategies._importance import normalise_mean_one, quadratic_penalty, s
 from mcit.strategies.ewc import EWC, EWCOptions, fisher_diagonal
 from mcit.strategies.mas import MASOptions, output_sensitivity
 from mcit.strategies.si import SI, SIOptions
-from mcit.training.loop import answer_loss
+from mcit.losses import answer_loss
 from token_collator import TokenCollator
 
 VOCAB = 6

@@ -172,7 +172,7 @@ class DigitCollator:
 
 
 def gradient_of(model, collator, batch_samples) -> torch.Tensor:
-    from mcit.training.loop import answer_loss
+    from mcit.losses import answer_loss
 
     model.zero_grad(set_to_none=True)
     batch = collator.train_batch(batch_samples)

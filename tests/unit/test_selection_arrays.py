@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcit.selection.budget import split_budget, split_budget_weighted
-from mcit.selection.ccs import ccs_sample, trim_by_rank
-from mcit.selection.clustering import assign, choose_k, cluster_cosine_stats, elbow_k, kmeans
-from mcit.selection.featurestore import FeatureStore, in_memory_or_store, sidecar_path
-from mcit.selection.multiway import choose_score, histogram_entropy
-from mcit.selection.prune import lite_prune, max_cosine_to_earlier, max_cosine_to_rest
+from mcit.selection._budget import split_budget, split_budget_weighted
+from mcit.selection._ccs import ccs_sample, trim_by_rank
+from mcit.selection._clustering import assign, choose_k, cluster_cosine_stats, elbow_k, kmeans
+from mcit.selection._featurestore import FeatureStore, in_memory_or_store, sidecar_path
+from mcit.selection._multiway import choose_score, histogram_entropy
+from mcit.selection._prune import lite_prune, max_cosine_to_earlier, max_cosine_to_rest
 
 
 def blobs(n_per: int, centers: np.ndarray, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

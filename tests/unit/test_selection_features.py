@@ -13,13 +13,13 @@ from mcit.data.collate import Collator
 from mcit.data.synthetic.tasks import TASKS, corpus
 from mcit.models.hf import configure_trainable
 from mcit.models.tiny import build_tiny_vlm
-from mcit.selection.features import (
+from mcit.selection._features import (
     FeatureOptions,
     compute_features,
     trainable_linears,
 )
-from mcit.selection.projection import KroneckerProjection, gaussian_direction, kronecker_projections
-from mcit.training.loop import answer_loss
+from mcit.selection._projection import KroneckerProjection, gaussian_direction, kronecker_projections
+from mcit.losses import answer_loss
 
 ALL = {"scores", "gradients", "hidden"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mcit.selection.baselines import coincide_select, density_select, random_select, semdedup, softmax
+from mcit.selection._baselines import coincide_select, density_select, random_select, semdedup, softmax
 from mcit.selection.lamp import lamp_select
 
 

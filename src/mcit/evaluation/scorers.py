@@ -2,7 +2,7 @@
 
 Every scorer has the signature ``scorer(prediction, references) -> float`` with a
 result in ``[0, 1]`` and is registered in :data:`SCORERS`, so benchmarks name their
-scorer in config and :func:`score_all` turns a list of predictions into one number.
+scorer in config; evaluation averages it over a task's samples.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-import numpy as np
 
 from mcit.registry import Registry
 
@@ -152,39 +151,3 @@ def contains(prediction: str, references: Sequence[str]) -> float:
         if norm and re.search(rf"(?<!\S){re.escape(norm)}(?!\S)", pred):
             return 1.0
     return 0.0
-
-
-def score_all(
-    scorer_name: str,
-    predictions: Sequence[str],
-    references: Sequence[Sequence[str]],
-) -> float:
-    """Mean score of ``predictions`` against ``references`` under one scorer.
-
-    Args:
-        scorer_name: A name registered in :data:`SCORERS`, e.g. ``"vqa"``.
-        predictions: One model answer per sample.
-        references: One list of acceptable answers per sample.
-
-    Returns:
-        The mean per-sample score in ``[0, 1]``.
-
-    Raises:
-        UserError: If ``scorer_name`` is unknown (the message suggests a close name).
-        ValueError: If the inputs are empty or their lengths differ.
-        TypeError: If a sample's references is a bare string, which would otherwise be
-            silently scored character by character.
-    """
-    scorer = SCORERS.get(scorer_name)
-    if len(predictions) != len(references):
-        raise ValueError(
-            f"got {len(predictions)} predictions but {len(references)} reference lists"
-        )
-    if not predictions:
-        raise ValueError("cannot score an empty set of predictions")
-    scores = []
-    for i, (pred, refs) in enumerate(zip(predictions, references, strict=True)):
-        if isinstance(refs, str):
-            raise TypeError(f"references[{i}] is a str; expected a list of answers")
-        scores.append(scorer(pred, refs))
-    return float(np.mean(scores))

@@ -1,23 +1,31 @@
-"""LAMP / Adapt-inf selection over arrays: pseudo-task clusters, per-cluster score, CCS.
+"""LAMP (Adapt-inf): gradient pseudo-task clusters, multi-way score choice, CCS per cluster.
 
-METHODS.md, data selection steps 2, 4, 5 and 6 on precomputed sample vectors and scores:
-k-means with k from the WSS elbow, an even (or density-weighted) budget per cluster, the
-highest-entropy score per cluster, and coverage-centric sampling along that score.
+METHODS.md, data selection: the selector computes per-sample gradient vectors and scores
+with the current model (:mod:`mcit.selection._features`); :func:`lamp_select` then works on
+those arrays (steps 2, 4, 5 and 6): k-means with k from the WSS elbow, an even (or
+density-weighted) budget per cluster, the highest-entropy score per cluster, and
+coverage-centric sampling along that score.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
-from mcit.selection.baselines import dbp_complexity
-from mcit.selection.budget import split_budget, split_budget_weighted
-from mcit.selection.ccs import ccs_sample
-from mcit.selection.clustering import DEFAULT_K_GRID, check_features, choose_k, cluster_cosine_stats
-from mcit.selection.multiway import choose_score
-from mcit.selection.prune import cluster_members
+from mcit.data.sample import Sample
+from mcit.selection._baselines import dbp_complexity
+from mcit.selection._budget import split_budget, split_budget_weighted
+from mcit.selection._ccs import ccs_sample
+from mcit.selection._clustering import DEFAULT_K_GRID, check_features, choose_k, cluster_cosine_stats
+from mcit.selection._features import GradientFeatureOptions
+from mcit.selection._multiway import choose_score
+from mcit.selection._pool_features import pool_features
+from mcit.selection._prune import cluster_members
+from mcit.selection.base import SELECTORS, Selection, SelectionContext, Selector
 
 BUDGET_RULES = ("even", "density")
 
@@ -94,17 +102,17 @@ def lamp_select(
 ) -> LampSelection:
     """Select ``min(budget, n)`` rows of the pool the LAMP way.
 
-    1. :func:`~mcit.selection.clustering.choose_k` clusters the (already L2-normalised)
+    1. :func:`~mcit.selection._clustering.choose_k` clusters the (already L2-normalised)
        sample vectors into pseudo-tasks, k from ``k_grid`` by the WSS elbow.
     2. The budget is split over clusters: ``"even"`` (METHODS.md step 5,
-       :func:`~mcit.selection.budget.split_budget`), or ``"density"``, the paper's
+       :func:`~mcit.selection._budget.split_budget`), or ``"density"``, the paper's
        density-based budget ablation as in the authors' script: budget proportional to the
        DBP complexity of each cluster (mean cosine distance of members to the centroid x
        cosine distance to the nearest other centroid,
-       :func:`~mcit.selection.baselines.dbp_complexity`), linear rather than softmax,
+       :func:`~mcit.selection._baselines.dbp_complexity`), linear rather than softmax,
        capped at cluster size with the excess re-split.
-    3. In each cluster :func:`~mcit.selection.multiway.choose_score` picks the score with
-       the most spread-out histogram, and :func:`~mcit.selection.ccs.ccs_sample` draws the
+    3. In each cluster :func:`~mcit.selection._multiway.choose_score` picks the score with
+       the most spread-out histogram, and :func:`~mcit.selection._ccs.ccs_sample` draws the
        cluster's budget along it.
 
     The same seed gives the same selection: it seeds the clustering and one
@@ -119,8 +127,8 @@ def lamp_select(
         bins: CCS and histogram bins.
         trim: Fraction trimmed at each end of a score, for CCS and the entropy.
         budget_rule: ``"even"`` or ``"density"``.
-        min_finite_fraction: See :func:`~mcit.selection.multiway.choose_score`.
-        backend: k-means backend (see :func:`~mcit.selection.clustering.kmeans`).
+        min_finite_fraction: See :func:`~mcit.selection._multiway.choose_score`.
+        backend: k-means backend (see :func:`~mcit.selection._clustering.kmeans`).
         fit_sample: Most rows k-means is fitted on.
         chunk: Rows per block in the chunked passes.
 
@@ -166,3 +174,76 @@ def lamp_select(
         cluster_sizes=np.bincount(labels, minlength=k)[:k].tolist(),
         cluster_budgets=budgets,
     )
+
+
+class LampOptions(GradientFeatureOptions):
+    vectors: Literal["gradient", "zero_order", "hidden"] = Field(
+        "gradient",
+        description="Sample vectors to cluster: per-sample gradients (the paper), zero-order (MeZO-style) gradients, "
+        "or mean hidden states (the paper's ablation: worse for clustering).",
+    )
+    k_grid: list[int] = Field(list(DEFAULT_K_GRID), min_length=1, description="Candidate numbers of clusters; k by the WSS elbow.")
+    budget_rule: Literal["even", "density"] = Field(
+        "even", description="Per-cluster budget: even split with leftover redistribution, or by cluster density (ablation)."
+    )
+    scores: list[Literal["perplexity", "image_grounding", "el2n", "entropy"]] = Field(
+        ["perplexity", "image_grounding", "el2n", "entropy"], min_length=1, description="Scores the multi-way choice picks from."
+    )
+    bins: int = Field(50, ge=1, description="CCS and histogram bins.")
+    trim: float = Field(0.05, ge=0, lt=0.5, description="Fraction trimmed at each end of a score (CCS and entropy).")
+
+
+def lamp_features(ctx: SelectionContext, pool: Sequence[Sample], options: LampOptions, label: str, hidden: bool = False):
+    """Scores plus the configured sample vectors (and hidden states if asked), in one pass over the pool."""
+    vector_kind = "hidden" if options.vectors == "hidden" else "gradients"
+    kinds = {"scores", vector_kind} | ({"hidden"} if hidden else set())
+    gradient = "zero_order" if options.vectors == "zero_order" else "exact"
+    features = pool_features(ctx, pool, kinds, options, label, gradient)
+    vectors = features.hidden if vector_kind == "hidden" else features.gradients
+    return features, vectors
+
+
+def lamp_selection(
+    ctx: SelectionContext, pool: Sequence[Sample], budget: int, options: LampOptions, label: str, hidden: bool = False
+) -> tuple[Selection, np.ndarray, np.ndarray | None]:
+    """Run LAMP on the pool.
+
+    Returns:
+        The selection (with each chosen sample's cluster and score), the cluster label of
+        every pool sample, and the pool's hidden-state vectors when ``hidden`` is asked.
+    """
+    features, vectors = lamp_features(ctx, pool, options, label, hidden)
+    result = lamp_select(
+        vectors, {name: features.scores[name] for name in options.scores}, budget, ctx.seed,
+        k_grid=tuple(options.k_grid), bins=options.bins, trim=options.trim, budget_rule=options.budget_rule,
+    )
+    summary = result.summary()
+    summary["clusters"] = cluster_summary(result.labels, result.indices, result.chosen_score)
+    scores = [result.chosen_score[int(c)] for c in result.cluster_of_index]
+    return Selection(result.indices, result.cluster_of_index, scores, summary), result.labels, features.hidden
+
+
+def cluster_summary(labels: np.ndarray, chosen: np.ndarray, scores: dict[int, str] | None = None) -> dict[str, dict]:
+    """``{cluster: {size, selected, score}}`` for the results file and ``mcit select``."""
+    sizes = np.bincount(labels)
+    picked = np.bincount(labels[chosen], minlength=len(sizes))
+    return {
+        str(c): {"size": int(sizes[c]), "selected": int(picked[c]), **({"score": scores[c]} if scores and c in scores else {})}
+        for c in range(len(sizes))
+        if sizes[c]
+    }
+
+
+@SELECTORS.register("lamp")
+class LampSelector(Selector):
+    """LAMP: k-means of projected per-sample gradients (k by WSS elbow), per-cluster best score, CCS.
+
+    Pseudo-task clusters stand in for the skills selectors may not see; each cluster gets an
+    even share of the budget and is sampled along whichever score spreads it best.
+    """
+
+    options_class = LampOptions
+    options: LampOptions
+
+    def select(self, ctx: SelectionContext, pool: Sequence[Sample], newest: np.ndarray, budget: int) -> Selection:
+        return lamp_selection(ctx, pool, budget, self.options, "features (lamp)")[0]

@@ -189,27 +189,6 @@ class QuadraticPenalty(torch.autograd.Function):
         return (None, None, None, *gradient.views)
 
 
-def quadratic_penalty(ctx: Context, anchor: Tensors, importance: Tensors | None) -> torch.Tensor:
-    """``sum_i Omega_i (theta_i - theta*_i)^2`` over trainable parameters, in fp32.
-
-    Copies theta* and Omega into vectors at every call; :class:`Anchor` keeps them instead.
-
-    Args:
-        ctx: Context whose trainable parameters are theta.
-        anchor: theta* by parameter name.
-        importance: Omega by parameter name; ``None`` means Omega = 1 (plain L2 pull).
-
-    Returns:
-        A scalar that carries gradients to the parameters.
-    """
-    names, params = trainable_lists(ctx)
-    if not params:
-        return torch.zeros((), device=ctx.device, dtype=torch.float32)
-    omega = None if importance is None else [importance[name] for name in names]
-    vectors = PenaltyVectors.of([anchor[name] for name in names], omega, ctx.device)
-    return QuadraticPenalty.apply(vectors, 1.0, None, *params)
-
-
 def normalise_mean_one(importance: Tensors) -> Tensors:
     """Divide Omega by its mean over all elements of all tensors, so that mean(Omega) = 1.
 
@@ -255,14 +234,6 @@ def answer_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Logits at positions that predict an answer token (next-token shift), shape (n, vocab)."""
     mask = labels[:, 1:] != IGNORE_INDEX
     return logits[:, :-1][mask].float()
-
-
-def answer_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The training loss (token-mean NLL over answer tokens), exactly as the loop computes it."""
-    # Imported here: the loop imports ``strategies.base``, which imports every strategy.
-    from mcit.training.loop import answer_loss
-
-    return answer_loss(logits, labels)
 
 
 def parameter_grads(ctx: Context, value: torch.Tensor) -> Tensors:

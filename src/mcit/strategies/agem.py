@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from pydantic import Field
 
+from mcit.losses import answer_loss
 from mcit.strategies._buffer import BufferOptions, Buffers, ReplayBuffer, derived_seed
 from mcit.strategies.base import STRATEGIES, Context, Strategy
 
@@ -35,13 +36,6 @@ def agem_project_(grads: list[torch.Tensor], reference: list[torch.Tensor]) -> N
         if dot < 0:
             coefficient = (dot / _dot(reference, reference)).item()
             torch._foreach_add_(grads, reference, alpha=-coefficient)
-
-
-def agem_project(grad: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """:func:`agem_project_` of one flat gradient against one flat reference, as a new tensor."""
-    projected = grad.clone()
-    agem_project_([projected], [reference])
-    return projected
 
 
 def _grads(params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
@@ -84,9 +78,6 @@ class AGEM(Strategy):
         return self.memory.buffers
 
     def after_backward(self, ctx: Context, batch) -> None:
-        # Imported here: mcit.training.loop imports mcit.strategies, which imports this module.
-        from mcit.training.loop import answer_loss
-
         memory = self.memory.samples()
         if not memory:
             return

@@ -9,7 +9,7 @@ exception is ``after_backward``, whose job is gradient surgery on ``param.grad``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -58,7 +58,6 @@ class Context:
     device: torch.device
     collator: Any = None
     step: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def trainable(self) -> list[tuple[str, torch.nn.Parameter]]:
         return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]

@@ -8,10 +8,10 @@ import torch
 from pydantic import Field
 
 from mcit.data.collate import Batch
+from mcit.losses import answer_loss
 from mcit.strategies._importance import (
     Anchor,
     Tensors,
-    answer_nll,
     importance_batches,
     normalise_mean_one,
     parameter_grads,
@@ -47,7 +47,7 @@ def fisher_diagonal(ctx: Context, options: EWCOptions) -> Tensors:
     with torch.enable_grad():
         for batch in importance_batches(ctx, batch_size, options.importance_samples, "ewc"):
             outputs = ctx.model(**batch.inputs)
-            grads = parameter_grads(ctx, answer_nll(outputs.logits, batch.labels))
+            grads = parameter_grads(ctx, answer_loss(outputs.logits, batch.labels))
             if fisher is None:
                 fisher = {name: g.square() for name, g in grads.items()}
             else:

@@ -10,28 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from mcit.data.collate import IGNORE_INDEX
 from mcit.data.sample import Sample
 from mcit.errors import UserError
+from mcit.losses import answer_loss
 from mcit.strategies.base import Context, Strategy
 from mcit.training.optim import build_optimizer, warmup_cosine
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Hyper-parameters of one training phase (see :class:`mcit.config.TrainConfig`)."""
-
-    epochs: float = 2
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.05
-    min_lr_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    on_nonfinite: str = "stop"
-    checkpoint_every: int = 0
+from mcit.training.settings import TrainConfig
 
 
 @dataclass
@@ -47,16 +32,7 @@ class NonFiniteLossError(UserError):
     """The loss became NaN/inf; the task stops and nothing of it is committed."""
 
 
-def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Token-mean cross-entropy over answer tokens (labels != -100), next-token shifted."""
-    shift_logits = logits[:, :-1].float()
-    shift_labels = labels[:, 1:]
-    return F.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), ignore_index=IGNORE_INDEX
-    )
-
-
-def steps_for(n: int, settings: TrainSettings) -> int:
+def steps_for(n: int, settings: TrainConfig) -> int:
     """Optimizer steps that :func:`train` takes on ``n`` samples."""
     return -(-max(1, round(n * settings.epochs)) // settings.batch_size)
 
@@ -88,7 +64,7 @@ def train(
     ctx: Context,
     data: Sequence[Sample],
     strategy: Strategy,
-    settings: TrainSettings,
+    settings: TrainConfig,
     on_step: Callable[[int, int, float], None] | None = None,
     on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
     resume: dict[str, Any] | None = None,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from mcit.selection.ccs import trim_by_rank
+from mcit.selection._ccs import trim_by_rank
 
 
 def histogram_entropy(
@@ -24,7 +24,7 @@ def histogram_entropy(
     """Shannon entropy (bits) of the z-normalised, trimmed histogram of ``values``.
 
     Non-finite values are ignored. The mean and standard deviation come from all finite
-    values; trimming (by rank, see :func:`~mcit.selection.ccs.trim_by_rank`) happens after
+    values; trimming (by rank, see :func:`~mcit.selection._ccs.trim_by_rank`) happens after
     normalising. Values outside ``value_range`` after trimming fall outside the histogram
     and are not counted, as with :func:`numpy.histogram`.
 

@@ -1,6 +1,6 @@
 """Selection quality on the embedded lifelong stream: every selector, 3 seeds, one budget.
 
-Usage: .venv/bin/python benchmarks/lifelong_selection.py [--seeds 0,1,2] [--budget 400]
+Usage: .venv/bin/python experiments/lifelong_selection.py [--seeds 0,1,2] [--budget 400]
        [--per-dataset 600] [--out runs/lifelong-bench] [--only lamp,random] [--set key=value]
 
 Rows (LAMP's table): sequential (newest dataset only), random experience replay

@@ -1,6 +1,6 @@
 """Quality of every continual-learning method on the embedded stream, mean ± std over seeds.
 
-Usage: .venv/bin/python benchmarks/methods_quality.py [--seeds 0,1,2] [--methods seqft,er,...]
+Usage: .venv/bin/python experiments/methods_quality.py [--seeds 0,1,2] [--methods seqft,er,...]
        [--out runs/methods-bench] [--set key=value ...]
        (a method may be given as name:option=value for sweeps, e.g. ewc:strength=10)
 

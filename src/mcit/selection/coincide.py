@@ -9,12 +9,13 @@ import numpy as np
 from pydantic import Field
 
 from mcit.data.sample import Sample
-from mcit.selection.baselines import coincide_select
-from mcit.selectors._features import HiddenOptions, hidden_states
-from mcit.selectors.base import SELECTORS, Selection, SelectionContext, Selector
+from mcit.selection._baselines import coincide_select
+from mcit.selection._features import HiddenFeatureOptions
+from mcit.selection._pool_features import hidden_states
+from mcit.selection.base import SELECTORS, Selection, SelectionContext, Selector
 
 
-class CoincideOptions(HiddenOptions):
+class CoincideOptions(HiddenFeatureOptions):
     hidden_layer: Literal["first", "middle", "last"] | int = Field("middle", description="LM layer whose mean hidden states are clustered (COINCIDE uses an intermediate layer).")
     k: int = Field(100, ge=1, description="k-means clusters (many small ones; clamped to the pool size).")
     temperature: float = Field(0.1, gt=0, description="Softmax temperature of transitivity / density.")

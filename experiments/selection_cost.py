@@ -1,6 +1,6 @@
 """Cost of selection features per sample relative to a training step, measured side by side.
 
-Usage: .venv/bin/python benchmarks/selection_cost.py [--samples 256] [--repeats 3] [--layer middle]
+Usage: .venv/bin/python experiments/selection_cost.py [--samples 256] [--repeats 3] [--layer middle]
 
 On the same samples (a mix of image and text-only tasks) and the same tiny model, times
 (a) ``compute_features(kinds={"scores", "gradients"})`` (one forward with hooks, one backward
@@ -24,8 +24,8 @@ from mcit.data.collate import Collator
 from mcit.data.synthetic.tasks import TASKS, corpus
 from mcit.models.hf import configure_trainable
 from mcit.models.tiny import build_tiny_vlm
-from mcit.selection.features import FeatureOptions, compute_features
-from mcit.training.loop import answer_loss
+from mcit.selection._features import FeatureOptions, compute_features
+from mcit.losses import answer_loss
 from mcit.training.optim import build_optimizer
 
 

@@ -110,3 +110,14 @@ def uniform(n: int, budget: int, seed: int) -> np.ndarray:
     """``min(budget, n)`` sorted positions drawn uniformly without replacement."""
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n, size=min(budget, n), replace=False)).astype(np.int64)
+
+
+def build_selector(name: str, options: dict[str, Any]) -> Selector:
+    """The registered selector ``name`` with ``options`` validated by its options model.
+
+    Raises:
+        UserError: If ``name`` is not registered.
+        pydantic.ValidationError: If an option is unknown or has a bad value.
+    """
+    selector_class: type[Selector] = SELECTORS.get(name)
+    return selector_class(selector_class.options_class(**options))

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mcit.data.sample import Sample
-from mcit.selectors.base import SELECTORS, Selection, SelectionContext, Selector, uniform
+from mcit.selection.base import SELECTORS, Selection, SelectionContext, Selector, uniform
 
 
 @SELECTORS.register("random")

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from mcit.data.sample import Sample
-from mcit.selection.prune import lite_prune
-from mcit.selectors.base import SELECTORS, Selection, SelectionContext, Selector
-from mcit.selectors.lamp import LampOptions, lamp_selection
+from mcit.selection._prune import lite_prune
+from mcit.selection.base import SELECTORS, Selection, SelectionContext, Selector
+from mcit.selection.lamp import LampOptions, lamp_selection
 
 
 class LiteOptions(LampOptions):

@@ -8,12 +8,13 @@ import numpy as np
 from pydantic import Field
 
 from mcit.data.sample import Sample
-from mcit.selection.baselines import density_select
-from mcit.selectors._features import HiddenOptions, hidden_states
-from mcit.selectors.base import SELECTORS, Selection, SelectionContext, Selector
+from mcit.selection._baselines import density_select
+from mcit.selection._features import HiddenFeatureOptions
+from mcit.selection._pool_features import hidden_states
+from mcit.selection.base import SELECTORS, Selection, SelectionContext, Selector
 
 
-class DensityOptions(HiddenOptions):
+class DensityOptions(HiddenFeatureOptions):
     k: int = Field(50, ge=1, description="k-means clusters of the embeddings (clamped to the pool size).")
     temperature: float = Field(0.1, gt=0, description="Softmax temperature of the per-cluster complexity.")
 

@@ -1,19 +1,19 @@
 """Baseline selectors over feature vectors: random, SemDeDup, density-based pruning, COINCIDE.
 
 Each returns exactly ``min(budget, n)`` sorted, unique int64 row indices and is
-deterministic for a seed. Clustering is :func:`~mcit.selection.clustering.kmeans` (bounded
+deterministic for a seed. Clustering is :func:`~mcit.selection._clustering.kmeans` (bounded
 memory), and similarities are cosines of L2-normalised rows, with cluster centroids taken
 as the normalised mean of their members' unit vectors
-(:func:`~mcit.selection.clustering.cluster_cosine_stats`).
+(:func:`~mcit.selection._clustering.cluster_cosine_stats`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from mcit.selection.budget import split_budget_weighted
-from mcit.selection.clustering import check_features, cluster_cosine_stats, kmeans
-from mcit.selection.prune import _unit_block, cluster_members, max_cosine_to_earlier
+from mcit.selection._budget import split_budget_weighted
+from mcit.selection._clustering import check_features, cluster_cosine_stats, kmeans
+from mcit.selection._prune import _unit_block, cluster_members, max_cosine_to_earlier
 
 
 def _check_budget(budget: int) -> None:
@@ -28,13 +28,6 @@ def softmax(values: np.ndarray, temperature: float) -> np.ndarray:
     scaled = np.asarray(values, dtype=np.float64) / temperature
     weights = np.exp(scaled - scaled.max())
     return weights / weights.sum()
-
-
-def random_select(n: int, budget: int, seed: int) -> np.ndarray:
-    """``min(budget, n)`` rows uniformly at random."""
-    _check_budget(budget)
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(n, size=min(budget, n), replace=False)).astype(np.int64)
 
 
 def _sample_clusters(members: list[np.ndarray], counts: list[int], seed: int) -> np.ndarray:
@@ -77,7 +70,7 @@ def semdedup(
         k: Number of k-means clusters (clamped to n).
         eps: Duplicate threshold, or ``None`` to fit the budget.
         chunk: Block size for the similarity computation.
-        backend: k-means backend (see :func:`~mcit.selection.clustering.kmeans`).
+        backend: k-means backend (see :func:`~mcit.selection._clustering.kmeans`).
 
     Returns:
         Sorted int64 row indices.
@@ -143,7 +136,7 @@ def density_select(
 
     Per-cluster budget is proportional to ``softmax(complexity / temperature)``
     (:func:`dbp_complexity`), capped at cluster size with the excess re-split
-    (:func:`~mcit.selection.budget.split_budget_weighted`); rows are drawn uniformly at
+    (:func:`~mcit.selection._budget.split_budget_weighted`); rows are drawn uniformly at
     random inside each cluster. ``temperature=0.1`` is our default.
     """
     check_features(features)

@@ -7,7 +7,7 @@ One call streams a pool through the model in fixed batches and fills, per sample
   ``el2n`` and ``entropy`` (token means);
 * gradient features (step 1): the per-sample gradient of the token-mean answer NLL w.r.t.
   the trainable linear weights of chosen LM decoder layers, Kronecker-projected
-  (:mod:`mcit.selection.projection`), or MeZO-style zero-order directional derivatives;
+  (:mod:`mcit.selection._projection`), or MeZO-style zero-order directional derivatives;
 * hidden features: mean-pooled hidden states of one LM layer.
 
 Scores, hidden states and exact gradients share one forward; per-sample gradients come out
@@ -25,19 +25,22 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from mcit.data.collate import IGNORE_INDEX
 from mcit.data.sample import Sample
 from mcit.errors import UserError
 from mcit.models.hf import part_of
-from mcit.selection.projection import gaussian_direction, kronecker_projections
+from mcit.selection._projection import gaussian_direction, kronecker_projections
+from mcit.selection.base import SelectorOptions
 
 KINDS = ("scores", "gradients", "hidden")
 SCORES = ("perplexity", "image_grounding", "el2n", "entropy")
-LAYER_NAMES = ("first", "middle", "last", "all")
+GRADIENTS = ("exact", "zero_order")
 _DECODER_LAYER = re.compile(r"^(?P<stack>.*\.layers)\.(?P<index>\d+)$")
 
 
@@ -45,41 +48,44 @@ class FeatureError(UserError, ValueError):
     """A feature request the model cannot serve (bad layer, nothing trainable, bad ``out``)."""
 
 
-@dataclass(frozen=True)
-class FeatureOptions:
-    """How sample vectors and scores are computed.
+class FeatureOptions(SelectorOptions):
+    """Options of every model-based selector: how the pool is streamed through the model.
 
-    Attributes:
-        layer: LM decoder layer(s) whose trainable linear weights give the gradient:
-            "first" | "middle" (index ``L // 2``) | "last" | "all" | an index (negative ok).
-        dim: Total projected gradient dimension (exact gradients), split evenly over modules.
-        gradient: "exact" (one batched backward) or "zero_order" (MeZO-style forwards).
-        zero_order_directions: Random directions for zero-order features (the feature size).
-        zero_order_eps: Perturbation size of the central difference.
-        hidden_layer: Layer whose hidden states are mean-pooled: "first" | "middle" |
-            "last" | an index. The last layer's output is taken after the final norm, as
-            transformers reports it.
-        batch_size: Samples per forward.
-        seed: Seed of the projection factors and zero-order directions.
+    The three feature-option models are the one definition of these options: a selector's
+    options model derives from the one whose features it reads, so ``mcit validate`` prints
+    exactly the options a selector uses.
     """
 
-    layer: str | int = "middle"
-    dim: int = 8192
-    gradient: str = "exact"
-    zero_order_directions: int = 64
-    zero_order_eps: float = 1e-3
-    hidden_layer: str | int = "last"
-    batch_size: int = 16
-    seed: int = 0
+    batch_size: int = Field(16, ge=1, description="Samples per forward pass while computing features.")
+    memmap_above_mb: float = Field(
+        256, ge=0, description="Feature matrices larger than this go to a memory-mapped file in the run directory (then deleted)."
+    )
 
-    def __post_init__(self) -> None:
-        for name, value, allowed in (("layer", self.layer, LAYER_NAMES), ("hidden_layer", self.hidden_layer, LAYER_NAMES[:3])):
-            if isinstance(value, str) and value not in allowed:
-                raise FeatureError(f"{name}={value!r} is not one of {', '.join(allowed)} or an index")
-        if self.gradient not in ("exact", "zero_order"):
-            raise FeatureError(f"gradient={self.gradient!r} is not 'exact' or 'zero_order'")
-        if min(self.dim, self.zero_order_directions, self.batch_size) < 1 or not self.zero_order_eps > 0:
-            raise FeatureError("dim, zero_order_directions and batch_size must be >= 1 and zero_order_eps > 0")
+
+class HiddenFeatureOptions(FeatureOptions):
+    """Options of selectors that read mean-pooled hidden states."""
+
+    hidden_layer: Literal["first", "middle", "last"] | int = Field(
+        "last",
+        description="LM layer whose hidden states are mean-pooled over the sample's tokens (an index may be negative); "
+        "the last layer's output is taken after the final norm, as transformers reports it.",
+    )
+
+
+class GradientFeatureOptions(HiddenFeatureOptions):
+    """Options of selectors that read per-sample gradient vectors."""
+
+    layer: Literal["first", "middle", "last", "all"] | int = Field(
+        "middle",
+        description="LM decoder layer whose trainable linear weights give the gradient ('middle' = index L // 2, "
+        "'all' = the all-layers ablation, or an index).",
+    )
+    dim: int = Field(8192, ge=1, description="Random-projection dimension of the gradient vectors (8192 in the paper), split over modules.")
+    zero_order_directions: int = Field(64, ge=1, description="Random directions (= vector size) of zero-order gradients.")
+    zero_order_eps: float = Field(1e-3, gt=0, description="Perturbation size of the zero-order central difference.")
+    seed_projection: int = Field(
+        0, description="Seed of the gradient projection and zero-order directions (fixed across steps so vectors are comparable)."
+    )
 
 
 @dataclass
@@ -226,7 +232,7 @@ def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
             module.training = training
 
 
-def _zero_order(model, batch, params: list[torch.Tensor], options: FeatureOptions) -> torch.Tensor:
+def _zero_order(model, batch, params: list[torch.Tensor], options: GradientFeatureOptions) -> torch.Tensor:
     """Central differences ``(L(θ+εz_j) - L(θ-εz_j)) / 2ε`` per sample, for each direction j.
 
     ``z_j · ∇L_i`` up to O(ε²): a Gaussian random projection of each sample's gradient.
@@ -238,7 +244,7 @@ def _zero_order(model, batch, params: list[torch.Tensor], options: FeatureOption
     try:
         with torch.no_grad():
             for index in range(options.zero_order_directions):
-                direction = gaussian_direction(params, options.seed, index)
+                direction = gaussian_direction(params, options.seed_projection, index)
                 losses = []
                 for sign in (1.0, -1.0):
                     # Each side starts from a copy of θ, so neither drifts and θ comes back bit-exact.
@@ -268,6 +274,7 @@ def compute_features(
     kinds: set[str],
     options: FeatureOptions,
     device: torch.device | str,
+    gradient: str = "exact",
     out: dict[str, np.ndarray] | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> Features:
@@ -281,8 +288,11 @@ def compute_features(
         collator: Builds right-padded training batches with answer-token labels.
         samples: The pool, indexed batch by batch (a lazy sequence is never materialised).
         kinds: Subset of :data:`KINDS`.
-        options: Layers, dimensions, gradient method, batch size and seed.
+        options: Batch size, plus the hidden layer (:class:`HiddenFeatureOptions`) for
+            "hidden" and the layer, dimension and seed (:class:`GradientFeatureOptions`) for
+            "gradients".
         device: Where batches go.
+        gradient: "exact" (one batched backward) or "zero_order" (MeZO-style forwards).
         out: Optional writable ``(n, d)`` arrays (e.g. ``np.memmap``) for "gradients" and
             "hidden", filled batch by batch and returned as the features.
         on_batch: Called with the number of samples in each finished batch.
@@ -291,19 +301,25 @@ def compute_features(
         The requested features; what was not requested is ``None``.
 
     Raises:
-        FeatureError: Unknown kinds, a layer with nothing trainable, or a misshapen ``out``.
+        FeatureError: Unknown kinds or gradient method, options that lack what a kind needs,
+            a layer with nothing trainable, or a misshapen ``out``.
     """
     kinds, out = set(kinds), dict(out or {})
     if not kinds <= set(KINDS) or not kinds:
         raise FeatureError(f"kinds {sorted(kinds)} must be a non-empty subset of {', '.join(KINDS)}")
+    if gradient not in GRADIENTS:
+        raise FeatureError(f"gradient={gradient!r} is not one of {', '.join(GRADIENTS)}")
+    for kind, needed in (("gradients", GradientFeatureOptions), ("hidden", HiddenFeatureOptions)):
+        if kind in kinds and not isinstance(options, needed):
+            raise FeatureError(f"{kind!r} features need {needed.__name__}, got {type(options).__name__}")
     if not set(out) <= {"gradients", "hidden"}:
         raise FeatureError(f"out may hold 'gradients' and 'hidden', not {sorted(set(out) - {'gradients', 'hidden'})}")
     n = len(samples)
-    exact = "gradients" in kinds and options.gradient == "exact"
-    zero_order = "gradients" in kinds and options.gradient == "zero_order"
+    exact = "gradients" in kinds and gradient == "exact"
+    zero_order = "gradients" in kinds and gradient == "zero_order"
     modules = [m for _, m in trainable_linears(model, options.layer)] if "gradients" in kinds else []
     projections = kronecker_projections(
-        [tuple(m.weight.shape) for m in modules], options.dim, options.seed, device
+        [tuple(m.weight.shape) for m in modules], options.dim, options.seed_projection, device
     ) if exact else []
     scores = {name: np.full(n, np.nan, dtype=np.float32) for name in SCORES} if "scores" in kinds else None
     gradients = None

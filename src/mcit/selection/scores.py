@@ -12,10 +12,10 @@ import numpy as np
 from pydantic import Field
 
 from mcit.data.sample import Sample
-from mcit.selection.ccs import ccs_sample
-from mcit.selection.features import FeatureOptions
-from mcit.selectors._features import ModelFeatureOptions, pool_features
-from mcit.selectors.base import SELECTORS, Selection, SelectionContext, Selector
+from mcit.selection._ccs import ccs_sample
+from mcit.selection._features import FeatureOptions
+from mcit.selection._pool_features import pool_features
+from mcit.selection.base import SELECTORS, Selection, SelectionContext, Selector
 
 SCORE_HELP = {
     "perplexity": "log-perplexity of the answer tokens",
@@ -25,7 +25,7 @@ SCORE_HELP = {
 }
 
 
-class ScoreOptions(ModelFeatureOptions):
+class ScoreOptions(FeatureOptions):
     bins: int = Field(50, ge=1, description="CCS: equal-width bins over the score's range.")
     trim: float = Field(0.05, ge=0, lt=0.5, description="CCS: fraction dropped at each end of the score before binning.")
 
@@ -38,10 +38,7 @@ class ScoreSelector(Selector):
     score = ""
 
     def select(self, ctx: SelectionContext, pool: Sequence[Sample], newest: np.ndarray, budget: int) -> Selection:
-        features = pool_features(
-            ctx, pool, {"scores"}, FeatureOptions(batch_size=self.options.batch_size), f"scores ({self.score})",
-            self.options.memmap_above_mb,
-        )
+        features = pool_features(ctx, pool, {"scores"}, self.options, f"scores ({self.score})")
         values = features.scores[self.score]
         rng = np.random.default_rng(ctx.seed)
         chosen = np.sort(ccs_sample(values, budget, rng, bins=self.options.bins, trim=self.options.trim))

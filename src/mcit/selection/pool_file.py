@@ -14,17 +14,15 @@ from pydantic import ValidationError
 
 from mcit.data.collate import Collator
 from mcit.data.llava_json import load_llava_json
-from mcit.errors import UserError
+from mcit.errors import UserError, first_error
 from mcit.models.hf import configure_trainable, load_vlm
-from mcit.config import SelectorConfig, first_error
-from mcit.runner import build_selector
-from mcit.selectors import HiddenSkills, SelectionContext, Selector
+from mcit.selection.base import HiddenSkills, SelectionContext, Selector, build_selector
 
 
 def build_named_selector(name: str, options: dict[str, Any]) -> Selector:
     """The registered selector ``name`` with ``options``, validated as a run config's would be."""
     try:
-        return build_selector(SelectorConfig(name=name, **options))
+        return build_selector(name, options)
     except ValidationError as error:
         raise UserError(first_error(error)) from None
 

@@ -1,6 +1,6 @@
 """Training-step cost of every method relative to seqft, measured side by side in one run.
 
-Usage: .venv/bin/python benchmarks/step_cost.py [--methods ...] [--steps 40] [--repeats 3]
+Usage: .venv/bin/python experiments/step_cost.py [--methods ...] [--steps 40] [--repeats 3]
        [--threads 2] [--clock wall|cpu]
 
 For each method: a fresh copy of the same tiny model trains task 1 (color) with the method's
@@ -36,7 +36,8 @@ from mcit.data.collate import Collator
 from mcit.data.synthetic.tasks import TASKS, corpus
 from mcit.models.tiny import build_tiny_vlm
 from mcit.strategies import STRATEGIES, Context, TaskView
-from mcit.training.loop import TrainSettings, train
+from mcit.training.loop import train
+from mcit.training.settings import TrainConfig
 
 
 def prepare(name: str, base_model, collator, tasks, steps: int, batch_size: int) -> tuple[Callable, float]:
@@ -48,14 +49,14 @@ def prepare(name: str, base_model, collator, tasks, steps: int, batch_size: int)
     (first_name, first), (second_name, second) = tasks
     ctx = Context(model, TaskView(0, first_name, first), 0, torch.device("cpu"), collator)
     strategy.before_task(ctx)
-    train(ctx, strategy.train_data(ctx, first), strategy, TrainSettings(epochs=1, batch_size=batch_size))
+    train(ctx, strategy.train_data(ctx, first), strategy, TrainConfig(epochs=1, batch_size=batch_size))
     start = time.perf_counter()
     strategy.after_task(ctx)
     after_task_seconds = time.perf_counter() - start
     ctx = Context(model, TaskView(1, second_name, second), 1, torch.device("cpu"), collator)
     strategy.before_task(ctx)
     data = list(strategy.train_data(ctx, second))
-    settings = TrainSettings(epochs=steps * batch_size / len(data), batch_size=batch_size)
+    settings = TrainConfig(epochs=steps * batch_size / len(data), batch_size=batch_size)
     return (lambda on_step: train(ctx, data, strategy, settings, on_step)), after_task_seconds
 
 

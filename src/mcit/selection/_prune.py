@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mcit.selection.budget import split_budget
+from mcit.selection._budget import split_budget
 
 
 def _unit_block(features: np.ndarray, rows: np.ndarray | None, start: int, stop: int) -> np.ndarray:
@@ -27,7 +27,7 @@ def _unit_block(features: np.ndarray, rows: np.ndarray | None, start: int, stop:
     return block
 
 
-def _blocked_max_cosine(features: np.ndarray, rows: np.ndarray | None, chunk: int, earlier_only: bool) -> np.ndarray:
+def _blocked_max_cosine_to_earlier(features: np.ndarray, rows: np.ndarray | None, chunk: int) -> np.ndarray:
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     count = features.shape[0] if rows is None else len(rows)
@@ -39,17 +39,10 @@ def _blocked_max_cosine(features: np.ndarray, rows: np.ndarray | None, chunk: in
             a_stop = min(a_start + chunk, count)
             block_a = block_b if a_start == b_start else _unit_block(features, rows, a_start, a_stop)
             similarity = block_b @ block_a.T
-            if a_start == b_start:
-                # Within one block only strictly earlier rows count (or all rows but itself).
-                if earlier_only:
-                    position = np.arange(len(similarity))
-                    np.putmask(similarity, position[:, None] <= position[None, :], -np.inf)
-                else:
-                    np.fill_diagonal(similarity, -np.inf)
+            if a_start == b_start:  # within one block only strictly earlier rows count
+                position = np.arange(len(similarity))
+                np.putmask(similarity, position[:, None] <= position[None, :], -np.inf)
             np.maximum(best[b_start:b_stop], similarity.max(axis=1), out=best[b_start:b_stop])
-            if not earlier_only and a_start != b_start:
-                # The same block, read by column, gives the later rows' view of earlier ones.
-                np.maximum(best[a_start:a_stop], similarity.max(axis=0), out=best[a_start:a_stop])
             # Free these before the next pair is loaded, or two generations coexist.
             del similarity, block_a
     return best
@@ -71,16 +64,7 @@ def max_cosine_to_earlier(features: np.ndarray, chunk: int = 1024, *, rows: np.n
     Raises:
         ValueError: If a row holds NaN or inf, or ``chunk < 1``.
     """
-    return _blocked_max_cosine(features, None if rows is None else np.asarray(rows), chunk, earlier_only=True)
-
-
-def max_cosine_to_rest(features: np.ndarray, chunk: int = 1024, *, rows: np.ndarray | None = None) -> np.ndarray:
-    """For each row, the largest cosine similarity to any other row.
-
-    Same arguments as :func:`max_cosine_to_earlier`; a lone row gets ``-inf``. Each pair
-    of blocks is multiplied once and read both by row and by column.
-    """
-    return _blocked_max_cosine(features, None if rows is None else np.asarray(rows), chunk, earlier_only=False)
+    return _blocked_max_cosine_to_earlier(features, None if rows is None else np.asarray(rows), chunk)
 
 
 def cluster_members(labels: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -101,7 +85,7 @@ def lite_prune(features: np.ndarray, labels: np.ndarray, pool_budget: int, chunk
 
     "Large clusters first" is realised as the end state of repeatedly dropping one sample
     from the currently largest cluster: kept counts are
-    :func:`~mcit.selection.budget.split_budget` ``(sizes, pool_budget)``, so clusters at or
+    :func:`~mcit.selection._budget.split_budget` ``(sizes, pool_budget)``, so clusters at or
     below the final level are untouched and every larger cluster is cut to that level
     (the originally largest keep one extra sample when the budget does not divide evenly). Inside a cut
     cluster the most redundant samples are dropped (ties: the later sample first).

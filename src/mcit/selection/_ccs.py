@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mcit.selection.budget import split_budget
+from mcit.selection._budget import split_budget
 
 
 def trim_by_rank(values: np.ndarray, trim: float) -> tuple[np.ndarray, np.ndarray]:

@@ -8,12 +8,13 @@ import numpy as np
 from pydantic import Field
 
 from mcit.data.sample import Sample
-from mcit.selection.baselines import semdedup
-from mcit.selectors._features import HiddenOptions, hidden_states
-from mcit.selectors.base import SELECTORS, Selection, SelectionContext, Selector
+from mcit.selection._baselines import semdedup
+from mcit.selection._features import HiddenFeatureOptions
+from mcit.selection._pool_features import hidden_states
+from mcit.selection.base import SELECTORS, Selection, SelectionContext, Selector
 
 
-class SemDeDupOptions(HiddenOptions):
+class SemDeDupOptions(HiddenFeatureOptions):
     k: int = Field(50, ge=1, description="k-means clusters of the embeddings (clamped to the pool size).")
 
 

@@ -1,6 +1,6 @@
 """Run the embedded default stream with several methods and print markdown tables.
 
-Usage: .venv/bin/python benchmarks/default_stream.py [--methods seqft,er,joint] [--out runs/bench]
+Usage: .venv/bin/python experiments/default_stream.py [--methods seqft,er,joint] [--out runs/bench]
 
 Each method runs in its own run directory (resumed if it exists), so the matrices printed
 are those in results.json. "wall s" is this invocation's time for the method, base stage

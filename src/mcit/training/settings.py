@@ -1,0 +1,27 @@
+"""Hyper-parameters of one training phase: the one definition the config and the loop share."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrainConfig(BaseModel):
+    """How one training phase (the base stage, or each task of the stream) is optimised."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: float = Field(3.0, gt=0, description="Passes over each task's training data (fractions allowed).")
+    batch_size: int = Field(16, ge=1, description="Samples per optimizer step.")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate (AdamW).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay on matrices (not on biases/norms).")
+    warmup_ratio: float = Field(0.05, ge=0, le=1, description="Fraction of steps with linear warmup.")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Cosine decays to this fraction of the peak lr.")
+    max_grad_norm: float = Field(1.0, ge=0, description="Global gradient-norm clip; 0 disables.")
+    on_nonfinite: Literal["stop", "skip"] = Field(
+        "stop", description="On a NaN/inf loss: 'stop' the task with an error (the last finished task stays committed) or 'skip' the batch (counted in results)."
+    )
+    checkpoint_every: int = Field(
+        0, ge=0, description="Also checkpoint every N optimizer steps within a task, so a killed run resumes mid-task (0: only after each task)."
+    )
