@@ -98,12 +98,16 @@ def main() -> None:
             wall = time.perf_counter() - start
             if row == "sequential":
                 base = sequential_dir / "base_model"
-                upper = {s: max(r["scores"][s] for r in results["rows"]) for s in results["eval_only"]}
+                upper = {s: max(r["scores"][s] for r in results["rows"]) for s in results["skills"]}
             final = results["rows"][-1]["scores"]
             per_sample_select = sum(r["selection_seconds"] for r in results["rows"]) / sum(r["pool_size"] for r in results["rows"])
             per_sample_train = sum(r["train_seconds"] for r in results["rows"]) / sum(r["train_samples"] for r in results["rows"])
+            gain = metrics.relative_gain(final, upper)
+            if gain.skipped_skills:
+                print(f"seed {seed} {row}: relative gain leaves out skills with a zero upper bound: "
+                      f"{', '.join(gain.skipped_skills)}", flush=True)
             values = {
-                "relative gain": metrics.relative_gain(final, upper),
+                "relative gain": gain.percent,
                 "forgetting rate": results["metrics"]["forgetting_rate"],
                 "average accuracy": 100 * results["metrics"]["final_average_accuracy"],
                 "selection s/step": sum(r["selection_seconds"] for r in results["rows"]) / len(results["rows"]),

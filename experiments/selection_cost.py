@@ -24,7 +24,7 @@ from mcit.data.collate import Collator
 from mcit.data.synthetic.tasks import TASKS, corpus
 from mcit.models.hf import configure_trainable
 from mcit.models.tiny import build_tiny_vlm
-from mcit.selection._features import FeatureOptions, compute_features
+from mcit.selection._features import GradientFeatureOptions, compute_features
 from mcit.losses import answer_loss
 from mcit.training.optim import build_optimizer
 
@@ -46,7 +46,7 @@ def train_seconds(model, collator, samples, batch_size: int) -> float:
     return time.perf_counter() - start
 
 
-def feature_seconds(model, collator, samples, options: FeatureOptions) -> float:
+def feature_seconds(model, collator, samples, options: GradientFeatureOptions) -> float:
     start = time.perf_counter()
     compute_features(model, collator, samples, {"scores", "gradients"}, options, "cpu")
     return time.perf_counter() - start
@@ -66,7 +66,7 @@ def main() -> None:
     collator = Collator(processor)
     per_task = args.samples // 3
     samples = [s for name in ("color", "count", "arithmetic") for s in TASKS.get(name).generate(per_task, 0, "train")]
-    options = FeatureOptions(layer=args.layer, dim=args.dim, batch_size=args.batch_size)
+    options = GradientFeatureOptions(layer=args.layer, dim=args.dim, batch_size=args.batch_size)
     setups = {
         "full fine-tuning": configure_trainable(copy.deepcopy(model), ["vision", "projector", "language_model"]),
         "LoRA r=8 (+projector)": configure_trainable(copy.deepcopy(model), ["projector"], LoraConfig()),

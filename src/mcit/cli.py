@@ -80,9 +80,7 @@ def run(
     from mcit.runner import Runner
 
     config_path, overrides = _split_args(args or [])
-    if method is not None:
-        overrides.insert(0, f"method=[{method}]")  # before key=value, so method.0.x=... applies to it
-    config = load_config(config_path, overrides)
+    config = load_config(config_path, overrides, method)
     run_dir = out or default_out(config)
     _quiet_libraries()
     console.print(f"run directory: [bold]{run_dir}[/]")
@@ -155,17 +153,18 @@ def select(
 
 @app.command("ls")
 def list_registered() -> None:
-    """List methods, benchmarks, embedded tasks, scorers and metrics."""
+    """List scenarios, methods, selectors, benchmarks, embedded tasks, scorers and metrics."""
     from mcit.benchmarks import BENCHMARKS
     from mcit.data.synthetic.tasks import TASKS
     from mcit.evaluation.scorers import SCORERS
     from mcit.metrics import METRICS
+    from mcit.scenarios import SCENARIOS
     from mcit.selection import SELECTORS
     from mcit.strategies import STRATEGIES
 
     for title, registry in (
-        ("methods", STRATEGIES), ("selectors (pool scenario)", SELECTORS), ("benchmarks", BENCHMARKS), ("embedded tasks", TASKS),
-        ("scorers", SCORERS), ("metrics", METRICS),
+        ("scenarios", SCENARIOS), ("methods", STRATEGIES), ("selectors (pool scenario)", SELECTORS), ("benchmarks", BENCHMARKS),
+        ("embedded tasks", TASKS), ("scorers", SCORERS), ("metrics", METRICS),
     ):
         table = Table(title=title, title_justify="left")
         table.add_column("name")
@@ -181,12 +180,14 @@ def validate(
     config_path: Annotated[Path, typer.Argument(metavar="CONFIG.yaml", help="Config file to check.")],
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides")] = None,
 ) -> None:
-    """Check a config without running anything; print the resolved config."""
+    """Check a config without running anything (names, options, model path); print it resolved, every option included."""
     import yaml
 
     from mcit.config import config_to_dict, load_config
+    from mcit.models.hf import check_model_dir
 
     config = load_config(config_path, overrides or [])
+    check_model_dir(config.model.name)
     console.print(yaml.safe_dump(config_to_dict(config), sort_keys=False), highlight=False)
     console.print(f"[green]ok[/]: {config_path} is valid")
 

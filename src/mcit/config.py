@@ -8,7 +8,7 @@ says exactly what ran.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -57,11 +57,18 @@ class BenchmarkConfig(_Strict):
     def _defaults_and_distinct(self) -> BenchmarkConfig:
         from mcit.benchmarks import BENCHMARKS
 
-        builder = BENCHMARKS.get(self.name)
+        try:
+            benchmark = BENCHMARKS.get(self.name)
+        except UserError as error:
+            raise ValueError(str(error)) from None
         if self.tasks is None:
-            self.tasks = list(getattr(builder, "default_tasks", []))
+            self.tasks = list(benchmark.default_tasks)
         if self.eval_only is None:
-            self.eval_only = list(getattr(builder, "default_eval_only", []))
+            self.eval_only = list(benchmark.default_eval_only)
+        try:
+            benchmark.check_names(self.tasks, self.eval_only, self.base.tasks if self.base is not None else [])
+        except UserError as error:
+            raise ValueError(str(error)) from None
         names = self.tasks + self.eval_only
         if not self.tasks:
             raise ValueError("the stream needs at least one task")
@@ -71,25 +78,54 @@ class BenchmarkConfig(_Strict):
         return self
 
 
-class SelectorConfig(BaseModel):
-    """A data selector's name plus its options (validated against that selector's options model)."""
+class _NamedOptions(BaseModel):
+    """A registered name plus its options, stored resolved: every option with its value.
+
+    The options are validated by the named class's ``options_class`` and replaced by its
+    full dump, defaults included, so the saved config says exactly what ran and a resume
+    after a default changed is detected as a different config.
+    """
 
     model_config = ConfigDict(extra="allow")
-    name: str = Field("random", description="Registered selector (see `mcit ls`).")
+    name: str
 
-    @model_validator(mode="after")
-    def _check_options(self) -> SelectorConfig:
-        from mcit.selection import SELECTORS
+    @classmethod
+    def _registered(cls, name: str):
+        """The registered class for ``name`` (raises UserError with "did you mean")."""
+        raise NotImplementedError
 
-        selector_class = SELECTORS.get(self.name)
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_options(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            return data  # pydantic reports the missing or mistyped name
+        name = data["name"]
         try:
-            selector_class.options_class(**self.options())
+            options_class = cls._registered(name).options_class
+        except UserError as error:
+            raise ValueError(str(error)) from None
+        try:
+            options = options_class(**{k: v for k, v in data.items() if k != "name"})
         except ValidationError as error:
-            raise ValueError(f"selector {self.name!r}: {first_error(error)}") from None
-        return self
+            raise ValueError(f"{cls.kind} {name!r}: {first_error(error)}") from None
+        return {"name": name, **options.model_dump(mode="json")}
 
     def options(self) -> dict[str, Any]:
+        """The options (every field of the options model), without the name."""
         return dict(self.model_extra or {})
+
+
+class SelectorConfig(_NamedOptions):
+    """A data selector's name plus its options (see the selector's docstring)."""
+
+    kind: ClassVar[str] = "selector"
+    name: str = Field("random", description="Registered selector (see `mcit ls`).")
+
+    @classmethod
+    def _registered(cls, name: str):
+        from mcit.selection import SELECTORS
+
+        return SELECTORS.get(name)
 
 
 class PoolConfig(_Strict):
@@ -116,25 +152,17 @@ class PoolConfig(_Strict):
         return self
 
 
-class MethodConfig(BaseModel):
-    """A method name plus its options (validated against that method's options model)."""
+class MethodConfig(_NamedOptions):
+    """A method name plus its options (see the method's docstring)."""
 
-    model_config = ConfigDict(extra="allow")
+    kind: ClassVar[str] = "method"
     name: str = Field(description="Registered method name (see `mcit ls`).")
 
-    @model_validator(mode="after")
-    def _check_options(self) -> MethodConfig:
+    @classmethod
+    def _registered(cls, name: str):
         from mcit.strategies import STRATEGIES
 
-        strategy_class = STRATEGIES.get(self.name)
-        try:
-            strategy_class.options_class(**self.options())
-        except ValidationError as error:
-            raise ValueError(f"method {self.name!r}: {first_error(error)}") from None
-        return self
-
-    def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
+        return STRATEGIES.get(name)
 
 
 def method_list(value: Any) -> Any:
@@ -151,7 +179,7 @@ class EvalConfig(_Strict):
 
 
 class RunConfig(_Strict):
-    scenario: Literal["stream", "pool"] = Field("stream", description="'stream': train each task in turn; 'pool': datasets join a pool and each step trains on a budgeted selection of the whole pool.")
+    scenario: str = Field("stream", description="What the run iterates (see `mcit ls`): 'stream' trains each task in turn; 'pool': datasets join a pool and each step trains on a budgeted selection of the whole pool.")
     seed: int = Field(0, description="Seed of data order, sampling and buffers (each task derives its own).")
     threads: int = Field(2, ge=1, description="CPU threads for torch.")
     device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu' or 'cuda[:i]'.")
@@ -161,6 +189,9 @@ class RunConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training settings for each task of the stream.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation settings.")
     pool: PoolConfig | None = Field(None, description="Selection and budgets of the pool scenario (defaults filled in when scenario is 'pool').")
+    keep_checkpoints: int | None = Field(
+        1, ge=1, description="Task checkpoints kept in the run directory, newest first (resume needs only the newest); null keeps every one."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -173,17 +204,28 @@ class RunConfig(_Strict):
             data.setdefault("pool", {})
         return data
 
+    @field_validator("scenario")
+    @classmethod
+    def _known_scenario(cls, value: str) -> str:
+        from mcit.scenarios import SCENARIOS
+
+        if value not in SCENARIOS:
+            raise ValueError(SCENARIOS.unknown_message(value))
+        return value
+
     @model_validator(mode="after")
     def _scenario_matches(self) -> RunConfig:
-        from mcit.benchmarks import scenario_of
+        from mcit.benchmarks import BENCHMARKS
+        from mcit.scenarios import SCENARIOS
 
-        kind = scenario_of(self.benchmark.name)
-        if kind != self.scenario:
+        built = BENCHMARKS.get(self.benchmark.name).data
+        if SCENARIOS.get(self.scenario).data != built:
+            fitting = [name for name in SCENARIOS if SCENARIOS.get(name).data == built]
             raise ValueError(
-                f"benchmark {self.benchmark.name!r} is a {'data pool' if kind == 'pool' else 'task stream'}; "
-                f"set scenario: {kind}"
+                f"benchmark {self.benchmark.name!r} is a {'data pool' if built == 'pool' else 'task stream'}; "
+                f"set scenario: {' or '.join(fitting)}"
             )
-        if self.scenario == "stream" and self.pool is not None:
+        if self.scenario != "pool" and self.pool is not None:
             raise ValueError("pool settings need scenario: pool")
         if self.scenario == "pool" and self.pool is None:
             self.pool = PoolConfig()
@@ -205,11 +247,31 @@ class RunConfig(_Strict):
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"method {repeated[0]!r} is listed twice; give each method once, with all its options")
+        classes = [STRATEGIES.get(m.name) for m in value]
         if len(names) > 1:
-            alone = [n for n in names if not STRATEGIES.get(n).composable]
+            alone = [n for n, c in zip(names, classes) if not c.composable]
             if alone:
                 raise ValueError(f"method {alone[0]!r} cannot be combined with other methods (got {names})")
+        options = [strategy_class.options_class(**m.options()) for m, strategy_class in zip(value, classes)]
+        provided = {role for strategy_class, o in zip(classes, options) for role in strategy_class.provides(o)}
+        for name, strategy_class, o in zip(names, classes, options):
+            for role, hint in strategy_class.requires(o).items():
+                if role not in provided:
+                    raise ValueError(f"method {name!r} needs a {role} method in the chain: {hint}")
         return value
+
+
+def _source_of(location: tuple, sources: list[tuple[list[str], str]], default: str) -> str:
+    """Which input set the value at ``location``: the last override whose key path and the
+    error's location share their leading keys, else the file (``default``)."""
+    path = [str(part) for part in location]
+    if not path and sources:  # a check across fields: any input may have set it
+        return f"{default} with {', '.join(label for _, label in sources)}"
+    for keys, label in reversed(sources):
+        common = min(len(keys), len(path))
+        if common and keys[:common] == path[:common]:
+            return label
+    return default
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -249,42 +311,66 @@ def _expand_methods(data: dict[str, Any]) -> None:
         data["method"] = method_list(data["method"])
 
 
-def load_config(path: Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML config (or defaults), apply overrides, validate.
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """The mapping a config file holds.
 
     Raises:
-        UserError: On unreadable YAML, unknown keys, bad values; the message names the
-            file and the field.
+        UserError: Unreadable, not UTF-8, not YAML, empty, or not a mapping.
     """
-    data: dict[str, Any] = {}
-    source = "config"
-    if path is not None:
-        source = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as error:
-            raise UserError(f"cannot read config {path}: {error.strerror or error}") from None
-        except UnicodeDecodeError as error:
-            raise UserError(f"{path}: not UTF-8 text (byte {error.start})") from None
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark is not None else ""
-            raise UserError(f"{path}:{where} is not valid YAML ({getattr(error, 'problem', error)})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise UserError(f"{path}: the top level must be a mapping of settings")
-        data = loaded or {}
-    for override in overrides or []:
-        keys, value = parse_override(override)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise UserError(f"cannot read config {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{path}:{where} is not valid YAML ({getattr(error, 'problem', error)})") from None
+    if loaded is None:
+        raise UserError(
+            f"{path} is empty: give at least one setting, or run without a config file for the default run"
+        )
+    if not isinstance(loaded, dict):
+        raise UserError(f"{path}: the top level must be a mapping of settings")
+    return loaded
+
+
+def load_config(path: Path | None = None, overrides: list[str] | None = None, method: str | None = None) -> RunConfig:
+    """Read a YAML config (or defaults), apply ``--method`` and overrides, validate.
+
+    Args:
+        path: The YAML file, or ``None`` for the default run.
+        overrides: ``key=value`` strings, applied in order after the file.
+        method: ``--method`` of the CLI (comma-separated names), applied before the overrides
+            so ``method.0.option=...`` refers to it.
+
+    Raises:
+        UserError: On unreadable or empty YAML, unknown keys, bad values; the message names
+            the input that set the bad value (the file, ``--method`` or the override) and
+            the field.
+    """
+    data: dict[str, Any] = _read_yaml(path) if path is not None else {}
+    default_source = str(path) if path is not None else "config"
+    sources: list[tuple[list[str], str]] = []
+    steps = ([(f"method=[{method}]", f"--method {method!r}")] if method is not None else []) + [
+        (text, f"override {text!r}") for text in overrides or []
+    ]
+    for text, label in steps:
+        keys, value = parse_override(text)
         _expand_methods(data)
         apply_override(data, keys, value)
+        sources.append((keys, label))
     try:
         return RunConfig.model_validate(data)
     except ValidationError as error:
+        first = error.errors()[0]
+        source = _source_of(tuple(first["loc"]), sources, default_source)
         raise UserError(f"{source}: invalid config: {first_error(error)}") from None
-    except UserError as error:  # unknown method name raised inside a validator
-        raise UserError(f"{source}: {error}") from None
+    except UserError as error:  # a name looked up outside a field (e.g. a benchmark's scenario)
+        raise UserError(f"{default_source}: {error}") from None
 
 
 def config_to_dict(config: RunConfig) -> dict[str, Any]:

@@ -19,4 +19,5 @@ def first_error(error: ValidationError) -> str:
     """The first problem of a pydantic validation error as one line: ``field.path: message``."""
     first = error.errors()[0]
     location = ".".join(str(part) for part in first["loc"])
-    return f"{location}: {first['msg']}" if location else first["msg"]
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{location}: {message}" if location else message

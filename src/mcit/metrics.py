@@ -4,18 +4,27 @@
 ``k`` (``k, i = 0 .. T-1``); ``zero_shot[i]`` is the score before any task. Functions are
 pure and return python floats; ``nan`` marks an undefined metric (e.g. forgetting with
 one task) so a results table stays complete instead of special-casing short streams.
+
+The stream metrics are registered in :data:`METRICS` and :func:`summarize` computes every
+one of them; LAMP's relative gain and forgetting rate and the linguistic forgetting take
+other inputs (per-skill scores, omega) and are called by the scenarios that have them.
 """
 
 from __future__ import annotations
 
+import inspect
+import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from mcit.registry import Registry
 
 METRICS: Registry = Registry("metric")
+"""Stream metrics: functions of ``matrix`` and, by parameter name, ``zero_shot`` / ``test_sizes``."""
+STREAM_INPUTS = ("matrix", "zero_shot", "test_sizes")
 Matrix = Sequence[Sequence[float]]
 _NAN = float("nan")
 
@@ -170,43 +179,71 @@ def forward_transfer(matrix: Matrix, zero_shot: Sequence[float]) -> float:
     return float(np.mean([a[i - 1, i] - z[i] for i in range(1, t)]))
 
 
+def metric_inputs(name: str, metric: Callable[..., float]) -> tuple[str, ...]:
+    """The inputs a registered stream metric reads: its parameter names, in order.
+
+    Raises:
+        ValueError: If a parameter is not one of :data:`STREAM_INPUTS` (a programming error).
+    """
+    names = tuple(inspect.signature(metric).parameters)
+    unknown = [n for n in names if n not in STREAM_INPUTS]
+    if unknown or "matrix" not in names:
+        raise ValueError(f"metric {name!r} takes {names}; stream metrics take matrix and any of {STREAM_INPUTS[1:]}")
+    return names
+
+
 def summarize(
     matrix: Matrix, zero_shot: Sequence[float], test_sizes: Sequence[float] | None = None
 ) -> dict[str, float]:
-    """Compute the standard metric set for one run.
+    """Compute every metric registered in :data:`METRICS` for one run.
+
+    Each metric gets the inputs its parameters name (:func:`metric_inputs`); one that needs
+    ``test_sizes`` is left out when ``test_sizes`` is ``None``.
 
     Args:
         matrix: Square accuracy matrix, ``matrix[k][i]``.
         zero_shot: Score on each task before any training.
-        test_sizes: Optional test-set sizes; adds ``final_weighted_accuracy`` when given.
+        test_sizes: Optional test-set sizes (adds ``final_weighted_accuracy``).
 
     Returns:
-        Metric key (as registered in ``METRICS``) -> value; undefined ones are ``nan``.
+        Registered name -> value, in name order; undefined ones are ``nan``.
     """
-    out = {
-        "final_average_accuracy": final_average_accuracy(matrix),
-        "mean_finetune_accuracy": mean_finetune_accuracy(matrix),
-        "mean_average_accuracy": mean_average_accuracy(matrix),
-        "average_forgetting": average_forgetting(matrix),
-        "backward_transfer": backward_transfer(matrix),
-        "forward_transfer": forward_transfer(matrix, zero_shot),
-    }
-    if test_sizes is not None:
-        out["final_weighted_accuracy"] = final_weighted_accuracy(matrix, test_sizes)
+    available = {"matrix": matrix, "zero_shot": zero_shot, "test_sizes": test_sizes}
+    out = {}
+    for name in METRICS.names():
+        metric = METRICS.get(name)
+        inputs = metric_inputs(name, metric)
+        if all(available[i] is not None for i in inputs):
+            out[name] = float(metric(**{i: available[i] for i in inputs}))
     return out
 
 
-def relative_gain(final_scores: Mapping[str, float], upper_bounds: Mapping[str, float]) -> float:
-    """LAMP relative gain: ``mean_s final[s] / UB[s] * 100``.
+@dataclass(frozen=True)
+class RelativeGain:
+    """LAMP's relative gain and the skills it had to leave out.
 
-    Skills whose upper bound is 0 are skipped, because the ratio is undefined there.
+    Attributes:
+        percent: ``mean_s final[s] / UB[s] * 100`` over skills with a non-zero bound
+            (``nan`` if there is none).
+        skipped_skills: Skills left out because their upper bound is 0 (ratio undefined), sorted.
+    """
+
+    percent: float
+    skipped_skills: tuple[str, ...]
+
+
+def relative_gain(final_scores: Mapping[str, float], upper_bounds: Mapping[str, float]) -> RelativeGain:
+    """LAMP relative gain: ``mean_s final[s] / UB[s] * 100``, and which skills it skipped.
+
+    A skill whose upper bound is 0 has no defined ratio; it is left out of the mean and
+    named in ``skipped_skills``, so a caller can report it rather than lose it silently.
 
     Args:
         final_scores: Final score of each skill.
         upper_bounds: Upper-bound score of each skill (e.g. single-skill fine-tuning).
 
     Returns:
-        The relative gain in percent, or ``nan`` if no skill has a non-zero bound.
+        The gain over the skills with a non-zero bound (``nan`` if none) and the skipped skills.
 
     Raises:
         ValueError: If a skill of ``final_scores`` has no upper bound.
@@ -215,29 +252,38 @@ def relative_gain(final_scores: Mapping[str, float], upper_bounds: Mapping[str, 
     if missing:
         raise ValueError(f"no upper bound for skills: {', '.join(missing)}")
     ratios = [final_scores[s] / upper_bounds[s] * 100 for s in final_scores if upper_bounds[s] != 0]
-    return float(np.mean(ratios)) if ratios else _NAN
+    skipped = tuple(sorted(s for s in final_scores if upper_bounds[s] == 0))
+    return RelativeGain(float(np.mean(ratios)) if ratios else _NAN, skipped)
 
 
 def forgetting_rate(history: Sequence[Mapping[str, float]]) -> float:
     """LAMP forgetting rate over a sequence of per-skill scores.
 
-    ``mean_{s, t>=1} |min(P_s^t - P_s^{t-1}, 0)| / P_s^{t-1} * 100`` where
-    ``history[t][s] = P_s^t``. Only drops count; gains contribute 0. Pairs with
-    ``P_s^{t-1} == 0`` are skipped (relative drop undefined), as are skills absent
-    from either of two consecutive steps.
+    ``1/(S T) sum_{s, t>=1} |min(P_s^t - P_s^{t-1}, 0)| / P_s^{t-1} * 100`` where
+    ``history[t][s] = P_s^t``: the mean over every (skill, step) pair. Only drops count,
+    so a gain contributes 0, and so does a pair with ``P_s^{t-1} == 0`` (a score of 0
+    cannot drop); leaving such pairs out of the mean would inflate it. A skill absent from
+    either of two consecutive steps forms no pair there.
 
     Args:
-        history: Per-step mapping from skill name to score.
+        history: Per-step mapping from skill name to a non-negative score.
 
     Returns:
-        The forgetting rate in percent, or ``nan`` when no pair is usable
-        (e.g. fewer than two steps).
+        The forgetting rate in percent, or ``nan`` when there is no pair (e.g. fewer than
+        two steps).
+
+    Raises:
+        ValueError: If a score is negative or not finite.
     """
     rates = []
-    for prev, cur in zip(history, history[1:]):
+    for step in history:
+        if any(not math.isfinite(v) or v < 0 for v in step.values()):
+            raise ValueError(f"forgetting rate needs finite non-negative scores, got {dict(step)}")
+    for prev, cur in itertools.pairwise(history):
         for s in prev:
-            if s in cur and prev[s] != 0:
-                rates.append(abs(min(cur[s] - prev[s], 0.0)) / prev[s] * 100)
+            if s in cur:
+                drop = max(prev[s] - cur[s], 0.0)
+                rates.append(drop / prev[s] * 100 if drop > 0 else 0.0)
     return float(np.mean(rates)) if rates else _NAN
 
 

@@ -32,7 +32,7 @@ def matrix_table(results: dict[str, Any]) -> Table:
 
 def _skill_table(results: dict[str, Any]) -> Table:
     """Pool scenario: accuracy (%) per skill after every step, with the selection's size."""
-    skills = results["eval_only"]
+    skills = results["skills"]
     table = Table(title="Skill accuracy (%): row = after the step's dataset joined and training on the selection")
     table.add_column("after")
     for column in skills + ["pool", "selected", "select s"]:

@@ -213,9 +213,12 @@ def _owner_pid(entry_name: str) -> int | None:
 class RunStore:
     """The files of one run directory, written so that a killed run can always resume.
 
+    Constructing a store creates nothing: the directory is created by the first write or by
+    :meth:`lock`; an existing one is cleaned of leftovers of interrupted writes (see
+    :meth:`clean_partial`). :meth:`check_usable` tells, without writing, whether it can be.
+
     Args:
-        run_dir: Created if needed; leftovers of interrupted writes are cleaned up
-            (see :meth:`clean_partial`).
+        run_dir: The run directory (need not exist yet).
     """
 
     def __init__(self, run_dir: Path | str) -> None:
@@ -224,13 +227,34 @@ class RunStore:
         self.config_path = self.run_dir / "config.yaml"
         self.results_path = self.run_dir / "results.json"
         self.lock_path = self.run_dir / ".lock"
-        self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
         self.clean_partial()
+
+    def check_usable(self) -> None:
+        """Refuse a run directory that cannot be created or written, without writing anything.
+
+        Raises:
+            UserError: If the path (or a parent of it) is a file, or the directory (or its
+                nearest existing parent, when it does not exist yet) is not writable.
+        """
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise UserError(f"run directory {self.run_dir} is a file, not a directory; give another --out")
+        existing = self.run_dir
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise UserError(f"cannot create run directory {self.run_dir}: {existing} is a file, not a directory")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            what = "run directory" if existing == self.run_dir else "parent directory"
+            raise UserError(f"cannot write run directory {self.run_dir}: the {what} {existing} is not writable")
+
+    def _create(self) -> None:
+        self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
 
     # -- config and results
 
     def write_config(self, config: dict) -> None:
         """Atomically write ``config.yaml`` (keys in the given order)."""
+        self._create()
         atomic_write_text(self.config_path, yaml.safe_dump(config, sort_keys=False))
 
     def read_config(self) -> dict | None:
@@ -249,7 +273,17 @@ class RunStore:
 
     def write_results(self, results: dict) -> None:
         """Atomically write ``results.json`` (NaN/inf written as null)."""
+        self._create()
         atomic_write_json(self.results_path, results)
+
+    def write_json(self, relative: str, obj: Any) -> Path:
+        """Atomically write a JSON file at ``relative`` inside the run directory (e.g. a pool step's selection)."""
+        path = self.run_dir / relative
+        if not path.resolve().is_relative_to(self.run_dir.resolve()):
+            raise ValueError(f"{relative!r} is outside the run directory")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, obj)
+        return path
 
     def read_results(self) -> dict | None:
         """Return the saved results, or None if absent; UserError if not a JSON object."""
@@ -286,6 +320,7 @@ class RunStore:
             meta: Small JSON-able metadata (NaN written as null).
         """
         final = self._checkpoint_path(name)
+        self._create()
         pid = os.getpid()
         tmp = self.checkpoints_dir / f"{_TMP}{name}-{pid}"
         if tmp.exists():  # our own earlier attempt that raised midway
@@ -329,6 +364,8 @@ class RunStore:
 
     def checkpoint_names(self) -> list[str]:
         """Names of the complete checkpoints, sorted."""
+        if not self.checkpoints_dir.is_dir():
+            return []
         entries = self.checkpoints_dir.iterdir()
         return sorted(p.name for p in entries if p.is_dir() and not p.name.startswith("."))
 
@@ -343,6 +380,20 @@ class RunStore:
         os.replace(path, doomed)
         _fsync_dir(self.checkpoints_dir)
         shutil.rmtree(doomed, ignore_errors=True)
+
+    def keep_newest(self, prefix: str, keep: int | None) -> list[str]:
+        """Delete all but the ``keep`` newest checkpoints named ``prefix...`` (names sort by age).
+
+        Returns:
+            The names deleted (none when ``keep`` is ``None``).
+        """
+        if keep is None:
+            return []
+        named = [name for name in self.checkpoint_names() if name.startswith(prefix)]
+        doomed = named[: max(0, len(named) - keep)]
+        for name in doomed:
+            self.delete_checkpoint(name)
+        return doomed
 
     def clean_partial(self) -> None:
         """Remove leftovers of interrupted writes by dead processes.
@@ -387,6 +438,7 @@ class RunStore:
         Raises:
             UserError: If another live process holds the lock, or this process already does.
         """
+        self._create()
         path = self.lock_path.resolve()
         if path in _held_locks:
             raise UserError(f"run directory {self.run_dir} is already locked by this process")

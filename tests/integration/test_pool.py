@@ -51,8 +51,8 @@ def selection_ids(run_dir, step: int) -> list[str]:
 def test_pool_run_grows_the_pool_and_evaluates_skills(tmp_path, base_model):
     results = Runner(pool_config(shared=base_model), tmp_path / "run").run()
     assert results["scenario"] == "pool" and results["complete"]
-    assert results["tasks"] == ["colors", "counting", "shapes"]
-    assert results["eval_only"] == ["color", "count", "arithmetic", "shape", "code"]
+    assert results["datasets"] == ["colors", "counting", "shapes"]
+    assert results["skills"] == ["color", "count", "arithmetic", "shape", "code"]
     assert [row["pool_size"] for row in results["rows"]] == [40, 80, 120]
     assert [row["selected"] for row in results["rows"]] == [24, 24, 24]
     assert len(results["matrix"]) == 3 and all(len(r) == 5 for r in results["matrix"])

@@ -45,7 +45,7 @@ def test_end_to_end_writes_matrix_metrics_and_checkpoints(tmp_path, tiny_config)
     )
     on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
     assert on_disk["matrix"] == results["matrix"]
-    assert RunStore(tmp_path / "run").checkpoint_names() == ["task-001", "task-002"]
+    assert RunStore(tmp_path / "run").checkpoint_names() == ["task-002"], "by default only what resume needs is kept"
     assert (tmp_path / "run" / "config.yaml").is_file()
     assert (tmp_path / "run" / "base_model" / "model.safetensors").is_file()
     trainable = {row["part"]: row["trainable"] for row in results["parameters"]}
@@ -68,6 +68,16 @@ def interrupting_step(prefix: str, steps: int) -> Progress:
     return Progress(phase=phase)
 
 
+def smallest_chain(method: str) -> str:
+    """``[method]``, preceded by a registered method that provides each role it requires (dgg: er)."""
+    def default(name: str):
+        return STRATEGIES.get(name).options_class()
+
+    needed = STRATEGIES.get(method).requires(default(method))
+    providers = [n for n in STRATEGIES if n != method and set(needed) & STRATEGIES.get(n).provides(default(n))]
+    return f"[{', '.join([*providers[:1], method] if needed else [method])}]"
+
+
 @pytest.mark.parametrize("method", STRATEGIES.names())
 def test_every_method_resumes_to_the_uninterrupted_result(tmp_path, tiny_config, method):
     """The test matrix over every registered method: run, and run killed mid-task 2 + resumed.
@@ -76,7 +86,7 @@ def test_every_method_resumes_to_the_uninterrupted_result(tmp_path, tiny_config,
     start hooks, then continues from the mid-task checkpoint at step 2 of 3: equal weights
     show that every method's state covers what it changes during a task.
     """
-    config = tiny_config(method=f"[{method}]", **{"train.checkpoint_every": 1})
+    config = tiny_config(method=smallest_chain(method), **{"train.checkpoint_every": 1})
     straight = Runner(config, tmp_path / "straight").run()
 
     with pytest.raises(Interrupt):
@@ -152,3 +162,40 @@ def test_seqft_forgets_and_er_remembers(tmp_path, tiny_config):
     assert seqft["matrix"][0][0] >= 0.5, "color was not learned; the forgetting test would be vacuous"
     assert seqft["metrics"]["average_forgetting"] >= 0.3
     assert er["metrics"]["average_forgetting"] < seqft["metrics"]["average_forgetting"] - 0.2
+
+
+def test_keep_checkpoints_null_keeps_every_task_checkpoint(tmp_path, tiny_config):
+    Runner(tiny_config(keep_checkpoints="null"), tmp_path / "run").run()
+    assert RunStore(tmp_path / "run").checkpoint_names() == ["task-001", "task-002"]
+
+
+def _tensors(tree) -> list:
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, dict):
+        return [t for value in tree.values() for t in _tensors(value)]
+    if isinstance(tree, (list, tuple)):
+        return [t for value in tree for t in _tensors(value)]
+    return []
+
+
+@pytest.mark.parametrize("method", ["er", "agem", "joint"])
+def test_checkpointed_strategy_state_holds_sample_references_not_pixels(tmp_path, tiny_config, method):
+    results = Runner(tiny_config(method=f"[{method}]"), tmp_path / "run").run()
+    state, _ = RunStore(tmp_path / "run").load_checkpoint("task-002")
+    strategy = state["strategy"][f"0:{method}"]
+    kept = strategy.get("seen") or strategy["buffers"]
+    assert list(kept) == ["color", "count"] and all(isinstance(i, str) for ids in kept.values() for i in ids)
+    assert all(t.dtype != torch.uint8 for t in _tensors(strategy)), "no image bytes in the state"
+    tree_bytes = (tmp_path / "run" / "checkpoints" / "task-002" / "tree.json").stat().st_size
+    assert tree_bytes < 20_000, tree_bytes
+    assert results["complete"]
+
+
+def test_dgg_needs_a_replay_method_unless_it_is_the_guidance_only_ablation(tiny_config):
+    with pytest.raises(UserError, match=r"method 'dgg' needs a replay method in the chain: .*\[er, dgg\]"):
+        tiny_config(method="[dgg]")
+    with pytest.raises(UserError, match="needs a replay method"):
+        tiny_config(method="[agem, dgg]")  # A-GEM's memory is never mixed into training
+    assert [m.name for m in tiny_config(method="[er, dgg]").method] == ["er", "dgg"]
+    assert tiny_config(method="[{name: dgg, guidance_only: true}]").method[0].options()["guidance_only"] is True

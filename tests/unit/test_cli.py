@@ -82,7 +82,7 @@ def test_validate_good_config(cli, tmp_path):
     # the resolved config is printed as YAML and validates back
     printed = yaml.safe_load(result.stdout.split("ok:")[0])
     config = RunConfig.model_validate(printed)
-    assert config.seed == 4 and config.method[0].options() == {"buffer_per_task": 5}
+    assert config.seed == 4 and config.method[0].options() == {"buffer_per_task": 5, "selector": "random", "capacity": 1000}
     assert config.train.lr == pytest.approx(5e-4)
 
 
@@ -93,6 +93,29 @@ def test_validate_applies_overrides(cli, tmp_path):
     printed = yaml.safe_load(result.stdout.split("ok:")[0])
     assert printed["seed"] == 9
     assert [m["name"] for m in printed["method"]] == ["er", "dgg"]
+
+
+def test_validate_prints_every_option_of_every_method_and_the_selector(cli, tmp_path):
+    """The saved config says exactly what ran: each option with its resolved default."""
+    from mcit.selection import SELECTORS
+    from mcit.strategies import STRATEGIES
+
+    path = write(tmp_path, "c.yaml", "method: [er, {name: dgg, alpha: 0.1}]\n")
+    printed = yaml.safe_load(cli.invoke(app, ["validate", str(path)]).stdout.split("ok:")[0])
+    er, dgg = printed["method"]
+    assert set(er) == {"name", *STRATEGIES.get("er").options_class.model_fields}
+    assert set(dgg) == {"name", *STRATEGIES.get("dgg").options_class.model_fields}
+    assert er["buffer_per_task"] == 200 and dgg["alpha"] == 0.1 and dgg["norm"] == "global"
+    pool = write(tmp_path, "p.yaml", "scenario: pool\npool: {selector: lamp}\n")
+    selector = yaml.safe_load(cli.invoke(app, ["validate", str(pool)]).stdout.split("ok:")[0])["pool"]["selector"]
+    assert set(selector) == {"name", *SELECTORS.get("lamp").options_class.model_fields}
+    assert selector["dim"] == 8192 and selector["layer"] == "middle"
+
+
+def test_validate_refuses_a_model_path_without_a_model(cli, tmp_path):
+    path = write(tmp_path, "c.yaml", f"model: {{name: {tmp_path / 'empty'}}}\n")
+    (tmp_path / "empty").mkdir()
+    assert "empty" in one_line_error(cli.invoke(app, ["validate", str(path)]))
 
 
 @pytest.mark.parametrize(

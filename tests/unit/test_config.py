@@ -74,39 +74,34 @@ def test_load_from_yaml_file(tmp_path):
     assert config.model.lora == LoraConfig(r=4)
 
 
-def test_empty_yaml_file_is_defaults(tmp_path):
-    assert load_config(write(tmp_path, "")) == RunConfig()
-    assert load_config(write(tmp_path, "# only a comment\n", "c2.yaml")) == RunConfig()
-
-
 def test_overrides_after_yaml(tmp_path):
     path = write(tmp_path, "method: [{name: er}]\n")
     config = load_config(path, ["train.lr=5e-4", "method.0.buffer_per_task=50"])
     assert config.train.lr == pytest.approx(5e-4)
     assert isinstance(config.train.lr, float)
     assert [m.name for m in config.method] == ["er"]
-    assert config.method[0].options() == {"buffer_per_task": 50}
+    assert config.method[0].options() == {"buffer_per_task": 50, "selector": "random", "capacity": 1000}
 
 
 def test_override_replaces_method_list(tmp_path):
     path = write(tmp_path, "method: [{name: er}]\n")
     config = load_config(path, ["method=[er,dgg]"])
     assert [m.name for m in config.method] == ["er", "dgg"]
-    assert all(m.options() == {} for m in config.method)
+    assert config.method[0].options()["buffer_per_task"] == 200  # the file's er does not leak in
 
 
 def test_method_option_override_after_shorthand_override(tmp_path):
     path = write(tmp_path, "method: [{name: er}]\n")
     config = load_config(path, ["train.lr=5e-4", "method=[er,dgg]", "method.0.buffer_per_task=50"])
     assert [m.name for m in config.method] == ["er", "dgg"]
-    assert config.method[0].options() == {"buffer_per_task": 50}
+    assert config.method[0].options() == {"buffer_per_task": 50, "selector": "random", "capacity": 1000}
 
 
 def test_method_shorthands():
     assert [m.name for m in RunConfig.model_validate({"method": "er"}).method] == ["er"]
     assert [m.name for m in RunConfig.model_validate({"method": ["er", "dgg"]}).method] == ["er", "dgg"]
     config = RunConfig.model_validate({"method": {"name": "er", "buffer_per_task": 7}})
-    assert config.method[0].name == "er" and config.method[0].options() == {"buffer_per_task": 7}
+    assert config.method[0].name == "er" and config.method[0].options()["buffer_per_task"] == 7
 
 
 def test_override_values_are_parsed_as_yaml():
@@ -157,7 +152,7 @@ def test_unknown_nested_key(tmp_path):
 def test_wrong_type_from_override(tmp_path):
     path = write(tmp_path, "seed: 1\n")
     message = user_error(path, ["train.lr=abc"])
-    assert str(path) in message and "train.lr" in message
+    assert message.startswith("override 'train.lr=abc'") and "train.lr" in message and str(path) not in message
 
 
 def test_negative_batch_size(tmp_path):
@@ -290,7 +285,8 @@ def test_config_to_dict_round_trips_a_customised_config(tmp_path):
     )
     config = load_config(path)
     data = config_to_dict(config)
-    assert data["method"] == [{"name": "er", "buffer_per_task": 12}, {"name": "dgg"}]
+    assert [m["name"] for m in data["method"]] == ["er", "dgg"] and data["method"][0]["buffer_per_task"] == 12
+    assert data["method"][1]["alpha"] == 0.2
     assert data["benchmark"]["base"] is None
     # JSON-able plain data (what the run directory stores) that validates back to an equal config.
     again = RunConfig.model_validate(json.loads(json.dumps(data)))
@@ -302,5 +298,49 @@ def test_config_to_dict_round_trips_a_customised_config(tmp_path):
 
 def test_method_config_options_exclude_the_name():
     method = MethodConfig(name="er", buffer_per_task=3)
-    assert method.options() == {"buffer_per_task": 3}
+    assert method.options() == {"buffer_per_task": 3, "selector": "random", "capacity": 1000}
     assert MethodConfig(name="joint").options() == {}
+
+
+# -- what ran is what is saved -------------------------------------------------------------
+
+
+def test_an_empty_yaml_file_is_refused_not_the_default_run(tmp_path):
+    for text in ("", "# only a comment\n", "---\n"):
+        message = user_error(write(tmp_path, text))
+        assert "is empty" in message and "without a config file" in message
+
+
+def test_errors_name_the_input_that_set_the_bad_value(tmp_path):
+    path = write(tmp_path, "seed: 1\ntrain: {lr: 0.001}\n")
+    assert user_error(path, ["train.lr=-1"]).startswith("override 'train.lr=-1': ")
+    with pytest.raises(UserError, match=r"^--method 'er,ewx': .*Did you mean 'ewc'"):
+        load_config(path, [], method="er,ewx")
+    with pytest.raises(UserError, match=r"^override 'method.0.bufer=3': .*bufer"):
+        load_config(path, ["method.0.bufer=3"], method="er")
+    bad_file = write(tmp_path, "train: {lr: -1}\n", "bad.yaml")
+    assert user_error(bad_file, ["seed=3"]).startswith(f"{bad_file}: ")
+
+
+def test_method_and_selector_options_are_saved_resolved():
+    config = load_config(None, ["scenario=pool", "pool.selector=lamp", "method=[er, {name: ewc, strength: 10}]"])
+    dumped = config_to_dict(config)
+    assert dumped["method"][0] == {"name": "er", "selector": "random", "buffer_per_task": 200, "capacity": 1000}
+    assert dumped["method"][1]["strength"] == 10 and "importance_samples" in dumped["method"][1]
+    assert dumped["pool"]["selector"]["k_grid"] and dumped["pool"]["selector"]["dim"] == 8192
+    assert RunConfig.model_validate(dumped) == config, "the saved config loads back to the same config"
+
+
+def test_a_changed_method_default_makes_the_saved_config_differ(monkeypatch):
+    from mcit.strategies.er import EROptions
+
+    before = config_to_dict(load_config(None, ["method=[er]"]))
+    field = EROptions.model_fields["buffer_per_task"]
+    monkeypatch.setattr(field, "default", 50)
+    EROptions.model_rebuild(force=True)
+    try:
+        after = config_to_dict(load_config(None, ["method=[er]"]))
+    finally:
+        monkeypatch.undo()
+        EROptions.model_rebuild(force=True)
+    assert before["method"] != after["method"] and after["method"][0]["buffer_per_task"] == 50

@@ -10,7 +10,7 @@ from mcit.benchmarks import PoolStream, build_stream
 from mcit.benchmarks.lifelong import DATASETS, DEFAULT_DATASETS, _apportion
 from mcit.config import load_config
 from mcit.errors import UserError
-from mcit.pool import Pool, pool_metrics
+from mcit.scenarios.pool import Pool, pool_metrics
 from mcit.selection import HiddenSkills
 
 

@@ -272,6 +272,16 @@ def test_image_field_not_a_string(images, image):
 def test_missing_image_file(images):
     message = user_error(write(images, [record("a", "a.png"), record("g", "gone.png")]))
     assert "record 1 (id 'g')" in message and "field 'image'" in message and "gone.png" in message
+    assert f"no such file {images / 'gone.png'}" in message
+
+
+@pytest.mark.parametrize("verify_images", [True, False])
+def test_an_image_path_that_is_a_folder_is_reported_as_a_folder(images, verify_images):
+    (images / "photos.png").mkdir()
+    message = user_error(write(images, [record("a", "a.png"), record("d", "photos.png")]), verify_images=verify_images)
+    assert "record 1 (id 'd')" in message and "field 'image'" in message
+    assert f"{images / 'photos.png'} is a directory, not an image file" in message
+    assert "no such file" not in message
 
 
 def test_corrupt_image_fails_verification_at_load(images):

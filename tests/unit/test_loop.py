@@ -1,30 +1,21 @@
-"""The training loop on the tiny model: it learns, only answer tokens count, it is seeded."""
+"""The training loop on the tiny model: it learns, takes the steps it should, it is seeded."""
 
 from __future__ import annotations
 
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from mcit.data.collate import Collator
+from mcit.data.sample import Task
 from mcit.data.synthetic.tasks import TASKS, corpus
 from mcit.evaluation.generate import evaluate_task
 from mcit.evaluation.scorers import SCORERS
-from mcit.data.sample import Task
+from mcit.losses import answer_loss
 from mcit.models.tiny import build_tiny_vlm
 from mcit.strategies import Context, Strategy, TaskView
-from mcit.losses import answer_loss
 from mcit.training.loop import batch_order, steps_for, train
-from mcit.training.settings import TrainConfig
 from mcit.training.optim import build_optimizer, warmup_cosine
-
-
-def test_answer_loss_ignores_prompt_positions():
-    logits = torch.zeros(1, 4, 5)
-    logits[0, 2, 3] = 10.0  # position 2 predicts token 3 (the label at position 3)
-    labels = torch.tensor([[-100, -100, -100, 3]])
-    confident = answer_loss(logits, labels)
-    logits[0, 0] = torch.randn(5) * 50  # prompt positions must not matter
-    assert torch.isclose(answer_loss(logits, labels), confident)
-    assert confident.item() < 1e-3
+from mcit.training.settings import TrainConfig
 
 
 def test_batch_order_is_seeded_and_covers_fractional_epochs():
@@ -34,7 +25,8 @@ def test_batch_order_is_seeded_and_covers_fractional_epochs():
     assert a == b and a != c
     flat = [i for batch in a for i in batch]
     assert len(flat) == 15 and set(flat[:10]) == set(range(10))
-    assert len(a) == steps_for(10, TrainConfig(epochs=1.5, batch_size=4))
+    assert [len(batch) for batch in a] == [4, 4, 4, 3]  # round(10 * 1.5) = 15 samples in batches of 4
+    assert steps_for(10, TrainConfig(epochs=1.5, batch_size=4)) == 4
 
 
 def test_warmup_then_cosine_schedule():
@@ -50,6 +42,19 @@ def test_warmup_then_cosine_schedule():
     assert all(x >= y for x, y in zip(lrs[1:], lrs[2:])) and lrs[-1] >= 0.1
 
 
+class CountingSteps(Strategy):
+    """Records every backward the loop takes (each is followed by one optimizer step)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batch_sizes: list[int] = []
+        self.steps: list[int] = []
+
+    def after_backward(self, ctx: Context, batch) -> None:
+        self.batch_sizes.append(len(batch.samples))
+        self.steps.append(ctx.step)
+
+
 def test_loop_reduces_the_answer_loss_on_the_tiny_model():
     model, processor = build_tiny_vlm(corpus())
     collator = Collator(processor)
@@ -63,9 +68,18 @@ def test_loop_reduces_the_answer_loss_on_the_tiny_model():
     before = loss_now()
     ctx = Context(model, TaskView(0, "mixed", samples), 0, torch.device("cpu"), collator)
     settings = TrainConfig(epochs=10, batch_size=16, lr=2e-3)
-    stats = train(ctx, samples, Strategy(), settings)
-    assert stats.steps == steps_for(len(samples), settings)
-    assert stats.samples == 10 * len(samples)
+    counter, optimizer_steps = CountingSteps(), []
+    handle = register_optimizer_step_post_hook(lambda optimizer, args, kwargs: optimizer_steps.append(1))
+    try:
+        stats = train(ctx, samples, counter, settings)
+    finally:
+        handle.remove()
+    # 96 samples x 10 epochs = 960 samples in batches of 16: 60 optimizer steps, all full.
+    assert counter.batch_sizes == [16] * 60
+    assert counter.steps == list(range(60))
+    assert len(optimizer_steps) == 60
+    assert stats.steps == 60 and steps_for(len(samples), settings) == 60
+    assert stats.samples == 960
     assert loss_now() < 0.5 * before
     assert not model.training  # left in eval mode for evaluation
 

@@ -1,10 +1,17 @@
-"""Incompatible method combinations are refused at config time, with the field named."""
+"""Method chains: incompatible combinations are refused at config time, compatible ones train."""
+
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from mcit.config import load_config
+from mcit.data.collate import IGNORE_INDEX, Batch
+from mcit.data.sample import Sample
 from mcit.errors import UserError
-from mcit.strategies import STRATEGIES
+from mcit.strategies import STRATEGIES, Context, StrategyChain, TaskView
+from mcit.training.loop import train
+from mcit.training.settings import TrainConfig
 
 
 def test_methods_compose_as_a_chain():
@@ -24,5 +31,55 @@ def test_joint_does_not_combine_with_other_methods():
     assert [m.name for m in load_config(None, ["method=[joint]"]).method] == ["joint"]
 
 
-def test_seqft_is_a_valid_chain_element():
-    assert STRATEGIES.get("seqft").composable is True
+class DigitLM(torch.nn.Module):
+    """Digit tokens -> logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Embedding(10, 4)
+        self.head = torch.nn.Linear(4, 10)
+
+    def forward(self, input_ids, attention_mask=None):
+        return SimpleNamespace(logits=self.head(torch.tanh(self.embed(input_ids))))
+
+
+class DigitCollator:
+    """A sample's prompt and answer are one digit each: two tokens, the second is the answer."""
+
+    def train_batch(self, batch_samples) -> Batch:
+        ids = torch.tensor([[int(s.prompt), int(s.answer)] for s in batch_samples])
+        labels = ids.clone()
+        labels[:, 0] = IGNORE_INDEX
+        return Batch({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, labels, batch_samples)
+
+
+def train_stream(methods) -> tuple[DigitLM, list[int]]:
+    """Two tasks through the loop with the configured chain; the model and each task's data size."""
+    chain = []
+    for method in methods:
+        strategy_class = STRATEGIES.get(method.name)
+        chain.append((method.name, strategy_class(strategy_class.options_class(**method.options()))))
+    strategy, model, sizes = StrategyChain(chain), DigitLM(), []
+    for index, task in enumerate(["a", "b"]):
+        samples = [Sample(f"{task}-{i}", str(i % 10), str((3 * i + index) % 10), skill=task) for i in range(8)]
+        ctx = Context(model, TaskView(index, task, samples), seed=index, device=torch.device("cpu"), collator=DigitCollator())
+        strategy.before_task(ctx)
+        data = list(strategy.train_data(ctx, samples))
+        sizes.append(len(data))
+        train(ctx, data, strategy, TrainConfig(epochs=2, batch_size=4, lr=0.05))
+        strategy.after_task(ctx)
+    return model, sizes
+
+
+@pytest.mark.parametrize("chain", ["[{name: er, buffer_per_task: 4}, seqft]", "[seqft, {name: er, buffer_per_task: 4}]"])
+def test_seqft_composes_and_changes_nothing_in_a_chain(chain):
+    with_seqft = load_config(None, [f"method={chain}"]).method
+    assert sorted(m.name for m in with_seqft) == ["er", "seqft"]
+    er_alone = load_config(None, ["method=[{name: er, buffer_per_task: 4}]"]).method
+    model, sizes = train_stream(with_seqft)
+    reference, reference_sizes = train_stream(er_alone)
+    assert sizes == reference_sizes == [8, 12], "er's replay reached the loop through the chain"
+    assert not torch.equal(model.head.weight, DigitLM().head.weight), "the chain trained the model"
+    for (name, a), b in zip(model.named_parameters(), reference.parameters()):
+        assert torch.equal(a, b), name

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcit import metrics as m
+from mcit.registry import Registry
 
 # A[k][i]: score on task i after training task k. Hand-computed values:
 #   MFN = (0.5 + 0.5 + 0.7) / 3                 = 0.566666...
@@ -147,16 +148,14 @@ def test_accepts_numpy_array_and_returns_python_float() -> None:
 
 def test_summarize_keys_and_values() -> None:
     out = m.summarize(A, ZS)
-    assert set(out) == {
-        "final_average_accuracy",
-        "mean_finetune_accuracy",
-        "mean_average_accuracy",
-        "average_forgetting",
-        "backward_transfer",
-        "forward_transfer",
-    }
-    assert out["average_forgetting"] == pytest.approx(0.35)
-    assert out["forward_transfer"] == pytest.approx(0.125)
+    assert out == pytest.approx({
+        "final_average_accuracy": 1.7 / 3,
+        "mean_finetune_accuracy": 0.8,
+        "mean_average_accuracy": (0.9 + 0.7 + 1.7 / 3) / 3,
+        "average_forgetting": 0.35,
+        "backward_transfer": -0.35,
+        "forward_transfer": 0.125,
+    })
     assert all(type(v) is float for v in out.values())
 
 
@@ -166,7 +165,7 @@ def test_summarize_with_test_sizes() -> None:
     assert len(out) == 7
 
 
-def test_registry_holds_summarize_metrics_with_help() -> None:
+def test_summarize_computes_every_registered_metric_with_help() -> None:
     keys = set(m.summarize(A, ZS, test_sizes=[1, 1, 1]))
     assert set(m.METRICS.names()) == keys
     for name in keys:
@@ -174,16 +173,56 @@ def test_registry_holds_summarize_metrics_with_help() -> None:
     assert m.METRICS.get("average_forgetting") is m.average_forgetting
 
 
-def test_relative_gain_skips_zero_upper_bound() -> None:
+def registry_copy() -> Registry:
+    copy = Registry("metric")
+    for name in m.METRICS:
+        copy.register(name, help=m.METRICS.help(name))(m.METRICS.get(name))
+    return copy
+
+
+def test_a_newly_registered_metric_joins_the_summary_with_the_inputs_it_names(monkeypatch) -> None:
+    registry = registry_copy()
+    monkeypatch.setattr(m, "METRICS", registry)  # the global registry comes back after the test
+    seen = {}
+
+    @registry.register("last_zero_shot_per_test_item", help="test-only metric")
+    def last_zero_shot_per_test_item(zero_shot, matrix, test_sizes) -> float:
+        seen.update(zero_shot=zero_shot, matrix=matrix, test_sizes=test_sizes)
+        return zero_shot[-1] / sum(test_sizes)
+
+    out = m.summarize(A, ZS, test_sizes=[1, 1, 2])
+    assert out["last_zero_shot_per_test_item"] == pytest.approx(0.1 / 4)
+    assert seen == {"zero_shot": ZS, "matrix": A, "test_sizes": [1, 1, 2]}
+    assert set(out) == set(registry.names()) and len(out) == 8
+    assert "last_zero_shot_per_test_item" not in m.summarize(A, ZS)  # it needs test_sizes
+
+    @registry.register("bad", help="takes an input summarize does not have")
+    def bad(matrix, labels) -> float:
+        return 0.0
+
+    with pytest.raises(ValueError, match="'bad' takes"):
+        m.summarize(A, ZS)
+
+
+def test_the_global_registry_holds_only_the_built_in_metrics() -> None:
+    # Guards the test above: its registration must not leak into the real registry.
+    assert len(m.METRICS) == 7 and "last_zero_shot_per_test_item" not in m.METRICS
+
+
+def test_relative_gain_reports_the_skills_it_skips() -> None:
     # a: 0.5/1.0 = 50%, b: 0.9/0.9 = 100%, c skipped (UB 0) -> 75
-    final = {"a": 0.5, "b": 0.9, "c": 0.3}
-    ub = {"a": 1.0, "b": 0.9, "c": 0.0}
-    assert m.relative_gain(final, ub) == pytest.approx(75.0)
+    final = {"a": 0.5, "c": 0.3, "b": 0.9, "d": 0.0}
+    ub = {"a": 1.0, "b": 0.9, "c": 0.0, "d": 0.0}
+    gain = m.relative_gain(final, ub)
+    assert gain.percent == pytest.approx(75.0)
+    assert gain.skipped_skills == ("c", "d")
+    assert m.relative_gain({"a": 0.5}, {"a": 1.0}) == m.RelativeGain(50.0, ())
 
 
 def test_relative_gain_all_zero_bounds_is_nan_and_missing_raises() -> None:
-    assert math.isnan(m.relative_gain({"a": 0.4}, {"a": 0.0}))
-    with pytest.raises(ValueError):
+    gain = m.relative_gain({"a": 0.4}, {"a": 0.0})
+    assert math.isnan(gain.percent) and gain.skipped_skills == ("a",)
+    with pytest.raises(ValueError, match="no upper bound for skills: b"):
         m.relative_gain({"a": 0.4, "b": 0.1}, {"a": 1.0})
 
 
@@ -195,11 +234,23 @@ def test_forgetting_rate_three_steps_two_skills() -> None:
     assert m.forgetting_rate(history) == pytest.approx(31.25)
 
 
-def test_forgetting_rate_skips_zero_previous_and_short_history() -> None:
-    # (a) skipped since P^0 = 0; (b) 0.25/0.5 = 50% -> 50
-    assert m.forgetting_rate([{"a": 0.0, "b": 0.5}, {"a": 0.2, "b": 0.25}]) == pytest.approx(50.0)
+def test_forgetting_rate_counts_a_zero_earlier_score_as_no_drop() -> None:
+    # 1/(S T) over every pair: a 0 -> 10 cannot drop (0); b 50 -> 25 drops 50% -> 50 / 2 = 25
+    assert m.forgetting_rate([{"a": 0.0, "b": 50.0}, {"a": 10.0, "b": 25.0}]) == pytest.approx(25.0)
+    assert m.forgetting_rate([{"a": 0.0}, {"a": 0.0}, {"a": 0.5}]) == 0.0
+    assert m.forgetting_rate([{"a": 0.0, "b": 0.5}, {"a": 0.2, "b": 0.25}]) == pytest.approx(25.0)
+
+
+def test_forgetting_rate_edges() -> None:
     assert math.isnan(m.forgetting_rate([{"a": 0.5}]))
     assert math.isnan(m.forgetting_rate([]))
+    assert m.forgetting_rate([{"a": 0.5}, {"a": 0.0}]) == pytest.approx(100.0)  # total loss
+    assert m.forgetting_rate([{"a": 0.5}, {"a": 0.9}]) == 0.0  # gains never offset drops
+    # b is missing at step 1: no (b, 1) or (b, 2) pair; a: 0.4 -> 0.2 (50%), 0.2 -> 0.2 (0%)
+    assert m.forgetting_rate([{"a": 0.4, "b": 0.5}, {"a": 0.2}, {"a": 0.2, "b": 0.1}]) == pytest.approx(25.0)
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="finite non-negative"):
+            m.forgetting_rate([{"a": 0.5}, {"a": bad}])
 
 
 def test_harmonic_mean_accuracy() -> None:

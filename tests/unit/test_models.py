@@ -14,6 +14,7 @@ from mcit.data.collate import IGNORE_INDEX, Collator
 from mcit.data.synthetic.tasks import TASKS, corpus
 from mcit.errors import UserError
 from mcit.models.hf import (
+    check_model_dir,
     configure_trainable,
     load_trainable_state,
     load_vlm,
@@ -146,11 +147,11 @@ def test_save_tiny_vlm_writes_a_loadable_directory(tmp_path, world_corpus):
     assert isinstance(model, LlavaForConditionalGeneration) and processor.tokenizer.pad_token_id is not None
 
 
-def test_load_vlm_missing_directory_mentions_config_json(tmp_path):
-    with pytest.raises(UserError, match="config.json") as info:
+def test_load_vlm_missing_directory_says_what_is_missing(tmp_path):
+    with pytest.raises(UserError, match="is not 'tiny' nor a model directory: no such file or directory") as info:
         load_vlm(str(tmp_path / "nothing"))
     assert "nothing" in str(info.value)
-    with pytest.raises(UserError, match="config.json"):
+    with pytest.raises(UserError, match="is not 'tiny' nor a model directory: it has no config.json"):
         load_vlm(tmp_path)  # exists, but holds no model
 
 
@@ -161,37 +162,106 @@ def _broken_copy(saved, tmp_path, config_text: str):
     return target
 
 
-def test_load_vlm_garbage_config_json_alone(tmp_path):
-    (tmp_path / "config.json").write_text("this is { not json")
-    with pytest.raises(UserError, match="cannot load model"):
-        load_vlm(tmp_path)
+def test_check_model_dir_accepts_tiny_and_a_saved_directory(saved):
+    assert check_model_dir("tiny") is None
+    assert check_model_dir(saved[0]) is None
+    assert check_model_dir(str(saved[0])) is None
 
 
-@pytest.mark.parametrize("config_text", ["this is { not json", "{}", '{"model_type": "no_such_model"}'])
-def test_load_vlm_garbage_config_json_next_to_a_processor(saved, tmp_path, config_text):
+def _a_file(saved, tmp_path):
+    path = tmp_path / "model.txt"
+    path.write_text("not a directory")
+    return path
+
+
+def _without_weights(saved, tmp_path):
+    target = tmp_path / "model"
+    shutil.copytree(saved[0], target)
+    (target / "model.safetensors").unlink()
+    return target
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda saved, tmp: tmp / "absent", "no such file or directory"),
+        (_a_file, "it is a file, not a directory"),
+        (lambda saved, tmp: tmp, "has no config.json"),
+        (lambda saved, tmp: _broken_copy(saved, tmp, "this is { not json"), "config.json is not readable JSON"),
+        (lambda saved, tmp: _broken_copy(saved, tmp, "[1, 2]"), "config.json has no model_type"),
+        (lambda saved, tmp: _broken_copy(saved, tmp, "{}"), "config.json has no model_type"),
+        (_without_weights, r"has no weights \(model.safetensors or model.safetensors.index.json\)"),
+    ],
+    ids=["absent", "file", "no-config", "bad-json", "list-config", "no-model-type", "no-weights"],
+)
+def test_check_model_dir_names_the_path_and_what_is_missing(saved, tmp_path, make, message):
+    path = make(saved, tmp_path)
+    with pytest.raises(UserError, match=message) as info:
+        check_model_dir(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_check_model_dir_refuses_pickle_weights_and_accepts_a_sharded_safetensors_index(saved, tmp_path):
+    target = _without_weights(saved, tmp_path)
+    (target / "pytorch_model.bin").write_bytes(b"not read")
+    with pytest.raises(UserError, match=r"has only pickle weights \(pytorch_model.bin\); mcit loads safetensors only"):
+        check_model_dir(target)
+    (target / "model.safetensors.index.json").write_text('{"weight_map": {}}')
+    assert check_model_dir(target) is None
+
+
+def test_load_vlm_checks_the_directory_before_loading(saved, tmp_path, monkeypatch):
+    import transformers
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("a weight loader was called for a directory that check_model_dir refuses")
+
+    monkeypatch.setattr(transformers.AutoModelForImageTextToText, "from_pretrained", must_not_load)
+    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", must_not_load)
+    with pytest.raises(UserError, match="has no weights"):
+        load_vlm(_without_weights(saved, tmp_path))
+
+
+def test_load_failure_keeps_the_reason_on_one_line(saved, monkeypatch):
+    import transformers
+
+    def missing_backend(*args, **kwargs):
+        raise ImportError("\nThis requires torchvision, which was not found in your environment.\n\n  pip install torchvision\n")
+
+    monkeypatch.setattr(transformers.AutoModelForImageTextToText, "from_pretrained", missing_backend)
+    with pytest.raises(UserError) as info:
+        load_vlm(saved[0])
+    message = str(info.value)
+    assert message == (
+        f"cannot load model from {saved[0]}: ImportError: This requires torchvision, which was not found "
+        "in your environment. pip install torchvision"
+    )
+
+
+def test_a_long_load_failure_is_cut_to_a_readable_length(saved, monkeypatch):
+    import transformers
+
+    def verbose(*args, **kwargs):
+        raise OSError("\n".join(f"line {i} of a very long explanation" for i in range(100)))
+
+    monkeypatch.setattr(transformers.AutoModelForImageTextToText, "from_pretrained", verbose)
+    with pytest.raises(UserError, match=r"OSError: line 0 of a very long explanation line 1 ") as info:
+        load_vlm(saved[0])
+    assert "\n" not in str(info.value) and str(info.value).endswith("...")
+    assert len(str(info.value)) <= 300 + len(f"cannot load model from {saved[0]}: OSError: ")
+
+
+def test_load_vlm_unknown_model_type_next_to_a_processor(saved, tmp_path):
     with pytest.raises(UserError, match="cannot load model") as info:
-        load_vlm(_broken_copy(saved, tmp_path, config_text))
-    assert "\n" not in str(info.value)
-
-
-def test_load_vlm_config_json_that_is_a_list(saved, tmp_path):
-    with pytest.raises(UserError):
-        load_vlm(_broken_copy(saved, tmp_path, "[1, 2]"))
+        load_vlm(_broken_copy(saved, tmp_path, '{"model_type": "no_such_model"}'))
+    assert "\n" not in str(info.value) and "no_such_model" in str(info.value)
 
 
 def test_load_vlm_config_json_with_a_wrong_field_type(saved, tmp_path):
     config = json.loads((saved[0] / "config.json").read_text())
     config["text_config"] = "oops"
-    with pytest.raises(UserError):
-        load_vlm(_broken_copy(saved, tmp_path, json.dumps(config)))
-
-
-def test_load_vlm_missing_weights(saved, tmp_path):
-    target = tmp_path / "noweights"
-    shutil.copytree(saved[0], target)
-    (target / "model.safetensors").unlink()
     with pytest.raises(UserError, match="cannot load model"):
-        load_vlm(target)
+        load_vlm(_broken_copy(saved, tmp_path, json.dumps(config)))
 
 
 # -- trainable parts -------------------------------------------------------------------------------

@@ -16,12 +16,12 @@ import pytest
 import torch
 
 from mcit.data.collate import Batch
+from mcit.losses import answer_loss
 from mcit.store import load_state_tree, save_state_tree
 from mcit.strategies import STRATEGIES, Context, Strategy, TaskView
-from mcit.strategies._importance import Anchor, quadratic_penalty, snapshot
+from mcit.strategies._importance import Anchor, snapshot
 from mcit.strategies.dgg import DGGOptions, DynamicGradientGuidance, guidance
 from mcit.strategies.si import SI, SIOptions
-from mcit.losses import answer_loss
 from mcit.training.loop import train
 from mcit.training.settings import TrainConfig
 from token_collator import TokenCollator
@@ -73,6 +73,13 @@ def autograd_penalty(ctx: Context, theta_star, importance) -> torch.Tensor:
     return total
 
 
+def anchor_penalty(ctx: Context, theta_star, importance) -> torch.Tensor:
+    """The production penalty: an :class:`Anchor` holding theta* and Omega, at scale 1."""
+    anchor = Anchor()
+    anchor.theta_star, anchor.importance = theta_star, importance
+    return anchor.penalty(ctx)
+
+
 def grads_of(model: torch.nn.Module) -> list[torch.Tensor]:
     return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
 
@@ -101,7 +108,7 @@ def test_penalty_value_and_gradient_match_the_autograd_formula_before_and_after_
     for use_autograd in (True, False):
         model_copy = moved(model, seed=9)
         ctx = context(model_copy, 1)
-        penalty = autograd_penalty(ctx, theta_star, omega) if use_autograd else quadratic_penalty(ctx, theta_star, omega)
+        penalty = autograd_penalty(ctx, theta_star, omega) if use_autograd else anchor_penalty(ctx, theta_star, omega)
         loss = answer_loss(model_copy(**batch.inputs).logits, batch.labels) + 0.7 * penalty
         loss.backward()
         unclipped = grads_of(model_copy)
@@ -122,7 +129,7 @@ def test_penalty_gradient_in_bf16_parameters_matches_the_autograd_formula():
     for use_autograd in (True, False):
         model_copy = moved(model, seed=3)
         ctx = context(model_copy, 1)
-        penalty = autograd_penalty(ctx, theta_star, omega) if use_autograd else quadratic_penalty(ctx, theta_star, omega)
+        penalty = autograd_penalty(ctx, theta_star, omega) if use_autograd else anchor_penalty(ctx, theta_star, omega)
         (2.0 * penalty).backward()
         grads.append(grads_of(model_copy))
     assert all(a.dtype == torch.bfloat16 for a in grads[1])

@@ -7,13 +7,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from mcit.losses import answer_loss
 from mcit.store import load_state_tree, save_state_tree
 from mcit.strategies import STRATEGIES, Context, TaskView
-from mcit.strategies._importance import normalise_mean_one, quadratic_penalty, snapshot
+from mcit.strategies._importance import Anchor, normalise_mean_one, snapshot
 from mcit.strategies.ewc import EWC, EWCOptions, fisher_diagonal
 from mcit.strategies.mas import MASOptions, output_sensitivity
 from mcit.strategies.si import SI, SIOptions
-from mcit.losses import answer_loss
 from token_collator import TokenCollator
 
 VOCAB = 6
@@ -52,17 +52,28 @@ def hand_gradient(table: torch.Tensor, sample) -> torch.Tensor:
     return grad
 
 
+def anchor_penalty(ctx: Context, theta_star, importance) -> torch.Tensor:
+    """The penalty the family adds, from an :class:`Anchor` holding theta* and Omega."""
+    anchor = Anchor()
+    anchor.theta_star, anchor.importance = theta_star, importance
+    return anchor.penalty(ctx)
+
+
 def test_penalty_is_zero_at_the_anchor_and_matches_a_hand_computed_value():
     model = Bigram()
     ctx = context(model, SAMPLES_A)
     anchor = snapshot(ctx)
     omega = {"table": torch.arange(VOCAB * VOCAB, dtype=torch.float32).reshape(VOCAB, VOCAB)}
-    assert quadratic_penalty(ctx, anchor, omega).item() == 0.0
+    assert anchor_penalty(ctx, anchor, omega).item() == 0.0
     with torch.no_grad():
         model.table[1, 2] += 0.5  # omega 8
         model.table[3, 0] -= 2.0  # omega 18
-    assert quadratic_penalty(ctx, anchor, omega).item() == pytest.approx(8 * 0.25 + 18 * 4.0)
-    assert quadratic_penalty(ctx, anchor, None).item() == pytest.approx(0.25 + 4.0)
+    assert anchor_penalty(ctx, anchor, omega).item() == pytest.approx(8 * 0.25 + 18 * 4.0)
+    assert anchor_penalty(ctx, anchor, None).item() == pytest.approx(0.25 + 4.0)
+    with torch.no_grad():
+        model.table.add_(torch.randn(VOCAB, VOCAB, generator=torch.Generator().manual_seed(1)))
+    formula = (omega["table"] * (model.table.detach() - anchor["table"]) ** 2).sum()
+    assert anchor_penalty(ctx, anchor, omega).item() == pytest.approx(formula.item(), rel=1e-6)
 
 
 def test_normalised_importance_has_mean_one():

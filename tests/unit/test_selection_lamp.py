@@ -1,11 +1,12 @@
-"""LAMP selection and the feature-based baselines (random, SemDeDup, DBP, COINCIDE) on small pools."""
+"""LAMP selection and the baselines (the random selector's draw, SemDeDup, DBP, COINCIDE) on small pools."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mcit.selection._baselines import coincide_select, density_select, random_select, semdedup, softmax
+from mcit.selection._baselines import coincide_select, density_select, semdedup, softmax
+from mcit.selection.base import uniform
 from mcit.selection.lamp import lamp_select
 
 
@@ -46,12 +47,12 @@ def test_baselines_reject_bad_budget(select) -> None:
         select(np.eye(4, dtype=np.float32), 0, seed=0)
 
 
-def test_random_select() -> None:
-    picked = random_select(100, 10, seed=1)
+def test_uniform_draw_of_the_random_selector() -> None:
+    picked = uniform(100, 10, seed=1)
     check_indices(picked, 10, 100)
-    np.testing.assert_array_equal(picked, random_select(100, 10, seed=1))
-    assert not np.array_equal(picked, random_select(100, 10, seed=2))
-    assert random_select(5, 10, seed=0).tolist() == [0, 1, 2, 3, 4]
+    np.testing.assert_array_equal(picked, uniform(100, 10, seed=1))
+    assert not np.array_equal(picked, uniform(100, 10, seed=2))
+    assert uniform(5, 10, seed=0).tolist() == [0, 1, 2, 3, 4]
 
 
 def test_semdedup_removes_planted_duplicates() -> None:

@@ -18,8 +18,8 @@ import tracemalloc
 import numpy as np
 
 from mcit.selection._featurestore import FeatureStore
-from mcit.selection.lamp import lamp_select
 from mcit.selection._prune import lite_prune
+from mcit.selection.lamp import lamp_select
 
 ROWS, DIM, CLUSTERS, BLOCK = 200_000, 64, 12, 10_000
 FEATURE_BYTES = ROWS * DIM * 4

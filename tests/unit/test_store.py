@@ -225,7 +225,7 @@ def test_stale_partial_dirs_are_ignored_and_cleaned(tmp_path):
     dead = _dead_pid()
     # A save killed before its rename: half-written tmp dir.
     partial = store.checkpoints_dir / f".tmp-task-2-{dead}"
-    partial.mkdir()
+    partial.mkdir(parents=True)
     (partial / "tensors.safetensors").write_bytes(b"\x00\x01")
     # A killed atomic write in the run directory.
     stray = tmp_path / f".results.json.{dead}.abc123.tmp"
@@ -242,7 +242,7 @@ def test_live_process_partial_dir_is_left_alone(tmp_path):
     with subprocess.Popen(["sleep", "30"]) as sleeper:
         try:
             busy = store.checkpoints_dir / f".tmp-task-1-{sleeper.pid}"
-            busy.mkdir()
+            busy.mkdir(parents=True)
             RunStore(tmp_path)
             assert busy.is_dir()  # another live run may be writing it right now
             assert store.checkpoint_names() == []
@@ -347,3 +347,29 @@ def test_lock_with_own_pid_left_by_previous_incarnation_is_stale(tmp_path):
     with store.lock():
         assert store.lock_path.exists()
     assert not store.lock_path.exists()
+
+
+def test_opening_a_store_creates_nothing(tmp_path):
+    store = RunStore(tmp_path / "a" / "run")
+    store.check_usable()
+    assert store.read_config() is None and store.read_results() is None and store.checkpoint_names() == []
+    assert not (tmp_path / "a").exists()
+
+
+def test_keep_newest_deletes_older_checkpoints_only(tmp_path):
+    store = RunStore(tmp_path)
+    for name in ("task-001", "task-002", "task-003", "partial"):
+        store.save_checkpoint(name, {"v": 1})
+    assert store.keep_newest("task-", None) == []
+    assert store.keep_newest("task-", 2) == ["task-001"]
+    assert store.checkpoint_names() == ["partial", "task-002", "task-003"]
+    assert store.keep_newest("task-", 1) == ["task-002"]
+    assert store.checkpoint_names() == ["partial", "task-003"]
+
+
+def test_write_json_stays_inside_the_run_directory(tmp_path):
+    store = RunStore(tmp_path / "run")
+    path = store.write_json("selections/step-001.json", {"ids": ["a"]})
+    assert json.loads(path.read_text()) == {"ids": ["a"]}
+    with pytest.raises(ValueError, match="outside the run directory"):
+        store.write_json("../escape.json", {})

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mcit.benchmarks import BENCHMARKS, Stream, build_stream
+from mcit.benchmarks import BENCHMARKS, Benchmark, Stream, build_stream
 from mcit.benchmarks.base import validate_stream
 from mcit.config import load_config
 from mcit.data.sample import Sample, Task
@@ -37,6 +37,31 @@ def test_task_without_evaluation_samples_is_refused():
 
 def test_build_stream_validates_what_a_benchmark_returns(monkeypatch):
     config = load_config(None, [])
-    monkeypatch.setitem(BENCHMARKS._items, "embedded", lambda config, seed: Stream([Task("t", [], [sample(0)])], [], None, []))
+    empty = Benchmark(lambda config, seed: Stream([Task("t", [], [sample(0)])], [], None, []), "stream", ["t"])
+    monkeypatch.setitem(BENCHMARKS._items, "embedded", empty)
     with pytest.raises(UserError, match="no training samples"):
         build_stream(config.benchmark, 0)
+
+
+def test_a_sample_id_twice_in_one_task_is_refused():
+    stream = Stream([Task("a", [sample(0), sample(0)], [sample(1)])], [], None, [])
+    with pytest.raises(UserError, match=r"sample id 's0' occurs more than once in one task"):
+        validate_stream(stream, "x")
+
+
+def test_the_same_id_in_two_tasks_of_a_stream_is_fine():
+    stream = Stream([Task("a", [sample(0)], [sample(1)]), Task("b", [sample(0)], [sample(1)])], [], None, [])
+    validate_stream(stream, "x")  # buffers refer to samples by task and id
+
+
+def test_unknown_task_names_are_refused_by_the_config_before_any_data_is_built(monkeypatch):
+    def no_build(config, seed):
+        raise AssertionError("data built before the names were checked")
+
+    names = BENCHMARKS.get("embedded").task_names
+    guarded = Benchmark(no_build, "stream", ["color"], [], task_names=names, eval_names=names, base_names=names)
+    monkeypatch.setitem(BENCHMARKS._items, "embedded", guarded)
+    for override, name in (("benchmark.tasks=[color, colr]", "colr"), ("benchmark.eval_only=[arithmetc]", "arithmetc"),
+                           ("benchmark.base.tasks=[describ]", "describ")):
+        with pytest.raises(UserError, match=rf"Unknown embedded task '{name}'"):
+            load_config(None, [override])

@@ -1,10 +1,15 @@
-"""What a run goes through: a task stream or a lifelong data pool, and their validation."""
+"""What a run goes through: a task stream or a lifelong data pool, and their validation.
+
+A benchmark is registered as a :class:`Benchmark`: which kind of data it builds, its default
+task list, the names its tasks may take (checked by ``mcit validate`` before any data is
+built) and the function that builds its data.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mcit.data.sample import Sample, Task
 from mcit.errors import UserError
@@ -27,10 +32,6 @@ class Stream:
     base_train: list[Sample] | None
     corpus: list[str]
 
-    @property
-    def columns(self) -> list[Task]:
-        return self.tasks + self.eval_only
-
 
 @dataclass(frozen=True)
 class PoolStream:
@@ -49,49 +50,77 @@ class PoolStream:
     base_train: list[Sample] | None
     corpus: list[str]
 
-    @property
-    def tasks(self) -> list[Task]:
-        """The steps (rows of the matrix), named like the task stream's for shared code."""
-        return self.datasets
 
-    @property
-    def eval_only(self) -> list[Task]:
-        return self.skills
+@dataclass(frozen=True)
+class Benchmark:
+    """A registered benchmark.
 
-    @property
-    def columns(self) -> list[Task]:
-        return self.skills
+    Attributes:
+        build: ``build(config, seed)`` returns the :class:`Stream` or :class:`PoolStream`
+            (``config`` is a :class:`mcit.config.BenchmarkConfig`).
+        data: ``"stream"`` (a :class:`Stream`) or ``"pool"`` (a :class:`PoolStream`): what
+            ``build`` returns, so the config can tell which scenarios can run it.
+        default_tasks: The stream's tasks (the pool's datasets) when the config gives none.
+        default_eval_only: Evaluation-only tasks when the config gives none.
+        task_names: Names ``tasks`` may hold (a registry, so a typo gets "did you mean").
+        eval_names: Names ``eval_only`` may hold.
+        base_names: Names the base stage's ``tasks`` may hold.
+    """
+
+    build: Callable[..., Stream | PoolStream]
+    data: str
+    default_tasks: list[str]
+    default_eval_only: list[str] = field(default_factory=list)
+    task_names: Registry | None = None
+    eval_names: Registry | None = None
+    base_names: Registry | None = None
+
+    def check_names(self, tasks: list[str], eval_only: list[str], base: list[str]) -> None:
+        """Refuse an unknown task name without building any data.
+
+        Raises:
+            UserError: Naming the first unknown task and the valid names.
+        """
+        for names, registry in ((tasks, self.task_names), (eval_only, self.eval_names), (base, self.base_names)):
+            if registry is not None:
+                for name in names:
+                    registry.get(name)
 
 
-BENCHMARKS: Registry[Callable[..., Stream | PoolStream]] = Registry("benchmark")
-
-
-def scenario_of(name: str) -> str:
-    """'stream' or 'pool': what the benchmark ``name`` builds."""
-    return getattr(BENCHMARKS.get(name), "scenario", "stream")
+BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
 
 
 def build_stream(config, seed: int) -> Stream | PoolStream:
-    """Build the stream named by ``config.name`` (a :class:`mcit.config.BenchmarkConfig`).
+    """Build the data of the benchmark named by ``config.name`` (a :class:`mcit.config.BenchmarkConfig`).
 
     Raises:
         UserError: If a task has no training samples (stream tasks) or no evaluation
             samples (any column), so the run stops before any training, not at that task.
     """
-    stream = BENCHMARKS.get(config.name)(config, seed)
+    stream = BENCHMARKS.get(config.name).build(config, seed)
     validate_stream(stream, config.name)
     return stream
 
 
 def validate_stream(stream: Stream | PoolStream, benchmark: str) -> None:
-    """Refuse empty tasks up front, naming the benchmark and the task."""
-    for task in stream.tasks:
+    """Refuse empty tasks and ambiguous sample ids up front, naming the benchmark and the task.
+
+    Sample ids must be unique within a stream task (replay buffers refer to samples by task
+    and id) and across the whole pool of a pool benchmark (the pool refers to them by id).
+    """
+    trained = stream.tasks if isinstance(stream, Stream) else stream.datasets
+    columns = stream.tasks + stream.eval_only if isinstance(stream, Stream) else stream.skills
+    for task in trained:
         if not task.train:
             raise UserError(f"benchmark {benchmark!r}: task {task.name!r} has no training samples")
-    for task in stream.columns:
+    for task in columns:
         if not task.eval:
             raise UserError(f"benchmark {benchmark!r}: task {task.name!r} has no evaluation samples")
-    ids = [s.id for task in stream.tasks for s in task.train]
-    if isinstance(stream, PoolStream) and len(set(ids)) != len(ids):
-        repeated = Counter(ids).most_common(1)[0][0]
-        raise UserError(f"benchmark {benchmark!r}: sample id {repeated!r} occurs in more than one place of the pool")
+    groups = [[s.id for s in task.train] for task in trained]
+    if isinstance(stream, PoolStream):
+        groups = [[i for group in groups for i in group]]
+    for ids in groups:
+        if len(set(ids)) != len(ids):
+            repeated = Counter(ids).most_common(1)[0][0]
+            where = "the pool" if isinstance(stream, PoolStream) else "one task"
+            raise UserError(f"benchmark {benchmark!r}: sample id {repeated!r} occurs more than once in {where}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mcit.benchmarks.base import BENCHMARKS, Stream
+from mcit.benchmarks.base import BENCHMARKS, Benchmark, Stream
 from mcit.data.sample import Task
 from mcit.data.synthetic.tasks import TASKS, corpus
 
@@ -18,7 +18,6 @@ def _task(name: str, train: int, evaluation: int, seed: int) -> Task:
     )
 
 
-@BENCHMARKS.register("embedded")
 def embedded(config, seed: int) -> Stream:
     """Pillow-drawn visual tasks in shifting styles plus a text-only skill (offline, seconds on CPU)."""
     tasks = [_task(n, config.train_per_task, config.eval_per_task, seed) for n in config.tasks]
@@ -33,6 +32,9 @@ def embedded(config, seed: int) -> Stream:
     return Stream(tasks, eval_only, base_train, corpus())
 
 
-embedded.scenario = "stream"
-embedded.default_tasks = ["color", "count", "code", "shape", "caption"]
-embedded.default_eval_only = ["arithmetic"]
+BENCHMARKS.register("embedded", help="Pillow-drawn visual tasks in shifting styles plus a text-only skill (offline, seconds on CPU)")(
+    Benchmark(
+        embedded, "stream", ["color", "count", "code", "shape", "caption"], ["arithmetic"],
+        task_names=TASKS, eval_names=TASKS, base_names=TASKS,
+    )
+)

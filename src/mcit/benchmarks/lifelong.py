@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
-from mcit.benchmarks.base import BENCHMARKS, PoolStream
+from mcit.benchmarks.base import BENCHMARKS, Benchmark, PoolStream
 from mcit.data.sample import Sample, Task
 from mcit.data.synthetic.tasks import TASKS, corpus
 from mcit.registry import Registry
@@ -87,7 +87,6 @@ for _spec in _STREAM:
 DEFAULT_DATASETS = [spec.name for spec in _STREAM]  # arrival order
 
 
-@BENCHMARKS.register("lifelong", help="Pool scenario: 5 multi-skill datasets (skewed, redundant, a rare skill, a new format, text)")
 def lifelong(config, seed: int) -> PoolStream:
     """The datasets named by ``config.tasks`` (each ``train_per_task`` samples) and one eval set per skill."""
     datasets = [Task(name, DATASETS.get(name).generate(config.train_per_task, seed), []) for name in config.tasks]
@@ -105,6 +104,6 @@ def lifelong(config, seed: int) -> PoolStream:
     return PoolStream(datasets, evaluation, base_train, corpus())
 
 
-lifelong.scenario = "pool"
-lifelong.default_tasks = DEFAULT_DATASETS
-lifelong.default_eval_only = []
+BENCHMARKS.register("lifelong", help="Pool scenario: 5 multi-skill datasets (skewed, redundant, a rare skill, a new format, text)")(
+    Benchmark(lifelong, "pool", DEFAULT_DATASETS, [], task_names=DATASETS, eval_names=TASKS, base_names=TASKS)
+)

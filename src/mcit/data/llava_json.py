@@ -320,6 +320,8 @@ def _skill(record: dict) -> str:
 
 
 def _image_problem(path: str, verify: bool) -> _Problem | None:
+    if os.path.isdir(path):
+        return _Problem("whose image is a directory", "image", f"{path} is a directory, not an image file")
     if not os.path.isfile(path):
         return _Problem("with a missing image file", "image", f"no such file {path}")
     if verify:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from PIL import Image
@@ -52,33 +52,50 @@ class Task:
     max_new_tokens: int = 8
 
 
-def samples_to_state(samples: Sequence[Sample]) -> dict:
-    """Samples as a state tree (JSON fields + uint8 image tensors) for checkpoints.
+SampleLookup = Callable[[str, str], Sample]
+"""``lookup(task, sample_id)``: a training sample of a step the run has reached, by id.
 
-    Replay buffers are stored this way so a resumed run needs nothing but its run directory.
+Strategies keep references (task name and sample id) in their checkpointed state, never
+pixels, and materialise them through the lookup the runner puts in their context; it
+refuses a step the run has not reached, so no strategy can read a future task's data.
+"""
+
+
+class SampleGroups:
+    """Samples grouped by task, checkpointed as references and re-read after a restore.
+
+    In a running process the groups hold the stream's own sample objects (no copies);
+    :meth:`state_dict` holds each sample's id under its task name; after
+    :meth:`load_state_dict` the first :meth:`get` materialises them through the run's
+    :data:`SampleLookup`. A checkpoint therefore stays a few kilobytes however large the
+    images are.
     """
-    import numpy as np
-    import torch
 
-    return {
-        "ids": [s.id for s in samples],
-        "prompts": [s.prompt for s in samples],
-        "answers": [s.answer for s in samples],
-        "references": [list(s.references) for s in samples],
-        "skills": [s.skill for s in samples],
-        "images": [
-            torch.empty(0, dtype=torch.uint8) if s.image is None else torch.from_numpy(np.array(s.image.convert("RGB")))
-            for s in samples
-        ],
-    }
+    def __init__(self) -> None:
+        self._groups: dict[str, list[Sample]] = {}
+        self._restored: dict[str, list[str]] | None = None
 
+    def get(self, lookup: SampleLookup | None = None) -> dict[str, list[Sample]]:
+        """The groups, in insertion (task) order.
 
-def samples_from_state(state: dict) -> list[Sample]:
-    """Inverse of :func:`samples_to_state`."""
-    images = [None if t.numel() == 0 else Image.fromarray(t.numpy(), "RGB") for t in state["images"]]
-    return [
-        Sample(i, p, a, img, tuple(r), k)
-        for i, p, a, img, r, k in zip(
-            state["ids"], state["prompts"], state["answers"], images, state["references"], state["skills"]
-        )
-    ]
+        Raises:
+            RuntimeError: If restored from a checkpoint and no ``lookup`` is given.
+        """
+        if self._restored is not None:
+            if lookup is None:
+                raise RuntimeError("samples restored from a checkpoint need the run's sample lookup to be read")
+            self._groups = {task: [lookup(task, i) for i in ids] for task, ids in self._restored.items()}
+            self._restored = None
+        return self._groups
+
+    def set(self, groups: dict[str, list[Sample]]) -> None:
+        self._groups, self._restored = groups, None
+
+    def state_dict(self) -> dict[str, list[str]]:
+        if self._restored is not None:
+            return {task: list(ids) for task, ids in self._restored.items()}
+        return {task: [sample.id for sample in samples] for task, samples in self._groups.items()}
+
+    def load_state_dict(self, state: dict[str, list[str]]) -> None:
+        self._groups = {}
+        self._restored = {task: [str(i) for i in ids] for task, ids in state.items()}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-
 from mcit.registry import Registry
 
 Scorer = Callable[[str, Sequence[str]], float]

@@ -6,6 +6,7 @@ path tested on the tiny model is the one used for LLaVA-1.5, Idefics3/SmolVLM an
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,6 +35,77 @@ def part_of(parameter_name: str) -> str:
     return "language_model"
 
 
+# Weight files transformers reads with pickle (torch.load); mcit never loads these.
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+SAFETENSORS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+_MESSAGE_LIMIT = 300
+
+
+def one_line(error: BaseException, limit: int = _MESSAGE_LIMIT) -> str:
+    """An exception's message on one line: its non-empty lines, stripped, joined by spaces.
+
+    Library messages often start with a newline (transformers' "requires torchvision"
+    errors do), so keeping only the first line would keep nothing.
+
+    Args:
+        error: Any exception.
+        limit: Longest result; a longer message is cut and ends with "...".
+
+    Returns:
+        The collapsed message, or ``"(no message)"`` if it had no text.
+    """
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    if len(text) > limit:
+        text = text[: limit - 3].rstrip() + "..."
+    return text or "(no message)"
+
+
+def check_model_dir(name_or_path: str | Path) -> None:
+    """Check, without loading any weights, that ``name_or_path`` names a loadable model.
+
+    A loadable model is ``"tiny"`` or a directory holding ``config.json`` (a JSON object
+    with a ``model_type``) and safetensors weights (``model.safetensors``, or
+    ``model.safetensors.index.json`` for a sharded checkpoint). Pickle weights
+    (``pytorch_model.bin``) are refused: unpickling a file can run arbitrary code.
+
+    Args:
+        name_or_path: ``"tiny"`` or a local directory saved with ``save_pretrained``.
+
+    Raises:
+        UserError: One line naming the path and what is missing.
+    """
+    if str(name_or_path) == "tiny":
+        return
+    path = Path(name_or_path)
+    where = f"model {str(name_or_path)!r}"
+    not_a_model = f"{where} is not 'tiny' nor a model directory"
+    if not path.exists():
+        raise UserError(
+            f"{not_a_model}: no such file or directory; downloads are not done at run time: "
+            "save the checkpoint locally first"
+        )
+    if not path.is_dir():
+        raise UserError(f"{not_a_model}: it is a file, not a directory (give the folder save_pretrained wrote)")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise UserError(f"{not_a_model}: it has no config.json")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{where}: config.json is not readable JSON ({one_line(error)})") from None
+    if not isinstance(config, dict) or not config.get("model_type"):
+        raise UserError(f"{where}: config.json has no model_type")
+    if any((path / name).is_file() for name in SAFETENSORS_WEIGHTS):
+        return
+    pickled = [name for name in PICKLE_WEIGHTS if (path / name).is_file()]
+    if pickled:
+        raise UserError(
+            f"{where} has only pickle weights ({', '.join(pickled)}); mcit loads safetensors only "
+            "(convert them, e.g. load once in a trusted session and save_pretrained with safetensors)"
+        )
+    raise UserError(f"{where} has no weights ({' or '.join(SAFETENSORS_WEIGHTS)})")
+
+
 def load_vlm(name_or_path: str | Path, dtype: str = "float32", corpus: Iterable[str] | None = None, seed: int = 0):
     """Load a vision-language model and its processor.
 
@@ -48,8 +120,10 @@ def load_vlm(name_or_path: str | Path, dtype: str = "float32", corpus: Iterable[
         ``(model, processor)`` with the model in eval mode.
 
     Raises:
-        UserError: If the path is not a loadable model directory.
+        UserError: If the path is not a loadable model directory (see :func:`check_model_dir`)
+            or loading it fails; the one-line message keeps the loader's reason.
     """
+    check_model_dir(name_or_path)
     if str(name_or_path) == "tiny":
         from mcit.models.tiny import build_tiny_vlm
 
@@ -60,19 +134,13 @@ def load_vlm(name_or_path: str | Path, dtype: str = "float32", corpus: Iterable[
         model, processor = build_tiny_vlm(corpus, seed=seed)
         return model.to(DTYPES[dtype]), processor
     path = Path(name_or_path)
-    if not (path / "config.json").is_file():
-        raise UserError(
-            f"model {str(name_or_path)!r} is not 'tiny' nor a model directory (no {path / 'config.json'}); "
-            "downloads are not done at run time: save the checkpoint locally first"
-        )
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     try:
         processor = AutoProcessor.from_pretrained(path)
         model = AutoModelForImageTextToText.from_pretrained(path, dtype=DTYPES[dtype], use_safetensors=True)
     except Exception as error:  # noqa: BLE001 - any failure to load is a bad model directory
-        first_line = (str(error).splitlines() or [""])[0]
-        raise UserError(f"cannot load model from {path}: {type(error).__name__}: {first_line}") from None
+        raise UserError(f"cannot load model from {path}: {type(error).__name__}: {one_line(error)}") from None
     tokenizer = processor.tokenizer
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

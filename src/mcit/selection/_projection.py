@@ -19,17 +19,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
+
+from mcit.seeds import derive_seed
 
 # Salts that keep the Kronecker factors and the zero-order directions independent streams.
 _KRONECKER, _DIRECTION = 0, 1
-
-
-def derived_seed(seed: int, *keys: int) -> int:
-    """A well-mixed 63-bit seed for one (seed, keys...) stream (seeds may be negative)."""
-    entropy = [abs(seed), int(seed < 0), *keys]
-    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 def split_dim(dim: int, parts: int) -> list[int]:
@@ -121,7 +116,7 @@ def kronecker_projections(
     """
     sizes = split_dim(dim, len(shapes))
     return [
-        KroneckerProjection.create(in_f, out_f, size, derived_seed(seed, _KRONECKER, index), device)
+        KroneckerProjection.create(in_f, out_f, size, derive_seed(seed, _KRONECKER, index), device)
         for index, ((out_f, in_f), size) in enumerate(zip(shapes, sizes))
     ]
 
@@ -133,7 +128,7 @@ def gaussian_direction(parameters: Sequence[torch.Tensor], seed: int, index: int
     gives the same direction in every batch and every call on that device type.
     """
     device = parameters[0].device
-    generator = torch.Generator(device=device).manual_seed(derived_seed(seed, _DIRECTION, index))
+    generator = torch.Generator(device=device).manual_seed(derive_seed(seed, _DIRECTION, index))
     return [
         torch.randn(p.shape, generator=generator, device=device, dtype=torch.float32).to(p.dtype) for p in parameters
     ]

@@ -11,14 +11,13 @@ Buffers are ``dict[task name -> list[Sample]]`` whose insertion order is the tas
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import Field, field_validator
 
-from mcit.data.sample import Sample, samples_from_state, samples_to_state
+from mcit.data.sample import Sample, SampleGroups, SampleLookup
 from mcit.registry import Registry
 from mcit.strategies.base import StrategyOptions
 
@@ -131,8 +130,16 @@ class BufferOptions(StrategyOptions):
         return name
 
 
+REPLAY_ROLE = "replay"
+"""The role (:meth:`Strategy.provides`) of a method that mixes a replay buffer into the training data."""
+
+
 class ReplayBuffer:
     """Per-task buffers filled by a selector, plus the stream position reservoir needs.
+
+    The buffers are :class:`~mcit.data.sample.SampleGroups`: the checkpointed state holds
+    each kept sample's task and id, never its pixels, and a restored buffer is re-read from
+    the stream through the run's lookup on first use.
 
     Args:
         options: Selector name and sizes.
@@ -143,40 +150,34 @@ class ReplayBuffer:
     def __init__(self, options: BufferOptions, purpose: str) -> None:
         self.options = options
         self.purpose = purpose
-        self.buffers: Buffers = {}
+        self._kept = SampleGroups()
         self.seen = 0
 
-    def add_task(self, name: str, samples: Sequence[Sample], task_seed: int) -> None:
+    def buffers(self, lookup: SampleLookup | None = None) -> Buffers:
+        """Kept samples per finished task, in task order (``lookup``: after a restore)."""
+        return self._kept.get(lookup)
+
+    def add_task(self, name: str, samples: Sequence[Sample], task_seed: int, lookup: SampleLookup | None = None) -> None:
         """Let the selector update the buffers with a finished task's samples."""
         select = BUFFER_SELECTORS.get(self.options.selector)
-        self.buffers = select(
-            self.buffers,
+        self._kept.set(select(
+            self.buffers(lookup),
             name,
             samples,
             per_task=self.options.buffer_per_task,
             capacity=self.options.capacity,
             seen=self.seen,
             seed=f"{self.purpose}/{task_seed}",
-        )
+        ))
         self.seen += len(samples)
 
-    def samples(self) -> list[Sample]:
+    def samples(self, lookup: SampleLookup | None = None) -> list[Sample]:
         """Every kept sample, in task order."""
-        return [sample for kept in self.buffers.values() for sample in kept]
+        return [sample for kept in self.buffers(lookup).values() for sample in kept]
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "buffers": {name: samples_to_state(kept) for name, kept in self.buffers.items()},
-            "seen": self.seen,
-        }
+        return {"buffers": self._kept.state_dict(), "seen": self.seen}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.buffers = {name: samples_from_state(kept) for name, kept in state.get("buffers", {}).items()}
-        # States written before ``seen`` existed came from the random selector, which ignores it.
+        self._kept.load_state_dict(state.get("buffers", {}))
         self.seen = int(state.get("seen", 0))
-
-
-def derived_seed(*parts: object) -> int:
-    """A 32-bit seed from ``parts`` (e.g. method, task seed, step): stable across runs."""
-    digest = hashlib.sha256("/".join(str(part) for part in parts).encode()).digest()
-    return int.from_bytes(digest[:4], "little")

@@ -8,7 +8,8 @@ import torch
 from pydantic import Field
 
 from mcit.losses import answer_loss
-from mcit.strategies._buffer import BufferOptions, Buffers, ReplayBuffer, derived_seed
+from mcit.seeds import derive_seed
+from mcit.strategies._buffer import BufferOptions, Buffers, ReplayBuffer
 from mcit.strategies.base import STRATEGIES, Context, Strategy
 
 
@@ -74,11 +75,11 @@ class AGEM(Strategy):
 
     @property
     def buffers(self) -> Buffers:
-        """Kept samples per finished task, in task order."""
-        return self.memory.buffers
+        """Kept samples per finished task, in task order (in-process; see :class:`ReplayBuffer`)."""
+        return self.memory.buffers()
 
     def after_backward(self, ctx: Context, batch) -> None:
-        memory = self.memory.samples()
+        memory = self.memory.samples(ctx.lookup)
         if not memory:
             return
         params = [p for _, p in ctx.trainable()]
@@ -89,7 +90,7 @@ class AGEM(Strategy):
         grads = _grads(params)
         for p in params:
             p.grad = None
-        generator = torch.Generator().manual_seed(derived_seed("agem", ctx.seed, ctx.step))
+        generator = torch.Generator().manual_seed(derive_seed("agem", ctx.seed, ctx.step))
         count = min(self.options.reference_batch_size, len(memory))
         chosen = torch.randperm(len(memory), generator=generator)[:count].tolist()
         reference_batch = ctx.collator.train_batch([memory[i] for i in chosen]).to(ctx.device)
@@ -100,7 +101,7 @@ class AGEM(Strategy):
             p.grad = grad
 
     def after_task(self, ctx: Context) -> None:
-        self.memory.add_task(ctx.task.name, ctx.task.train, ctx.seed)
+        self.memory.add_task(ctx.task.name, ctx.task.train, ctx.seed, ctx.lookup)
 
     def state_dict(self) -> dict[str, Any]:
         return self.memory.state_dict()

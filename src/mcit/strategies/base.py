@@ -16,7 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from mcit.data.collate import Batch
-from mcit.data.sample import Sample
+from mcit.data.sample import Sample, SampleLookup
 from mcit.registry import Registry
 
 
@@ -50,6 +50,8 @@ class Context:
         device: Where training runs.
         step: Optimizer step within the task (updated by the loop).
         collator: Encodes extra batches (e.g. a replay batch for A-GEM).
+        lookup: Materialises the sample references a strategy restored from a checkpoint
+            (task name, sample id) from the run's data; ``None`` outside a run.
     """
 
     model: torch.nn.Module
@@ -58,6 +60,7 @@ class Context:
     device: torch.device
     collator: Any = None
     step: int = 0
+    lookup: SampleLookup | None = None
 
     def trainable(self) -> list[tuple[str, torch.nn.Parameter]]:
         return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
@@ -70,6 +73,16 @@ class Strategy:
     # False for methods that define the whole training regime (e.g. the joint upper bound)
     # and so cannot be chained with others.
     composable: ClassVar[bool] = True
+
+    @classmethod
+    def provides(cls, options: StrategyOptions) -> frozenset[str]:
+        """Roles this method plays in a chain (e.g. mixing a replay buffer into training)."""
+        return frozenset()
+
+    @classmethod
+    def requires(cls, options: StrategyOptions) -> dict[str, str]:
+        """Roles another method of the chain must provide, each with the hint shown when none does."""
+        return {}
 
     def __init__(self, options: StrategyOptions | None = None) -> None:
         self.options = options if options is not None else self.options_class()

@@ -8,14 +8,21 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import Field
 
-from mcit.strategies._buffer import derived_seed
+from mcit.seeds import derive_seed
+from mcit.strategies._buffer import REPLAY_ROLE
 from mcit.strategies.base import STRATEGIES, Context, Strategy, StrategyOptions
 
 logger = logging.getLogger(__name__)
 
 
 class DGGOptions(StrategyOptions):
-    """Gate probability and how the guidance is scaled."""
+    """Gate probability, how the guidance is scaled, and the no-replay ablation."""
+
+    guidance_only: bool = Field(
+        False,
+        description="Allow dgg without a replay method in the chain: guidance alone, the paper's ablation "
+        "(it forgets like seqft on the embedded stream). By default dgg must follow a replay method, as in [er, dgg].",
+    )
 
     alpha: float = Field(0.2, ge=0.0, le=1.0, description="Probability that a step adds the guidance (Bernoulli gate).")
     alpha_per_task: list[Annotated[float, Field(ge=0.0, le=1.0)]] | None = Field(
@@ -89,9 +96,12 @@ class DynamicGradientGuidance(Strategy):
     gradient: ``.grad += g_hat``. Since the optimizer steps along ``-grad``, this pulls
     theta back toward theta*. At the start of each task d = 0, so nothing is added.
 
-    DGG is gradient guidance only; its replay buffer comes from composing with er. The
-    recommended config is ``method: [er, dgg]`` (see ``configs/dgg.yaml``): er mixes the
-    buffer into the batch, so .grad is already grad L(T_t U M) when this hook runs.
+    The paper's DGG always trains on the task data mixed with a small replay buffer M; here
+    the buffer comes from composing with er, and the config refuses ``dgg`` without a method
+    that mixes a replay buffer into training (``guidance_only: true`` allows it: the
+    ablation, guidance alone). So the method is ``method: [er, dgg]`` (see
+    ``configs/dgg.yaml``): er mixes the buffer into the batch, so .grad is already
+    grad L(T_t U M) when this hook runs.
 
     Choices the paper leaves open, with their defaults:
       - norms: global over all trainable parameters (option ``norm``; or per tensor);
@@ -116,6 +126,15 @@ class DynamicGradientGuidance(Strategy):
         # (names, theta* list): the anchor aligned with the trainable parameters, on their devices.
         self._anchor_on_device: tuple[tuple[str, ...], list[torch.Tensor]] | None = None
 
+    @classmethod
+    def requires(cls, options: DGGOptions) -> dict[str, str]:
+        if options.guidance_only:
+            return {}
+        return {
+            REPLAY_ROLE: "DGG trains on the task data mixed with a replay buffer: use [er, dgg] (configs/dgg.yaml), "
+            "or set guidance_only: true on dgg for the ablation without replay"
+        }
+
     def rate(self, task_index: int) -> float:
         """Gate probability for the task with this index."""
         per_task = self.options.alpha_per_task
@@ -132,7 +151,7 @@ class DynamicGradientGuidance(Strategy):
 
     def gate(self, ctx: Context) -> bool:
         """The step's Bernoulli(alpha) draw, a function of (task seed, step) only."""
-        generator = torch.Generator().manual_seed(derived_seed("dgg", ctx.seed, ctx.step))
+        generator = torch.Generator().manual_seed(derive_seed("dgg", ctx.seed, ctx.step))
         return bool(torch.rand((), generator=generator).item() < self.rate(ctx.task.index))
 
     def _anchor_list(self, names: tuple[str, ...], params: list[torch.nn.Parameter]) -> list[torch.Tensor]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mcit.data.sample import Sample, samples_from_state, samples_to_state
+from mcit.data.sample import Sample, SampleGroups
 from mcit.strategies.base import STRATEGIES, Context, Strategy
 
 
@@ -15,24 +15,26 @@ class Joint(Strategy):
 
     Training continues from the current model (cumulative joint training), so the last row
     of the matrix is a model trained on the union of all tasks and every earlier row is the
-    multitask model of the tasks seen so far. It keeps all past training data, so it is an
-    upper bound, not a continual method.
+    multitask model of the tasks seen so far. It trains on all past training data, so it is
+    an upper bound, not a continual method. Its state holds references (task and sample id)
+    to what each finished task trained on, never the samples: a resumed run re-reads them
+    from the stream.
     """
 
     composable = False
 
     def __init__(self, options=None) -> None:
         super().__init__(options)
-        self.seen: dict[str, list[Sample]] = {}
+        self.seen = SampleGroups()
 
     def train_data(self, ctx: Context, data: Sequence[Sample]) -> Sequence[Sample]:
-        return list(data) + [sample for past in self.seen.values() for sample in past]
+        return list(data) + [sample for past in self.seen.get(ctx.lookup).values() for sample in past]
 
     def after_task(self, ctx: Context) -> None:
-        self.seen[ctx.task.name] = list(ctx.task.train)
+        self.seen.set({**self.seen.get(ctx.lookup), ctx.task.name: list(ctx.task.train)})
 
     def state_dict(self) -> dict[str, Any]:
-        return {"seen": {name: samples_to_state(samples) for name, samples in self.seen.items()}}
+        return {"seen": self.seen.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.seen = {name: samples_from_state(s) for name, s in state.get("seen", {}).items()}
+        self.seen.load_state_dict(state.get("seen", {}))

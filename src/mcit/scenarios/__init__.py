@@ -1,0 +1,19 @@
+"""Scenarios: what a run iterates. Importing this package registers every scenario."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mcit.scenarios import pool, stream  # noqa: F401  (registration side effect)
+from mcit.scenarios.base import SCENARIOS, Scenario, StepData, StepEnd
+
+if TYPE_CHECKING:
+    from mcit.config import RunConfig
+
+
+def build_scenario(config: RunConfig) -> Scenario:
+    """The configured scenario with its benchmark's data built (no model, nothing written)."""
+    return SCENARIOS.get(config.scenario)(config, config.seed)
+
+
+__all__ = ["SCENARIOS", "Scenario", "StepData", "StepEnd", "build_scenario"]

@@ -1,0 +1,89 @@
+"""The task stream (MCIT): each step trains one task; every task is evaluated after each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcit import metrics
+from mcit.benchmarks import Stream, build_stream
+from mcit.data.sample import Sample, SampleLookup, Task
+from mcit.errors import UserError
+from mcit.scenarios.base import SCENARIOS, Scenario, StepData
+from mcit.selection.base import SelectionContext
+
+
+@SCENARIOS.register("stream", help="Tasks arrive one at a time and are trained in turn (MCIT)")
+class StreamScenario(Scenario):
+    """Steps are the stream's tasks; columns are the tasks plus the evaluation-only ones.
+
+    The square part of the matrix (trained tasks) gives the stream metrics of
+    :func:`mcit.metrics.summarize`; each evaluation-only column (a language skill taught
+    before the stream) gives its linguistic forgetting against the zero-shot row.
+    """
+
+    kind = "stream"
+    step_label = "task"
+
+    def __init__(self, config, seed: int) -> None:
+        super().__init__(config, seed)
+        data = build_stream(config.benchmark, seed)
+        if not isinstance(data, Stream):
+            raise UserError(f"benchmark {config.benchmark.name!r} builds a data pool; set scenario: pool")
+        self.data = data
+        self._by_id: dict[str, dict[str, Sample]] = {}
+
+    @property
+    def steps(self) -> list[str]:
+        return [task.name for task in self.data.tasks]
+
+    @property
+    def columns(self) -> list[Task]:
+        return self.data.tasks + self.data.eval_only
+
+    @property
+    def base_train(self) -> list[Sample] | None:
+        return self.data.base_train
+
+    @property
+    def corpus(self) -> list[str]:
+        return self.data.corpus
+
+    def header(self) -> dict[str, Any]:
+        return {
+            "tasks": self.steps,
+            "eval_only": [task.name for task in self.data.eval_only],
+            "test_sizes": {task.name: len(task.eval) for task in self.columns},
+        }
+
+    def lookup(self, reached: int) -> SampleLookup:
+        position = {name: index for index, name in enumerate(self.steps)}
+
+        def sample(task: str, sample_id: str) -> Sample:
+            if position.get(task, len(position)) > reached:
+                raise KeyError(f"task {task!r} is not among the tasks reached so far (step {reached + 1})")
+            if task not in self._by_id:
+                self._by_id[task] = {s.id: s for s in self.data.tasks[position[task]].train}
+            return self._by_id[task][sample_id]
+
+        return sample
+
+    def begin(self, index: int, selection: SelectionContext) -> StepData:
+        task = self.data.tasks[index]
+        return StepData(task.name, task.train)
+
+    def summarize(self, results: dict[str, Any]) -> None:
+        names, extra, rows = results["tasks"], results["eval_only"], results["rows"]
+        results["matrix"] = [[row["scores"][n] for n in names + extra] for row in rows]
+        done = len(rows)
+        square = [[row["scores"][n] for n in names[:done]] for row in rows]
+        zero_shot = [results["zero_shot"][n] for n in names[:done]]
+        sizes = [results["test_sizes"][n] for n in names[:done]]
+        results["metrics"] = metrics.summarize(square, zero_shot, sizes)
+        results["language"] = {
+            name: {
+                "zero_shot": results["zero_shot"][name],
+                "current": rows[-1]["scores"][name],
+                "forgetting": metrics.linguistic_forgetting(results["zero_shot"][name], rows[-1]["scores"][name]),
+            }
+            for name in extra
+        }
