@@ -218,9 +218,9 @@ class RunConfig(_Strict):
         from mcit.benchmarks import BENCHMARKS
         from mcit.scenarios import SCENARIOS
 
-        built = BENCHMARKS.get(self.benchmark.name).data
-        if SCENARIOS.get(self.scenario).data != built:
-            fitting = [name for name in SCENARIOS if SCENARIOS.get(name).data == built]
+        built = BENCHMARKS.get(self.benchmark.name).builds
+        if SCENARIOS.get(self.scenario).runs_on != built:
+            fitting = [name for name in SCENARIOS if SCENARIOS.get(name).runs_on == built]
             raise ValueError(
                 f"benchmark {self.benchmark.name!r} is a {'data pool' if built == 'pool' else 'task stream'}; "
                 f"set scenario: {' or '.join(fitting)}"

@@ -20,11 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tiny_overrides
 from mcit.config import load_config
 from mcit.runner import Runner
 from mcit.store import RunStore
-
-from conftest import tiny_overrides
 
 DRIVER = textwrap.dedent(
     """

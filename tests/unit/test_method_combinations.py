@@ -1,12 +1,11 @@
 """Method chains: incompatible combinations are refused at config time, compatible ones train."""
 
-from types import SimpleNamespace
 
 import pytest
 import torch
 
+from digit_model import DigitCollator, DigitLM
 from mcit.config import load_config
-from mcit.data.collate import IGNORE_INDEX, Batch
 from mcit.data.sample import Sample
 from mcit.errors import UserError
 from mcit.strategies import STRATEGIES, Context, StrategyChain, TaskView
@@ -29,29 +28,6 @@ def test_joint_does_not_combine_with_other_methods():
     with pytest.raises(UserError, match=r"'joint' cannot be combined with other methods"):
         load_config(None, ["method=[joint, er]"])
     assert [m.name for m in load_config(None, ["method=[joint]"]).method] == ["joint"]
-
-
-class DigitLM(torch.nn.Module):
-    """Digit tokens -> logits."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.embed = torch.nn.Embedding(10, 4)
-        self.head = torch.nn.Linear(4, 10)
-
-    def forward(self, input_ids, attention_mask=None):
-        return SimpleNamespace(logits=self.head(torch.tanh(self.embed(input_ids))))
-
-
-class DigitCollator:
-    """A sample's prompt and answer are one digit each: two tokens, the second is the answer."""
-
-    def train_batch(self, batch_samples) -> Batch:
-        ids = torch.tensor([[int(s.prompt), int(s.answer)] for s in batch_samples])
-        labels = ids.clone()
-        labels[:, 0] = IGNORE_INDEX
-        return Batch({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, labels, batch_samples)
 
 
 def train_stream(methods) -> tuple[DigitLM, list[int]]:

@@ -7,11 +7,11 @@ import torch
 
 import mcit.runner
 import mcit.training.loop
+from conftest import tiny_overrides
 from mcit.config import load_config
 from mcit.runner import Runner
 from mcit.store import RunStore
 from mcit.strategies import Strategy, StrategyChain
-from conftest import tiny_overrides
 
 
 class NanOnSecondTask(Strategy):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import random
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from mcit.data.collate import IGNORE_INDEX, Batch
+from digit_model import DigitCollator, DigitLM
 from mcit.data.sample import Sample
 from mcit.data.synthetic.tasks import TASKS
 from mcit.store import load_state_tree, save_state_tree
@@ -175,31 +174,6 @@ def test_agem_projection_of_tensor_lists_is_the_projection_of_the_concatenated_v
     assert torch.dot(projected, g_ref).abs() < 1e-5
 
 
-class TinyLM(torch.nn.Module):
-    """Digit tokens -> logits, enough for answer_loss."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.embed = torch.nn.Embedding(8, 4)
-        self.head = torch.nn.Linear(4, 8)
-
-    def forward(self, input_ids, attention_mask=None):
-        return SimpleNamespace(logits=self.head(torch.tanh(self.embed(input_ids))))
-
-
-class DigitCollator:
-    def __init__(self) -> None:
-        self.batches: list[list[str]] = []
-
-    def train_batch(self, batch_samples):
-        self.batches.append([s.id for s in batch_samples])
-        input_ids = torch.tensor([[int(s.prompt), int(s.answer)] for s in batch_samples])
-        labels = input_ids.clone()
-        labels[:, 0] = IGNORE_INDEX
-        return Batch({"input_ids": input_ids}, labels, batch_samples)
-
-
 def gradient_of(model, collator, batch_samples) -> torch.Tensor:
     from mcit.losses import answer_loss
 
@@ -214,7 +188,7 @@ def flat_grad(model: torch.nn.Module) -> torch.Tensor:
 
 
 def test_agem_hook_leaves_a_non_conflicting_gradient_unchanged():
-    model, collator = TinyLM(), DigitCollator()
+    model, collator = DigitLM(vocab=8), DigitCollator()
     current, memory = samples("new", 4), samples("old", 3)
     g_ref = gradient_of(model, collator, memory)
     g = gradient_of(model, collator, current)
@@ -234,7 +208,7 @@ def test_agem_hook_leaves_a_non_conflicting_gradient_unchanged():
 
 
 def test_agem_hook_projects_a_conflicting_gradient_onto_the_memory_gradients_normal_plane():
-    model, collator = TinyLM(), DigitCollator()
+    model, collator = DigitLM(vocab=8), DigitCollator()
     # Same prompt, different answers: the memory gradient points against the current one.
     current = [Sample(f"new-{i}", "1", "2", skill="new") for i in range(4)]
     memory = [Sample(f"old-{i}", "1", "5", skill="old") for i in range(3)]
@@ -256,7 +230,7 @@ def test_agem_reference_batch_depends_only_on_seed_and_step():
     memory = samples("old", 20)
     drawn = []
     for _ in range(2):
-        model, collator = TinyLM(), DigitCollator()
+        model, collator = DigitLM(vocab=8), DigitCollator()
         agem = AGEM(AGEMOptions(reference_batch_size=4))
         ctx = Context(model, TaskView(0, "old", memory), seed=5, device=torch.device("cpu"), collator=collator)
         agem.after_task(ctx)

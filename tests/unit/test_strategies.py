@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 from pydantic import ValidationError
 
-from mcit.data.collate import IGNORE_INDEX, Batch
+from digit_model import DigitCollator, DigitLM
 from mcit.data.sample import Sample
 from mcit.data.synthetic.tasks import TASKS
 from mcit.store import load_state_tree, save_state_tree
@@ -140,33 +138,6 @@ def test_chain_state_is_keyed_by_position_and_name():
     fresh = StrategyChain([("er", ExperienceReplay(EROptions(buffer_per_task=2))), ("seqft", STRATEGIES.get("seqft")())])
     fresh.load_state_dict(state)
     assert [s.id for s in replayed(fresh, lookup_of("color", color))] == [s.id for s in er.buffers["color"]]
-
-
-class DigitLM(torch.nn.Module):
-    """Digit tokens -> logits; enough model for every method's hooks (TIR reads the embeddings)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.config = SimpleNamespace()
-        self.embed = torch.nn.Embedding(10, 4)
-        self.head = torch.nn.Linear(4, 10)
-
-    def get_input_embeddings(self) -> torch.nn.Module:
-        return self.embed
-
-    def forward(self, input_ids, attention_mask=None):
-        return SimpleNamespace(logits=self.head(torch.tanh(self.embed(input_ids))))
-
-
-class DigitCollator:
-    """A sample's prompt and answer are one digit each: two tokens, the second is the answer."""
-
-    def train_batch(self, batch_samples) -> Batch:
-        ids = torch.tensor([[int(s.prompt), int(s.answer)] for s in batch_samples])
-        labels = ids.clone()
-        labels[:, 0] = IGNORE_INDEX
-        return Batch({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, labels, batch_samples)
 
 
 def digit_samples(task: str, count: int = 8) -> list[Sample]:

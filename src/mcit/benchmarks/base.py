@@ -58,7 +58,7 @@ class Benchmark:
     Attributes:
         build: ``build(config, seed)`` returns the :class:`Stream` or :class:`PoolStream`
             (``config`` is a :class:`mcit.config.BenchmarkConfig`).
-        data: ``"stream"`` (a :class:`Stream`) or ``"pool"`` (a :class:`PoolStream`): what
+        builds: ``"stream"`` (a :class:`Stream`) or ``"pool"`` (a :class:`PoolStream`): what
             ``build`` returns, so the config can tell which scenarios can run it.
         default_tasks: The stream's tasks (the pool's datasets) when the config gives none.
         default_eval_only: Evaluation-only tasks when the config gives none.
@@ -68,7 +68,7 @@ class Benchmark:
     """
 
     build: Callable[..., Stream | PoolStream]
-    data: str
+    builds: str
     default_tasks: list[str]
     default_eval_only: list[str] = field(default_factory=list)
     task_names: Registry | None = None

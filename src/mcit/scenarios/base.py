@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from mcit.benchmarks import build_stream
 from mcit.data.sample import Sample, SampleLookup, Task
 from mcit.registry import Registry
 from mcit.selection.base import SelectionContext
@@ -56,15 +57,20 @@ class Scenario:
     Args:
         config: The run's config.
         seed: The run's seed (the benchmark's data is drawn from it).
+
+    Attributes:
+        data: The benchmark's data (a :class:`~mcit.benchmarks.Stream` or
+            :class:`~mcit.benchmarks.PoolStream`, as :attr:`runs_on` says).
     """
 
     kind: ClassVar[str] = ""  # the registered name, written into results.json
-    data: ClassVar[str] = "stream"  # what it runs on: a benchmark whose data is "stream" or "pool"
+    runs_on: ClassVar[str] = "stream"  # the benchmarks it runs: those that build a "stream" or a "pool"
     step_label: ClassVar[str] = "step"  # what a step is called in progress messages ("task 2/5 count")
 
     def __init__(self, config: RunConfig, seed: int) -> None:
         self.config = config
         self.seed = seed
+        self.data = build_stream(config.benchmark, seed)
 
     @property
     def steps(self) -> list[str]:
@@ -79,12 +85,12 @@ class Scenario:
     @property
     def base_train(self) -> list[Sample] | None:
         """Training data of the joint base stage, or ``None``."""
-        raise NotImplementedError
+        return self.data.base_train
 
     @property
     def corpus(self) -> list[str]:
         """Text to train a tiny model's tokenizer on."""
-        raise NotImplementedError
+        return self.data.corpus
 
     def check(self) -> None:
         """Checks that need the data but no model (raise UserError); run before anything is written."""

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mcit import metrics
-from mcit.benchmarks import PoolStream, build_stream
+from mcit.benchmarks import PoolStream
 from mcit.data.sample import Sample, SampleLookup, Task
 from mcit.errors import UserError
 from mcit.scenarios.base import SCENARIOS, Scenario, StepData, StepEnd
@@ -85,20 +85,18 @@ class PoolScenario(Scenario):
     """Steps are the datasets in arrival order; columns are the skills (hidden from selectors)."""
 
     kind = "pool"
-    data = "pool"
+    runs_on = "pool"
     step_label = "step"
 
     def __init__(self, config, seed: int) -> None:
         super().__init__(config, seed)
-        data = build_stream(config.benchmark, seed)
-        if not isinstance(data, PoolStream):
+        if not isinstance(self.data, PoolStream):
             raise UserError(f"benchmark {config.benchmark.name!r} builds a task stream; set scenario: stream")
-        self.data = data
         self.options = config.pool
         self.selector = build_selector(self.options.selector.name, self.options.selector.options())
-        self.pool = Pool(data.datasets)
-        self._dataset_of = {s.id: index for index, task in enumerate(data.datasets) for s in task.train}
-        self._by_id = {s.id: s for task in data.datasets for s in task.train}
+        self.pool = Pool(self.data.datasets)
+        self._dataset_of = {s.id: index for index, task in enumerate(self.data.datasets) for s in task.train}
+        self._by_id = {s.id: s for task in self.data.datasets for s in task.train}
         self._step: tuple[int, Selection, list[Sample], float] | None = None
 
     @property
@@ -108,14 +106,6 @@ class PoolScenario(Scenario):
     @property
     def columns(self) -> list[Task]:
         return self.data.skills
-
-    @property
-    def base_train(self) -> list[Sample] | None:
-        return self.data.base_train
-
-    @property
-    def corpus(self) -> list[str]:
-        return self.data.corpus
 
     def check(self) -> None:
         first = self.data.datasets[0]

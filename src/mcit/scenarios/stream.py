@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mcit import metrics
-from mcit.benchmarks import Stream, build_stream
+from mcit.benchmarks import Stream
 from mcit.data.sample import Sample, SampleLookup, Task
 from mcit.errors import UserError
 from mcit.scenarios.base import SCENARIOS, Scenario, StepData
@@ -26,10 +26,8 @@ class StreamScenario(Scenario):
 
     def __init__(self, config, seed: int) -> None:
         super().__init__(config, seed)
-        data = build_stream(config.benchmark, seed)
-        if not isinstance(data, Stream):
+        if not isinstance(self.data, Stream):
             raise UserError(f"benchmark {config.benchmark.name!r} builds a data pool; set scenario: pool")
-        self.data = data
         self._by_id: dict[str, dict[str, Sample]] = {}
 
     @property
@@ -39,14 +37,6 @@ class StreamScenario(Scenario):
     @property
     def columns(self) -> list[Task]:
         return self.data.tasks + self.data.eval_only
-
-    @property
-    def base_train(self) -> list[Sample] | None:
-        return self.data.base_train
-
-    @property
-    def corpus(self) -> list[str]:
-        return self.data.corpus
 
     def header(self) -> dict[str, Any]:
         return {
