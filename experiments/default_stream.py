@@ -6,17 +6,23 @@ Each method runs in its own run directory (resumed if it exists), so the matrice
 are those in results.json. "wall s" is this invocation's time for the method, base stage
 included (so it is ~0 for a directory that was already complete); "stream s" is the
 training + evaluation time of the stream recorded in results.json. Timings are only
-comparable within one invocation on an otherwise idle machine.
+comparable within one invocation on an otherwise idle machine. "state KB" is the size of
+the strategy state in the last task checkpoint (its JSON plus any tensors): replay buffers
+and joint's past data are sample references, so it stays small.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
+import torch
+
 from mcit.config import load_config
 from mcit.runner import Runner
+from mcit.store import RunStore
 
 KEYS = ("final_average_accuracy", "mean_finetune_accuracy", "mean_average_accuracy", "average_forgetting",
         "backward_transfer", "forward_transfer")
@@ -36,6 +42,25 @@ def matrix_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def strategy_state_bytes(run_dir: Path, tasks: int) -> int:
+    """Bytes of the strategy state in the final checkpoint: JSON of the tree plus tensor bytes."""
+    state, _ = RunStore(run_dir).load_checkpoint(f"task-{tasks:03d}")
+    tensors: list[torch.Tensor] = []
+
+    def plain(node):
+        if isinstance(node, torch.Tensor):
+            tensors.append(node)
+            return None
+        if isinstance(node, dict):
+            return {k: plain(v) for k, v in node.items()}
+        if isinstance(node, (list, tuple)):
+            return [plain(v) for v in node]
+        return node
+
+    text = json.dumps(plain(state["strategy"]))
+    return len(text.encode()) + sum(t.numel() * t.element_size() for t in tensors)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default="seqft,er,joint")
@@ -50,12 +75,13 @@ def main() -> None:
         stream_seconds = sum(r["train_seconds"] + r["eval_seconds"] for r in results["rows"])
         print(f"\n### {method}\n\n{matrix_markdown(results)}\n")
         language = ", ".join(f"{n} {pct(e['forgetting'])}" for n, e in results["language"].items())
-        summary.append((method, results["metrics"], language, stream_seconds, wall))
-    print("| method | " + " | ".join(KEYS) + " | language forgetting | stream s | wall s |")
-    print("|---" * (len(KEYS) + 4) + "|")
-    for method, metrics, language, stream_seconds, wall in summary:
+        state_kb = strategy_state_bytes(args.out / method, len(results["rows"])) / 1024
+        summary.append((method, results["metrics"], language, stream_seconds, wall, state_kb))
+    print("| method | " + " | ".join(KEYS) + " | language forgetting | stream s | wall s | state KB |")
+    print("|---" * (len(KEYS) + 5) + "|")
+    for method, metrics, language, stream_seconds, wall, state_kb in summary:
         cells = " | ".join(pct(metrics[k]) for k in KEYS)
-        print(f"| {method} | {cells} | {language} | {stream_seconds:.0f} | {wall:.0f} |")
+        print(f"| {method} | {cells} | {language} | {stream_seconds:.0f} | {wall:.0f} | {state_kb:.1f} |")
 
 
 if __name__ == "__main__":

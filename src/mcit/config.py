@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticUndefined
 
 from mcit.errors import UserError, first_error
 from mcit.training.settings import TrainConfig
@@ -97,9 +98,12 @@ class _NamedOptions(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _resolve_options(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        if not isinstance(data, dict):
+            return data
+        default = cls.model_fields["name"].default
+        name = data.get("name", None if default is PydanticUndefined else default)
+        if not isinstance(name, str):
             return data  # pydantic reports the missing or mistyped name
-        name = data["name"]
         try:
             options_class = cls._registered(name).options_class
         except UserError as error:

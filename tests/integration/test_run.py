@@ -184,7 +184,7 @@ def test_checkpointed_strategy_state_holds_sample_references_not_pixels(tmp_path
     results = Runner(tiny_config(method=f"[{method}]"), tmp_path / "run").run()
     state, _ = RunStore(tmp_path / "run").load_checkpoint("task-002")
     strategy = state["strategy"][f"0:{method}"]
-    kept = strategy.get("seen") or strategy["buffers"]
+    kept = strategy["seen"] if method == "joint" else strategy["buffers"]
     assert list(kept) == ["color", "count"] and all(isinstance(i, str) for ids in kept.values() for i in ids)
     assert all(t.dtype != torch.uint8 for t in _tensors(strategy)), "no image bytes in the state"
     tree_bytes = (tmp_path / "run" / "checkpoints" / "task-002" / "tree.json").stat().st_size

@@ -344,3 +344,9 @@ def test_a_changed_method_default_makes_the_saved_config_differ(monkeypatch):
         monkeypatch.undo()
         EROptions.model_rebuild(force=True)
     assert before["method"] != after["method"] and after["method"][0]["buffer_per_task"] == 50
+
+
+def test_selector_options_without_a_name_are_checked_against_the_default_selector():
+    message = user_error(None, ["scenario=pool", "pool.selector={k: 5}"])
+    assert "selector 'random'" in message and "k" in message
+    assert load_config(None, ["scenario=pool", "pool.selector={name: semdedup, k: 5}"]).pool.selector.options()["k"] == 5

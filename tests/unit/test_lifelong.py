@@ -86,9 +86,10 @@ def test_pool_metrics_by_hand():
     result = pool_metrics(["a", "b"], rows)
     assert result["final_average_accuracy"] == pytest.approx(0.375)
     assert result["average_accuracy_per_step"] == pytest.approx([0.25, 0.375, 0.375])
-    # drops: a 0.5->0.25 (50%), a 0.25->0.5 (0), b 0.5->0.25 (50%); b 0.0->0.5 skipped (P=0)
-    assert result["forgetting_rate"] == pytest.approx(100 / 3)
-    assert result["forgetting_rate_per_skill"] == pytest.approx({"a": 25.0, "b": 50.0})
+    # 4 (skill, step) pairs: a 0.5->0.25 (50%), a 0.25->0.5 (0), b 0.0->0.5 (0: a score of 0
+    # cannot drop, and the pair still counts), b 0.5->0.25 (50%)
+    assert result["forgetting_rate"] == pytest.approx(25.0)
+    assert result["forgetting_rate_per_skill"] == pytest.approx({"a": 25.0, "b": 25.0})
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ def build_named_selector(name: str, options: dict[str, Any]) -> Selector:
     try:
         return build_selector(name, options)
     except ValidationError as error:
-        raise UserError(first_error(error)) from None
+        raise UserError(f"selector {name!r}: {first_error(error)}") from None
 
 
 def select_pool(

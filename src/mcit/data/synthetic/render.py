@@ -13,15 +13,21 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
+# Saturated and spread apart: the closest pairs (yellow/orange, red/orange, blue/purple) must
+# differ by more than the pixels a shape change moves, or the tiny model learns shape first and
+# colour only on some seeds (issue 10: `code` at 14.5% with the old, duller palette and 1-px
+# outlines). tests/unit/test_world.py keeps the margins.
 COLORS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 40, 40),
-    "green": (40, 170, 60),
-    "blue": (50, 80, 230),
-    "yellow": (230, 210, 30),
-    "purple": (150, 60, 200),
-    "orange": (245, 140, 20),
+    "red": (200, 0, 0),
+    "green": (0, 180, 40),
+    "blue": (20, 60, 255),
+    "yellow": (255, 240, 0),
+    "purple": (160, 0, 200),
+    "orange": (255, 130, 0),
 }
 SHAPES = ("square", "circle", "triangle", "cross")
+OUTLINE_WIDTH = 2  # px; 1-px outlines left too few coloured pixels per patch to learn colour from
+CROSS_WIDTH = {True: 4, False: OUTLINE_WIDTH}  # filled / outline style
 STYLES = ("plain", "noisy", "outline", "dark", "striped")
 
 
@@ -39,7 +45,7 @@ def _draw_shape(draw: ImageDraw.ImageDraw, thing: Thing, cell: int, fill: bool) 
     x0, y0 = thing.col * cell + 1, thing.row * cell + 1
     x1, y1 = x0 + cell - 3, y0 + cell - 3
     rgb = COLORS[thing.color]
-    kwargs = {"fill": rgb} if fill else {"outline": rgb}
+    kwargs = {"fill": rgb} if fill else {"outline": rgb, "width": OUTLINE_WIDTH}
     if thing.shape == "square":
         draw.rectangle((x0, y0, x1, y1), **kwargs)
     elif thing.shape == "circle":
@@ -48,9 +54,8 @@ def _draw_shape(draw: ImageDraw.ImageDraw, thing: Thing, cell: int, fill: bool) 
         draw.polygon([((x0 + x1) / 2, y0), (x1, y1), (x0, y1)], **kwargs)
     elif thing.shape == "cross":
         mid_x, mid_y = (x0 + x1) // 2, (y0 + y1) // 2
-        width = 2 if fill else 1
-        draw.line((x0, mid_y, x1, mid_y), fill=rgb, width=width)
-        draw.line((mid_x, y0, mid_x, y1), fill=rgb, width=width)
+        draw.line((x0, mid_y, x1, mid_y), fill=rgb, width=CROSS_WIDTH[fill])
+        draw.line((mid_x, y0, mid_x, y1), fill=rgb, width=CROSS_WIDTH[fill])
     else:
         raise ValueError(f"unknown shape {thing.shape!r}")
 
