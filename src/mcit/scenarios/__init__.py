@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mcit.scenarios import pool, stream  # noqa: F401  (registration side effect)
 from mcit.scenarios.base import SCENARIOS, Scenario, StepData, StepEnd
 
-if TYPE_CHECKING:
-    from mcit.config import RunConfig
 
-
-def build_scenario(config: RunConfig) -> Scenario:
-    """The configured scenario with its benchmark's data built (no model, nothing written)."""
+def build_scenario(config) -> Scenario:
+    """The scenario a :class:`mcit.config.RunConfig` names, with its benchmark's data built (no model, nothing written)."""
     return SCENARIOS.get(config.scenario)(config, config.seed)
 
 

@@ -11,16 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from mcit.benchmarks import build_stream
 from mcit.data.sample import Sample, SampleLookup, Task
 from mcit.registry import Registry
 from mcit.selection.base import SelectionContext
-
-if TYPE_CHECKING:
-    from mcit.config import RunConfig
-
 
 @dataclass
 class StepData:
@@ -55,7 +51,8 @@ class Scenario:
     """Base class: subclasses register in :data:`SCENARIOS` and implement the hooks.
 
     Args:
-        config: The run's config.
+        config: The run's :class:`mcit.config.RunConfig` (not imported here: the config
+            imports the scenario registry to validate ``scenario``).
         seed: The run's seed (the benchmark's data is drawn from it).
 
     Attributes:
@@ -67,7 +64,7 @@ class Scenario:
     runs_on: ClassVar[str] = "stream"  # the benchmarks it runs: those that build a "stream" or a "pool"
     step_label: ClassVar[str] = "step"  # what a step is called in progress messages ("task 2/5 count")
 
-    def __init__(self, config: RunConfig, seed: int) -> None:
+    def __init__(self, config, seed: int) -> None:
         self.config = config
         self.seed = seed
         self.data = build_stream(config.benchmark, seed)
