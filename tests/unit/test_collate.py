@@ -7,6 +7,7 @@ import torch
 
 from mcit.data.collate import IGNORE_INDEX, Batch, Collator
 from mcit.data.sample import Sample
+from mcit.errors import UserError
 from mcit.data.synthetic.tasks import TASKS, corpus
 from mcit.models.tiny import TinySpec, build_tiny_vlm
 
@@ -47,9 +48,9 @@ def test_labels_mask_the_prompt_and_keep_the_answer(collator, processor, mixed):
     batch = collator.train_batch(mixed)
     ids, labels, mask = batch.inputs["input_ids"], batch.labels, batch.inputs["attention_mask"]
     assert labels.shape == ids.shape == mask.shape
-    _, prompt_ids, _ = collator._encode_prompts(mixed)
+    prompt_lengths = collator.generate_batch(mixed).inputs["attention_mask"].sum(1).tolist()
     for row, sample in enumerate(mixed):
-        n_prompt = len(prompt_ids[row])
+        n_prompt = prompt_lengths[row]
         length = int(mask[row].sum())
         assert (labels[row, :n_prompt] == IGNORE_INDEX).all()
         assert torch.equal(labels[row, n_prompt:length], ids[row, n_prompt:length])
@@ -167,25 +168,70 @@ def test_encoding_does_not_depend_on_the_batch(collator, mixed):
 
 
 def test_image_and_text_prompts_share_the_same_chat_prefix(collator, processor, mixed):
-    """Processor (image) and tokenizer (text-only) paths add the same (no) special tokens."""
-    _, prompt_ids, _ = collator._encode_prompts(mixed)
+    """Image and text-only samples start alike: the template's text, no added special tokens."""
+    batch = collator.generate_batch(mixed)
     user = processor.tokenizer("USER:", add_special_tokens=False)["input_ids"]
-    for ids in prompt_ids:
+    for row in range(len(mixed)):
+        ids = unpadded(batch.inputs["input_ids"][row], batch.inputs["attention_mask"][row])
         assert ids[: len(user)] == user
         assert processor.tokenizer.bos_token_id not in ids
 
 
-def test_prompt_and_answer_text(collator, mixed):
+def test_prompt_and_conversation_text(collator, mixed):
     image_sample, text_sample = mixed[0], mixed[1]
     assert collator.prompt_text(image_sample) == f"USER: <image>\n{image_sample.prompt} ASSISTANT:"
     assert collator.prompt_text(text_sample) == f"USER: {text_sample.prompt} ASSISTANT:"
     for sample in (image_sample, text_sample):
-        assert collator.answer_text(sample, collator.prompt_text(sample)) == f" {sample.answer}</s>"
+        assert collator.render(sample, with_answer=True) == collator.prompt_text(sample) + f" {sample.answer}</s>"
 
 
-def test_answer_text_falls_back_when_the_template_rerenders_the_prompt(collator, mixed):
-    sample = mixed[0]
-    assert collator.answer_text(sample, "a different prompt") == f" {sample.answer}</s>"
+def labelled_text(processor, batch, row: int) -> str:
+    return processor.tokenizer.decode(batch.labels[row][batch.labels[row] != IGNORE_INDEX])
+
+
+def test_every_assistant_turn_of_a_conversation_is_labelled(collator, processor, mixed):
+    image = mixed[0].images[0]
+    sample = Sample("chat", "And its shape?", "a circle", (image,), history=(("What color is it?", "red"),))
+    batch = collator.train_batch([sample, mixed[1]])
+    text = collator.render(sample, with_answer=True)
+    assert text == "USER: <image>\nWhat color is it? ASSISTANT: red</s>USER: And its shape? ASSISTANT: a circle</s>"
+    assert labelled_text(processor, batch, 0) == " red</s> a circle</s>"
+    assert labelled_text(processor, batch, 1) == f" {mixed[1].answer}</s>"
+    prompt = collator.generate_batch([sample])
+    decoded = processor.tokenizer.decode(prompt.inputs["input_ids"][0]).replace("<image>", "")
+    assert decoded == "USER: \nWhat color is it? ASSISTANT: red</s>USER: And its shape? ASSISTANT:"
+
+
+def test_image_markers_place_the_images(collator, processor, mixed):
+    image = mixed[0].images[0]
+    after = Sample("after", "Describe this: <image>", "a dot", (image,))
+    two = Sample("two", "<image>\nLeft, then right: <image>", "same", (image, image))
+    assert collator.prompt_text(after) == "USER: Describe this: <image>\n ASSISTANT:"
+    assert collator.prompt_text(two) == "USER: <image>\nLeft, then right: <image>\n ASSISTANT:"
+    batch = collator.train_batch([after, two, mixed[1]])
+    counts = (batch.inputs["input_ids"] == image_token_id(processor)).sum(1).tolist()
+    assert counts == [IMAGE_TOKENS, 2 * IMAGE_TOKENS, 0]
+    assert batch.inputs["pixel_values"].shape[0] == 3
+    assert [labelled_text(processor, batch, row) for row in range(3)] == [" a dot</s>", " same</s>", f" {mixed[1].answer}</s>"]
+
+
+def test_a_template_that_rerenders_earlier_turns_is_refused(processor, mixed):
+    class Rerendering:
+        """Marks the last message specially, so a prefix renders differently inside the whole."""
+
+        tokenizer = processor.tokenizer
+        image_token = processor.image_token
+
+        def apply_chat_template(self, messages, add_generation_prompt=False, tokenize=False):
+            text = processor.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
+            return text + ("" if add_generation_prompt else "[end]")
+
+        def __call__(self, **kwargs):
+            return processor(**kwargs)
+
+    sample = Sample("chat", "And now?", "blue", history=(("First?", "red"),))
+    with pytest.raises(UserError, match="renders a conversation's first turns differently"):
+        Collator(Rerendering()).train_batch([sample])
 
 
 def test_max_length_raises(processor, mixed):

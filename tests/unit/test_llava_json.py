@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageFile
 
+from mcit.data.images import ImageRef, as_pil
 from mcit.data.llava_json import LlavaDataset, load_llava_json
 from mcit.data.sample import Sample
 from mcit.errors import UserError
@@ -21,7 +22,7 @@ def png(path: Path, color: tuple[int, int, int] = (200, 10, 10), size: tuple[int
 
 
 def record(id="r0", image: str | None = "a.png", question="What color?", answer="red", **extra) -> dict:
-    prompt = question if "<image>" in question else f"<image>\n{question}"
+    prompt = question if "<image>" in question or image is None else f"<image>\n{question}"
     data = {"id": id, "conversations": [{"from": "human", "value": prompt}, {"from": "gpt", "value": answer}]}
     if image is not None:
         data["image"] = image
@@ -63,11 +64,13 @@ def test_loads_samples_with_stripped_prompts_and_rgb_images(images):
     assert len(dataset) == 2
     first, second = dataset[0], dataset[1]
     assert isinstance(first, Sample)
-    assert (first.id, first.prompt, first.answer) == ("r0", "What color?", "red")
-    assert second.prompt == "Which?"  # trailing placeholder and its newline removed
-    assert first.image.mode == "RGB" and first.image.size == (20, 12)
-    assert first.image.getpixel((0, 0)) == (200, 10, 10)
-    assert not isinstance(first.image, ImageFile.ImageFile)  # a loaded copy, no file handle kept
+    assert (first.id, first.prompt, first.answer) == ("r0", "<image>\nWhat color?", "red")
+    assert second.prompt == "Which?\n<image>"  # the marker stays where the image goes
+    assert len(first.images) == 1 and first.history == ()
+    image = as_pil(first.image)
+    assert image.mode == "RGB" and image.size == (20, 12)
+    assert image.getpixel((0, 0)) == (200, 10, 10)
+    assert not isinstance(image, ImageFile.ImageFile)  # a loaded copy, no file handle kept
     assert first.references == () and first.targets == ("red",) and first.skill == ""
 
 
@@ -102,7 +105,7 @@ def test_eval_fields_answers_and_skills(images):
     assert (dataset[2].answer, dataset[2].targets) == ("red", ("red", "crimson"))
 
 
-def test_turns_first_and_all(images):
+def test_a_conversation_is_one_sample_with_its_history(images):
     conversation = [
         {"from": "human", "value": "<image>\nColor?"},
         {"from": "gpt", "value": "red"},
@@ -111,18 +114,48 @@ def test_turns_first_and_all(images):
         {"from": "human", "value": "Size?"},
         {"from": "gpt", "value": "small"},
     ]
-    path = write(images, [{"id": "m", "image": "a.png", "conversations": conversation, "answers": ["red"]}, record("s")])
-    first = LlavaDataset(path)
-    assert [s.id for s in first] == ["m", "s"]
-    every = LlavaDataset(path, turns="all")
-    assert [(s.id, s.prompt, s.answer) for s in every] == [
-        ("m", "Color?", "red"),
-        ("m#1", "Shape?", "square"),
-        ("m#2", "Size?", "small"),
-        ("s", "What color?", "red"),
+    path = write(images, [{"id": "m", "image": "a.png", "conversations": conversation}, record("s")])
+    chat, single = LlavaDataset(path)
+    assert (chat.id, chat.prompt, chat.answer) == ("m", "Size?", "small")
+    assert chat.history == (("<image>\nColor?", "red"), ("Shape?", "square"))
+    assert chat.turns[-1] == ("Size?", "small") and len(chat.images) == 1
+    assert single.history == ()
+
+
+def test_several_images_per_record_in_nested_folders(tmp_path):
+    png(tmp_path / "imgs" / "left" / "x.png")
+    png(tmp_path / "imgs" / "right" / "y.png", (10, 200, 10))
+    turn = [{"from": "human", "value": "<image> vs <image>: same?"}, {"from": "gpt", "value": "no"}]
+    path = write(tmp_path, [{"id": 1, "image": ["imgs/left/x.png", "imgs/right/y.png"], "conversations": turn}])
+    (sample,) = LlavaDataset(path)
+    assert [as_pil(image).getpixel((0, 0)) for image in sample.images] == [(200, 10, 10), (10, 200, 10)]
+    assert sample.prompt == "<image> vs <image>: same?"
+
+
+@pytest.mark.parametrize("image, markers", [("a.png", 2), (["a.png", "b.png"], 1)])
+def test_image_markers_must_match_the_images(images, image, markers):
+    value = " ".join(["<image>"] * markers) + " Q?"
+    turn = [{"from": "human", "value": value}, {"from": "gpt", "value": "A"}]
+    message = user_error(write(images, [{"id": "k", "image": image, "conversations": turn}]))
+    images_given = 1 if isinstance(image, str) else len(image)
+    assert "field 'image'" in message and f"{markers} <image> marker" in message and f"but {images_given} image" in message
+
+
+def test_question_answer_records_as_datasets_ship_them(images):
+    records = [
+        {"question_id": 101, "image": "a.png", "question": "What color?", "answers": [{"answer": "red"}, {"answer": "Red "}]},
+        {"question_id": "q2", "image": "b.png", "text": "Which color?", "answer": "blue", "answers": ["blue", "navy"]},
+        {"question_id": 103, "question": "2+2?", "answer": "4"},
     ]
-    assert every[1].image is not None  # every turn keeps the record's image
-    assert every[0].references == ("red",) and every[1].references == ()  # answers belong to the first turn
+    first, second, third = LlavaDataset(write(images, records))
+    assert (first.id, first.prompt, first.answer, first.references) == ("101", "What color?", "red", ("red", "Red"))
+    assert (second.answer, second.targets, len(second.images)) == ("blue", ("blue", "navy"), 1)
+    assert (third.id, third.images, third.targets) == ("103", (), ("4",))
+
+
+def test_question_record_without_any_answer(tmp_path):
+    message = user_error(write(tmp_path, [{"question_id": 5, "question": "Why?"}]))
+    assert "record 0 (id '5')" in message and "field 'answer'" in message
 
 
 def test_jsonl_and_explicit_image_root(tmp_path):
@@ -132,7 +165,7 @@ def test_jsonl_and_explicit_image_root(tmp_path):
     path.write_text(json.dumps(record("a", "coco/x.png")) + "\n\n" + json.dumps(record("b", None)) + "\n", encoding="utf-8")
     dataset = load_llava_json(path, image_root=tmp_path / "pics")
     assert [s.id for s in dataset] == ["a", "b"]
-    assert dataset[0].image.size == (20, 12) and dataset[1].image is None
+    assert as_pil(dataset[0].image).size == (20, 12) and dataset[1].image is None
 
 
 def test_user_and_assistant_roles_and_utf8_bom(tmp_path):
@@ -142,7 +175,7 @@ def test_user_and_assistant_roles_and_utf8_bom(tmp_path):
     assert LlavaDataset(path)[0].answer == "Grüß dich"
 
 
-def test_images_are_not_decoded_until_indexed(images, monkeypatch):
+def test_images_are_not_decoded_until_a_batch_needs_them(images, monkeypatch):
     opened: list[str] = []
     loaded: list[int] = []
     real_open, real_load = Image.open, ImageFile.ImageFile.load
@@ -155,7 +188,9 @@ def test_images_are_not_decoded_until_indexed(images, monkeypatch):
     LlavaDataset(path)  # verify: 50 records share one file, checked once, never decoded
     assert len(opened) == 1 and loaded == []
     opened.clear()
-    dataset[3]
+    sample = dataset[3]
+    assert opened == [] and isinstance(sample.image, ImageRef)  # indexing keeps the path
+    as_pil(sample.image)
     assert len(opened) == 1 and loaded
 
 
@@ -256,14 +291,19 @@ def test_record_without_an_answer(tmp_path, conversations, field):
     assert "record 0 (id 'n')" in message and field in message
 
 
-def test_later_turn_without_an_answer_with_turns_all(tmp_path):
+def test_last_turn_without_an_answer(tmp_path):
     conversation = [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}, {"from": "human", "value": "c"}]
     path = write(tmp_path, [{"id": "m", "conversations": conversation}])
-    assert len(LlavaDataset(path)) == 1  # the first turn is complete
-    assert "no gpt turn answers conversations[2]" in user_error(path, turns="all")
+    assert "no gpt turn answers conversations[2]" in user_error(path)
+    assert LlavaDataset(path, require_answer=False)[0].history == (("a", "b"),)
 
 
-@pytest.mark.parametrize("image", [["a.png", "b.png"], 3, ""])
+def test_earlier_turn_with_an_empty_answer(tmp_path):
+    conversation = [{"from": "human", "value": "a"}, {"from": "gpt", "value": " "}] + [{"from": "human", "value": "c"}, {"from": "gpt", "value": "d"}]
+    assert "field 'conversations[1].value': empty answer" in user_error(write(tmp_path, [{"id": "m", "conversations": conversation}]))
+
+
+@pytest.mark.parametrize("image", [3, "", [], ["a.png", 3]])
 def test_image_field_not_a_string(images, image):
     message = user_error(write(images, [record("i", image=image)]))
     assert "record 0 (id 'i')" in message and "field 'image'" in message
@@ -290,14 +330,14 @@ def test_corrupt_image_fails_verification_at_load(images):
     assert "record 0 (id 'c')" in message and "field 'image'" in message and "broken.png" in message
 
 
-def test_corrupt_image_without_verification_fails_when_indexed(images):
+def test_corrupt_image_without_verification_fails_when_decoded(images):
     data = (images / "a.png").read_bytes()
     (images / "truncated.png").write_bytes(data[: len(data) // 2])
     path = write(images, [record("ok"), record("c", "truncated.png")])
     dataset = LlavaDataset(path, verify_images=False)  # no decoding at load
-    assert dataset[0].image is not None
+    assert as_pil(dataset[0].image) is not None
     with pytest.raises(UserError) as info:
-        dataset[1]
+        as_pil(dataset[1].image)
     message = str(info.value)
     assert "\n" not in message and str(path) in message
     assert "record 1 (id 'c')" in message and "field 'image'" in message and "cannot decode" in message
@@ -306,13 +346,6 @@ def test_corrupt_image_without_verification_fails_when_indexed(images):
 def test_duplicate_id_names_both_records(tmp_path):
     message = user_error(write(tmp_path, [record("a", None), record("b", None), record("a", None)]))
     assert "record 2 (id 'a')" in message and "field 'id'" in message and "duplicate of record 0" in message
-
-
-def test_turn_suffix_collision_is_a_duplicate(tmp_path):
-    conversation = [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}] * 2
-    path = write(tmp_path, [{"id": "m", "conversations": conversation}, record("m#1", None)])
-    assert len(LlavaDataset(path)) == 2
-    assert "record 1 (id 'm#1')" in user_error(path, turns="all")
 
 
 def test_missing_id(tmp_path):
@@ -348,8 +381,3 @@ def test_structural_problems_are_reported_before_image_checks(tmp_path):
 def test_image_root_that_is_not_a_directory(images):
     message = user_error(write(images, [record("a"), record("t", None)]), image_root=images / "nowhere")
     assert "image_root" in message and "nowhere" in message and "(1 record with images)" in message
-
-
-def test_bad_turns_option(tmp_path):
-    with pytest.raises(UserError, match="turns must be"):
-        LlavaDataset(write(tmp_path, []), turns="last")

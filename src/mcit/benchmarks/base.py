@@ -64,24 +64,41 @@ class Benchmark:
         default_eval_only: Evaluation-only tasks when the config gives none.
         task_names: Names ``tasks`` may hold (a registry, so a typo gets "did you mean").
         eval_names: Names ``eval_only`` may hold.
-        base_names: Names the base stage's ``tasks`` may hold.
+        base_names: Names the base stage's ``tasks`` may hold; ``None``: the benchmark has
+            no base-stage data (the stream starts from the model as loaded).
+        default_sizes: ``(train_per_task, eval_per_task)`` when the config gives none;
+            ``None`` means every sample.
+        check: ``check(config)`` for a benchmark whose tasks are not registered names (e.g.
+            data files): raises ``UserError`` naming the first bad task, without reading data.
     """
 
     build: Callable[..., Stream | PoolStream]
     builds: str
-    default_tasks: list[str]
-    default_eval_only: list[str] = field(default_factory=list)
+    default_tasks: list = field(default_factory=list)
+    default_eval_only: list = field(default_factory=list)
     task_names: Registry | None = None
     eval_names: Registry | None = None
     base_names: Registry | None = None
+    default_sizes: tuple[int | None, int | None] = (None, None)
+    check: Callable[..., None] | None = None
 
-    def check_names(self, tasks: list[str], eval_only: list[str], base: list[str]) -> None:
-        """Refuse an unknown task name without building any data.
+    def check_tasks(self, config) -> None:
+        """Refuse an unknown or malformed task without building any data.
 
         Raises:
-            UserError: Naming the first unknown task and the valid names.
+            UserError: Naming the first bad task (and, for names, the valid ones).
         """
-        for names, registry in ((tasks, self.task_names), (eval_only, self.eval_names), (base, self.base_names)):
+        if self.check is not None:
+            self.check(config)
+            return
+        for entry in config.tasks + config.eval_only:
+            if not isinstance(entry, str):
+                raise UserError(
+                    f"benchmark {config.name!r} takes task names, not data files (got {entry.name!r}); "
+                    "for your own files use benchmark name 'files' (a stream) or 'pool_files' (a pool)"
+                )
+        base = config.base.tasks if config.base is not None else []
+        for names, registry in ((config.tasks, self.task_names), (config.eval_only, self.eval_names), (base, self.base_names)):
             if registry is not None:
                 for name in names:
                     registry.get(name)

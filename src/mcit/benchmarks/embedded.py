@@ -35,6 +35,6 @@ def embedded(config, seed: int) -> Stream:
 BENCHMARKS.register("embedded", help="Pillow-drawn visual tasks in shifting styles plus a text-only skill (offline, seconds on CPU)")(
     Benchmark(
         embedded, "stream", ["color", "count", "code", "shape", "caption"], ["arithmetic"],
-        task_names=TASKS, eval_names=TASKS, base_names=TASKS,
+        task_names=TASKS, eval_names=TASKS, base_names=TASKS, default_sizes=(2000, 200),
     )
 )

@@ -64,14 +64,14 @@ def _apportion(mix: dict[str, float], n: int) -> dict[str, int]:
 
 def near_duplicate(sample: Sample, index: int, rng: random.Random) -> Sample:
     """A copy of ``sample`` with ~3% of its pixels set to random greys (same text)."""
-    image = sample.image
-    if image is not None:
+    images = []
+    for image in sample.images:
         pixels = np.array(image)
         height, width = pixels.shape[:2]
         for _ in range(max(1, height * width // 32)):
             pixels[rng.randrange(height), rng.randrange(width)] = rng.randrange(256)
-        image = Image.fromarray(pixels)
-    return replace(sample, id=f"{sample.id}-dup{index}", image=image)
+        images.append(Image.fromarray(pixels))
+    return replace(sample, id=f"{sample.id}-dup{index}", images=tuple(images))
 
 
 DATASETS: Registry[DatasetSpec] = Registry("lifelong dataset")
@@ -105,5 +105,8 @@ def lifelong(config, seed: int) -> PoolStream:
 
 
 BENCHMARKS.register("lifelong", help="Pool scenario: 5 multi-skill datasets (skewed, redundant, a rare skill, a new format, text)")(
-    Benchmark(lifelong, "pool", DEFAULT_DATASETS, [], task_names=DATASETS, eval_names=TASKS, base_names=TASKS)
+    Benchmark(
+        lifelong, "pool", DEFAULT_DATASETS, [], task_names=DATASETS, eval_names=TASKS, base_names=TASKS,
+        default_sizes=(2000, 200),
+    )
 )

@@ -1,9 +1,14 @@
-"""Turn samples into model inputs with the processor's own chat template.
+"""Turn samples into model inputs with the processor's own chat template, in one pass.
 
-Training batches are right-padded and carry ``labels`` that are ``-100`` everywhere except
-on the answer tokens (the assistant's reply and its end-of-turn token), so the loss is over
-answer tokens only. Generation batches hold only the prompt and are left-padded, as batched
-greedy decoding with a KV cache requires.
+A sample's conversation is rendered with the chat template and encoded by the processor
+exactly once, as the model will see it: the processor's every output (``pixel_values``,
+``image_grid_thw``, ``image_sizes``, ``pixel_attention_mask``, ...) goes to the model.
+Training batches are right-padded and carry ``labels`` that are ``-100`` everywhere except on
+the assistant turns' tokens (each reply and its end-of-turn marker, every turn of a
+multi-turn sample, as LLaVA trains). The assistant tokens are found in that one encoding (see
+:mod:`mcit.data.assistant_spans`), never by tokenizing the answer on its own, which can shift
+tokens at the boundary. Generation batches hold the conversation up to the generation prompt
+and are left-padded, as batched greedy decoding with a KV cache requires.
 """
 
 from __future__ import annotations
@@ -11,17 +16,37 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from mcit.data.sample import Sample
+from mcit.data.assistant_spans import assistant_spans, expanded_positions, label_tokens
+from mcit.data.images import as_pil
+from mcit.data.sample import IMAGE_MARKER, Sample
 
 IGNORE_INDEX = -100
 
 
-def _messages(sample: Sample) -> list[dict]:
-    content = ([{"type": "image"}] if sample.image is not None else []) + [{"type": "text", "text": sample.prompt}]
-    return [{"role": "user", "content": content}]
+def messages(sample: Sample, with_answer: bool) -> list[dict]:
+    """The sample as chat messages (content as typed parts), the last answer optional."""
+    turns = sample.turns
+    marked = any(IMAGE_MARKER in user for user, _ in turns)
+    result: list[dict] = []
+    for index, (user, assistant) in enumerate(turns):
+        leading = len(sample.images) if index == 0 and not marked else 0
+        result.append({"role": "user", "content": _user_parts(user, leading)})
+        if index < len(turns) - 1 or with_answer:
+            result.append({"role": "assistant", "content": [{"type": "text", "text": assistant}]})
+    return result
+
+
+def _user_parts(text: str, leading_images: int) -> list[dict]:
+    parts: list[dict] = [{"type": "image"} for _ in range(leading_images)]
+    for index, piece in enumerate(text.split(IMAGE_MARKER)):
+        if index:
+            parts.append({"type": "image"})
+        piece = piece.strip("\n") if IMAGE_MARKER in text else piece
+        if piece:
+            parts.append({"type": "text", "text": piece})
+    return parts
 
 
 @dataclass
@@ -42,76 +67,68 @@ class Collator:
     """Encodes samples for one model's processor.
 
     Args:
-        processor: A Hugging Face processor with a chat template (image + tokenizer).
+        processor: A Hugging Face processor with a chat template (image processor +
+            fast tokenizer).
         max_length: Sequences longer than this raise (truncating would cut image tokens).
     """
 
     def __init__(self, processor, max_length: int = 2048) -> None:
         self.processor = processor
-        self.tokenizer = processor.tokenizer
+        self.tokenizer = getattr(processor, "tokenizer", None)
         self.max_length = max_length
-        if self.tokenizer.pad_token_id is None:
+        if self.tokenizer is None or self.tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token; set one before training")
         self.pad_id = self.tokenizer.pad_token_id
+        image_token = getattr(processor, "image_token", None)
+        self.image_token_id = None if image_token is None else self.tokenizer.convert_tokens_to_ids(image_token)
+
+    def render(self, sample: Sample, with_answer: bool) -> str:
+        """The chat-template text: the whole conversation, or up to the generation prompt."""
+        return self.processor.apply_chat_template(
+            messages(sample, with_answer), add_generation_prompt=not with_answer, tokenize=False
+        )
 
     def prompt_text(self, sample: Sample) -> str:
-        return self.processor.apply_chat_template(_messages(sample), add_generation_prompt=True, tokenize=False)
+        return self.render(sample, with_answer=False)
 
-    def answer_text(self, sample: Sample, prompt: str) -> str:
-        """The assistant turn as the template renders it (reply plus end-of-turn marker)."""
-        conversation = _messages(sample) + [{"role": "assistant", "content": [{"type": "text", "text": sample.answer}]}]
-        full = self.processor.apply_chat_template(conversation, tokenize=False)
-        if full.startswith(prompt):
-            return full[len(prompt):]
-        # Templates that re-render earlier turns differently: fall back to reply + EOS.
-        return " " + sample.answer + self.tokenizer.eos_token
+    def _special_tokens(self, texts: list[str]) -> bool:
+        """Whether the tokenizer adds its special tokens: not when the template wrote the BOS
+        itself (transformers' own rule for processor chat templates)."""
+        bos = self.tokenizer.bos_token
+        return not (bos is not None and texts[0].startswith(bos))
 
-    def _encode_prompts(self, samples: Sequence[Sample]) -> tuple[list[str], list[list[int]], torch.Tensor | None]:
-        prompts = [self.prompt_text(s) for s in samples]
-        with_image = [i for i, s in enumerate(samples) if s.image is not None]
-        ids: list[list[int]] = [[] for _ in samples]
-        pixel_values = None
-        if with_image:
-            encoded = self.processor(
-                text=[prompts[i] for i in with_image], images=[samples[i].image for i in with_image], return_tensors=None
-            )
-            for row, i in enumerate(with_image):
-                ids[i] = list(encoded["input_ids"][row])
-            pixel_values = torch.from_numpy(np.stack([np.asarray(x) for x in encoded["pixel_values"]]))
-        text_only = [i for i, s in enumerate(samples) if s.image is None]
-        if text_only:
-            encoded = self.tokenizer([prompts[i] for i in text_only], add_special_tokens=False)
-            for row, i in enumerate(text_only):
-                ids[i] = list(encoded["input_ids"][row])
-        return prompts, ids, pixel_values
-
-    def _pad(self, rows: list[list[int]], value: int, left: bool) -> torch.Tensor:
-        width = max(len(r) for r in rows)
+    def _encode(self, texts: list[str], samples: Sequence[Sample], side: str) -> dict[str, torch.Tensor]:
+        images = [[as_pil(image) for image in s.images] for s in samples]
+        kwargs = {"images": images} if any(images) else {}
+        encoded = self.processor(
+            text=texts, padding=True, padding_side=side, add_special_tokens=self._special_tokens(texts),
+            return_tensors="pt", **kwargs,
+        )
+        inputs = {key: value for key, value in encoded.items() if isinstance(value, torch.Tensor)}
+        width = inputs["input_ids"].shape[1]
         if width > self.max_length:
             raise ValueError(f"a sequence has {width} tokens, more than max_length={self.max_length}")
-        padded = [([value] * (width - len(r)) + r) if left else (r + [value] * (width - len(r))) for r in rows]
-        return torch.tensor(padded, dtype=torch.long)
+        inputs["input_ids"] = inputs["input_ids"].long()
+        inputs["attention_mask"] = inputs["attention_mask"].long()
+        return inputs
 
     def train_batch(self, samples: Sequence[Sample]) -> Batch:
-        """Right-padded inputs with labels on answer tokens only."""
-        prompts, prompt_ids, pixel_values = self._encode_prompts(samples)
-        answers = [self.answer_text(s, prompt) for s, prompt in zip(samples, prompts)]
-        answer_ids = self.tokenizer(answers, add_special_tokens=False)["input_ids"]
-        input_ids = [p + a for p, a in zip(prompt_ids, answer_ids)]
-        labels = [[IGNORE_INDEX] * len(p) + a for p, a in zip(prompt_ids, answer_ids)]
-        ids = self._pad(input_ids, self.pad_id, left=False)
-        inputs = {"input_ids": ids, "attention_mask": self._pad([[1] * len(r) for r in input_ids], 0, left=False)}
-        if pixel_values is not None:
-            inputs["pixel_values"] = pixel_values
-        return Batch(inputs, self._pad(labels, IGNORE_INDEX, left=False), samples)
+        """Right-padded inputs with labels on every assistant turn's tokens."""
+        texts = [self.render(s, with_answer=True) for s in samples]
+        inputs = self._encode(texts, samples, side="right")
+        base = self.tokenizer(texts, add_special_tokens=self._special_tokens(texts), return_offsets_mapping=True)
+        labels = torch.full_like(inputs["input_ids"], IGNORE_INDEX)
+        for row, (sample, text) in enumerate(zip(samples, texts)):
+            length = int(inputs["attention_mask"][row].sum())
+            expanded = inputs["input_ids"][row, :length].tolist()
+            spans = assistant_spans(self.processor, messages(sample, with_answer=True), text)
+            labelled = label_tokens(base["offset_mapping"][row], spans)
+            positions = expanded_positions(base["input_ids"][row], expanded, self.image_token_id)
+            for index in labelled:
+                labels[row, positions[index]] = expanded[positions[index]]
+        return Batch(inputs, labels, samples)
 
     def generate_batch(self, samples: Sequence[Sample]) -> Batch:
-        """Left-padded prompts ending with the generation prompt."""
-        _, prompt_ids, pixel_values = self._encode_prompts(samples)
-        inputs = {
-            "input_ids": self._pad(prompt_ids, self.pad_id, left=True),
-            "attention_mask": self._pad([[1] * len(r) for r in prompt_ids], 0, left=True),
-        }
-        if pixel_values is not None:
-            inputs["pixel_values"] = pixel_values
-        return Batch(inputs, None, samples)
+        """Left-padded conversations ending with the generation prompt."""
+        texts = [self.render(s, with_answer=False) for s in samples]
+        return Batch(self._encode(texts, samples, side="left"), None, samples)

@@ -1,4 +1,4 @@
-"""The unit of data: one instruction, its answer, and an optional image."""
+"""The unit of data: a conversation (one or more turns), its images, and the answer to learn."""
 
 from __future__ import annotations
 
@@ -7,30 +7,56 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from mcit.data.images import ImageRef
+
+
+IMAGE_MARKER = "<image>"
+"""Where an image goes in a user turn's text (LLaVA's placeholder); see :class:`Sample`."""
+
 
 @dataclass(frozen=True)
 class Sample:
-    """One single-turn instruction sample.
+    """One instruction sample: a conversation whose last assistant turn is the answer.
 
     Attributes:
         id: Unique id within its dataset (used for buffers, selection and resume).
-        prompt: The user's instruction, without the image placeholder.
-        answer: The target answer the model is trained to produce.
-        image: The image, or ``None`` for a text-only sample.
+        prompt: The last user turn's text.
+        answer: The last assistant turn: the target (training) or the reference (evaluation).
+        images: The sample's images, in order (decoded, or files decoded when a batch is
+            collated); empty for a text-only sample.
         references: Accepted answers for scoring; ``(answer,)`` when empty.
         skill: Hidden skill label (evaluation only; never shown to selectors).
+        history: Earlier ``(user, assistant)`` turns, oldest first. Training labels every
+            assistant turn (as LLaVA trains); evaluation gives the history as context and
+            generates the last answer.
+
+    Images go where a user turn's text holds :data:`IMAGE_MARKER` (one marker per image,
+    in order); when no turn holds a marker, all images go before the first user turn's
+    text. The collator turns markers into the model's own image tokens through its chat
+    template.
     """
 
     id: str
     prompt: str
     answer: str
-    image: Image.Image | None = None
+    images: tuple[Image.Image | ImageRef, ...] = ()
     references: tuple[str, ...] = field(default=())
     skill: str = ""
+    history: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def image(self) -> Image.Image | ImageRef | None:
+        """The first image, or ``None`` for a text-only sample."""
+        return self.images[0] if self.images else None
 
     @property
     def targets(self) -> tuple[str, ...]:
         return self.references or (self.answer,)
+
+    @property
+    def turns(self) -> tuple[tuple[str, str], ...]:
+        """Every ``(user, assistant)`` turn, the last being ``(prompt, answer)``."""
+        return (*self.history, (self.prompt, self.answer))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """One loader for every model: the built-in tiny VLM or a Hugging Face checkpoint directory.
 
-Both go through ``AutoModelForImageTextToText`` + ``AutoProcessor`` once saved, so the code
-path tested on the tiny model is the one used for LLaVA-1.5, Idefics3/SmolVLM and friends.
+Both go through ``AutoModelForImageTextToText`` + ``AutoProcessor`` once saved (see
+:mod:`mcit.models.processors` for processors that would need torchvision), so the code path
+tested on the tiny model is the one used for LLaVA-1.5, LLaVA-OneVision, Qwen2/2.5/3-VL,
+Idefics3/SmolVLM and InternVL.
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 # Substrings of parameter names that identify a part across LLaVA-style families; the
 # projector is checked first because some families nest it inside the vision module.
-PROJECTOR_KEYS = ("multi_modal_projector", "connector", "visual.merger", "mm_projector")
+PROJECTOR_KEYS = (
+    "multi_modal_projector",  # LLaVA, LLaVA-OneVision, InternVL
+    "image_newline",  # LLaVA-OneVision's learned row separator
+    "connector",  # Idefics3 / SmolVLM
+    "visual.merger",  # Qwen2-VL, Qwen2.5-VL, Qwen3-VL
+    "visual.deepstack_merger_list",  # Qwen3-VL
+    "mm_projector",
+)
 VISION_KEYS = ("vision_tower", "vision_model", "visual.", "vision_encoder")
 PARTS = ("vision", "projector", "language_model")
 
@@ -134,10 +143,12 @@ def load_vlm(name_or_path: str | Path, dtype: str = "float32", corpus: Iterable[
         model, processor = build_tiny_vlm(corpus, seed=seed)
         return model.to(DTYPES[dtype]), processor
     path = Path(name_or_path)
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
+
+    from mcit.models.processors import load_processor
 
     try:
-        processor = AutoProcessor.from_pretrained(path)
+        processor = load_processor(path)
         model = AutoModelForImageTextToText.from_pretrained(path, dtype=DTYPES[dtype], use_safetensors=True)
     except Exception as error:  # noqa: BLE001 - any failure to load is a bad model directory
         raise UserError(f"cannot load model from {path}: {type(error).__name__}: {one_line(error)}") from None

@@ -41,7 +41,7 @@ class TaskSpec:
             fields, answer, things = self.make(rng)
             prompt = rng.choice(self.templates).format(**fields)
             image = None if things is None else render(things, self.style or "plain", rng)
-            samples.append(Sample(f"{self.name}-{split}-{index}", prompt, answer, image, skill=self.name))
+            samples.append(Sample(f"{self.name}-{split}-{index}", prompt, answer, () if image is None else (image,), skill=self.name))
         return samples
 
 

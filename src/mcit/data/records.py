@@ -1,0 +1,183 @@
+"""One record of a data file, checked and turned into a sample's fields (no pixels).
+
+Two layouts are read, the ones datasets ship:
+
+- LLaVA conversations: ``{"id", "image"?, "conversations": [{"from": "human"|"gpt", "value"}]}``.
+  Every exchange is kept: the last assistant turn is the answer, earlier turns are the
+  sample's history (all trained; given as context when evaluating).
+- Question/answer records (VQAv2, TextVQA, GQA style): ``{"question_id" (or "id"), "image"?,
+  "question" (or "text"), "answer"?, "answers"?}``, ``answers`` being accepted answers (ten
+  human answers in VQAv2, as strings or ``{"answer": ...}`` objects).
+
+``image`` is one path or a list of paths (several images per record); ``images`` is accepted
+as the same. ``<image>`` in a user turn's text marks where an image goes: the number of
+markers must equal the number of images, or be zero (images then go first). ``answers`` and
+a hidden ``skill`` (or ``task``) label may accompany either layout.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple
+
+from mcit.data.sample import IMAGE_MARKER
+
+_HUMAN = {"human", "user"}
+_GPT = {"gpt", "assistant"}
+
+
+class Entry(NamedTuple):
+    """One sample without its pixels (a 1M-record pool keeps only these in memory)."""
+
+    id: str
+    prompt: str
+    answer: str
+    images: tuple[str, ...]  # resolved paths
+    references: tuple[str, ...]
+    skill: str
+    history: tuple[tuple[str, str], ...]
+    record: int  # index of the source record, for error messages
+
+
+class Problem(Exception):
+    """A record's first problem; ``kind`` ("without an answer") groups records in the summary."""
+
+    def __init__(self, kind: str, field: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind, self.field, self.detail = kind, field, detail
+
+
+def record_id(record: Any) -> str | None:
+    """The record's id (``id``, else ``question_id``) as a string, or ``None``."""
+    if not isinstance(record, dict):
+        return None
+    value = record.get("id", record.get("question_id"))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # many files number their records
+    return value if isinstance(value, str) and value else None
+
+
+def parse_record(record: Any, index: int, root: str, require_answer: bool) -> Entry:
+    """The record's sample fields, image paths resolved against ``root``.
+
+    Raises:
+        Problem: The record's first problem (field and detail).
+    """
+    if not isinstance(record, dict):
+        raise Problem("that are not objects", "(record)", f"must be an object, got {kind(record)}")
+    identifier = record_id(record)
+    if identifier is None:
+        key = "id" if "id" in record or "question_id" not in record else "question_id"
+        detail = "missing" if key not in record else f"must be a non-empty string or integer, got {record[key]!r}"
+        raise Problem("without a valid id", key, detail)
+    references = _references(record.get("answers"))
+    if "conversations" in record or not any(key in record for key in ("question", "text")):
+        turns = _conversation(record.get("conversations"))
+    else:
+        turns = [_question(record)]
+    images = _images(record)
+    _check_markers(turns, len(images))
+    user, answer, field, missing = turns[-1]
+    if answer is None and references:
+        answer = references[0]  # evaluation files may give accepted answers instead of a reply
+    if require_answer and not answer:
+        raise Problem("without an answer", field, "empty answer" if answer is not None else missing)
+    history = []
+    for earlier_user, earlier_answer, earlier_field, earlier_missing in turns[:-1]:
+        if not earlier_answer:
+            raise Problem("without an answer", earlier_field, "empty answer" if earlier_answer is not None else earlier_missing)
+        history.append((earlier_user, earlier_answer))
+    resolved = tuple(os.path.join(root, path) for path in images)
+    return Entry(identifier, user, answer or "", resolved, references, _skill(record), tuple(history), index)
+
+
+def _conversation(conversations: Any) -> list[tuple[str, str | None, str, str]]:
+    """(user text, answer or None, the answer's field, what to say if it is missing) per exchange."""
+    if not isinstance(conversations, list) or not conversations:
+        detail = (
+            "missing (give conversations, or a question)" if conversations is None
+            else f"must be a non-empty list of turns, got {conversations!r:.40}"
+        )
+        raise Problem("with missing or empty conversations", "conversations", detail)
+    turns: list[tuple[str, str | None, str, str]] = []
+    for k, turn in enumerate(conversations):
+        field = f"conversations[{k}]"
+        if not isinstance(turn, dict):
+            raise Problem("with a malformed turn", field, f"must be an object with 'from' and 'value', got {kind(turn)}")
+        for key in ("from", "value"):
+            if not isinstance(turn.get(key), str):
+                detail = "missing" if key not in turn else f"must be a string, got {kind(turn[key])}"
+                raise Problem("with a malformed turn", f"{field}.{key}", detail)
+        role, value = turn["from"].lower(), turn["value"]
+        human_expected = k % 2 == 0
+        if role in _HUMAN and human_expected:
+            turns.append((value.strip(), None, "conversations", f"no gpt turn answers {field}"))
+        elif role in _GPT and not human_expected:
+            turns[-1] = (turns[-1][0], value.strip(), f"{field}.value", "")
+        else:
+            detail = (
+                f"unknown speaker {turn['from']!r} (expected human or gpt)"
+                if role not in _HUMAN | _GPT
+                else f"got {turn['from']!r} where a {'human' if human_expected else 'gpt'} turn belongs "
+                "(turns alternate, starting with human)"
+            )
+            raise Problem("with a malformed turn", f"{field}.from", detail)
+    return turns
+
+
+def _question(record: dict) -> tuple[str, str | None, str, str]:
+    key = "question" if "question" in record else "text"
+    if not isinstance(record[key], str) or not record[key].strip():
+        raise Problem("with a bad question", key, f"must be a non-empty string, got {record[key]!r:.40}")
+    answer = record.get("answer")
+    if answer is not None and not isinstance(answer, str):
+        raise Problem("with a bad answer", "answer", f"must be a string, got {kind(answer)}")
+    return record[key].strip(), None if answer is None else answer.strip(), "answer", "no answer (give answer or answers)"
+
+
+def _images(record: dict) -> list[str]:
+    key = "image" if "image" in record else "images"
+    value = record.get(key)
+    if value is None:
+        return []
+    paths = value if isinstance(value, list) else [value]
+    if not paths or not all(isinstance(p, str) and p for p in paths):
+        detail = "empty path" if value == "" else f"must be a path or a non-empty list of paths, got {value!r:.40}"
+        raise Problem("with a bad image field", key, detail)
+    return paths
+
+
+def _check_markers(turns: list[tuple[str, str | None, str, str]], images: int) -> None:
+    markers = sum(turn[0].count(IMAGE_MARKER) for turn in turns)
+    if markers and markers != images:
+        raise Problem(
+            "whose <image> markers do not match its images", "image",
+            f"{markers} {IMAGE_MARKER} marker{'s' * (markers != 1)} in the text but {images} image{'s' * (images != 1)}",
+        )
+
+
+def _references(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list):
+        value = [a.get("answer") if isinstance(a, dict) else a for a in value]  # VQAv2: [{"answer": ...}]
+    if not isinstance(value, list) or not value or not all(isinstance(a, str) for a in value):
+        raise Problem("with a bad answers field", "answers", f"must be a non-empty list of strings, got {value!r:.40}")
+    return tuple(a.strip() for a in value)
+
+
+def _skill(record: dict) -> str:
+    for key in ("skill", "task"):
+        if key in record:
+            if not isinstance(record[key], str):
+                raise Problem("with a bad skill label", key, f"must be a string, got {kind(record[key])}")
+            return record[key]
+    return ""
+
+
+def kind(value: Any) -> str:
+    """A JSON value's kind, for messages ("an object", "a list", ...)."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
