@@ -107,3 +107,34 @@ def test_a_file_stream_from_the_cli(name, training, checkpoints, stream, tmp_pat
     assert all(set(row["scores"]) == {"color", "shape", "arithmetic"} for row in results["rows"])
     trained = {row["part"]: row["trainable"] for row in results["parameters"] if row["trainable"]}
     assert set(trained) == ({"lora"} if training == "lora" else {"projector"})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_lamp_selection_from_the_cli(name, checkpoints, stream, tmp_path):
+    """Perplexity, image grounding (a blank image each family accepts) and LAMP's gradients."""
+    out = tmp_path / "ids.json"
+    result = CliRunner().invoke(app, [
+        "select", str(stream / "color" / "train.json"), "--model", str(checkpoints[name]), "--budget", "4",
+        "--out", str(out), "--option", "dim=64", "--option", "k_grid=[2]",
+    ])
+    assert result.exit_code == 0, result.output
+    chosen = json.loads(out.read_text())["selected"]
+    assert len({c["id"] for c in chosen}) == 4
+    assert {c["score"] for c in chosen} <= {"perplexity", "image_grounding", "el2n", "entropy"}
+
+
+@pytest.mark.parametrize("selector", ["perplexity", "image_grounding", "lamp"])
+def test_pool_selectors_on_idefics3(selector, checkpoints, stream, tmp_path):
+    """The family that treats all-zero images as padding, through the pool scenario."""
+    pool = tmp_path / "pool.yaml"
+    pool.write_text((stream / "stream.yaml").read_text().replace("name: files", "name: pool_files", 1))
+    # LAMP's gradient features need trainable language-model weights: LoRA here.
+    options = ["pool.selector.dim=64", "pool.selector.k_grid=[2]", "model.lora={r: 4}"] if selector == "lamp" else []
+    out = tmp_path / "run"
+    result = run(
+        str(pool), "scenario=pool", f"pool.selector.name={selector}", *options, "pool.budget=6",
+        f"model.name={checkpoints['idefics3']}", "model.trainable=[projector]", "benchmark.root=" + str(stream),
+        "train.epochs=1", "train.batch_size=4", "eval.batch_size=8", "threads=1", "--out", str(out),
+    )
+    assert result.exit_code == 0, result.output
+    assert [row["train_samples"] for row in json.loads((out / "results.json").read_text())["rows"]] == [6, 6]

@@ -24,14 +24,16 @@ import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 import torch
+from PIL import Image
 from pydantic import Field
 
 from mcit.data.collate import IGNORE_INDEX
+from mcit.data.images import as_pil
 from mcit.data.sample import Sample
 from mcit.errors import UserError
 from mcit.models.hf import part_of
@@ -342,7 +344,7 @@ def compute_features(
                 if scores is not None:
                     for name, values in batch_scores.items():
                         scores[name][start:stop] = values.cpu().numpy()
-                    scores["image_grounding"][start:stop] = _image_grounding(model, batch, nll)
+                    scores["image_grounding"][start:stop] = _image_grounding(model, collator, batch, nll, device)
                 if pooled is not None:
                     if hidden is None:
                         hidden = _output(out, "hidden", (n, pooled.shape[1]))
@@ -388,19 +390,36 @@ def _forward_pass(model, batch, modules, projections, hidden_index: int | None):
     return nll.detach(), scores, gradient_rows, pooled
 
 
-def _image_grounding(model: torch.nn.Module, batch, nll: torch.Tensor) -> np.ndarray:
-    """log IG = logPPL with a blank image - logPPL with the image; NaN for text-only samples.
+def blank_image(image, processor) -> Image.Image:
+    """A uniform image of ``image``'s size in the processor's mean colour (grey without one).
 
-    The blank image is all zeros in the processor's normalised space, i.e. the per-channel
-    normalisation mean (CLIP's dataset mean colour) for mean/std-normalising processors:
-    the same token ids, image tokens and labels, with the visual content removed.
+    The same size keeps the number of image tokens (dynamic-resolution families tile by
+    size); a real uniform image, not all-zero pixel values, because some families
+    (Idefics3 / SmolVLM) drop all-zero images as padding.
+    """
+    width, height = as_pil(image).size
+    mean = getattr(getattr(processor, "image_processor", None), "image_mean", None) or (0.5, 0.5, 0.5)
+    return Image.new("RGB", (width, height), tuple(round(255 * float(m)) for m in mean[:3]))
+
+
+def _image_grounding(model: torch.nn.Module, collator, batch, nll: torch.Tensor, device) -> np.ndarray:
+    """log IG = logPPL with blank images - logPPL with the images; NaN for text-only samples.
+
+    The blank pass is the same batch with every image replaced by :func:`blank_image`: the
+    same token ids, image tokens and labels, with the visual content removed.
     """
     grounding = np.full(len(batch.samples), np.nan, dtype=np.float32)
-    if "pixel_values" not in batch.inputs:
+    has_image = np.array([bool(sample.images) for sample in batch.samples])
+    if not has_image.any():
         return grounding
-    blank = dict(batch.inputs, pixel_values=torch.zeros_like(batch.inputs["pixel_values"]))
+    blank_samples = [
+        replace(sample, images=tuple(blank_image(image, collator.processor) for image in sample.images))
+        for sample in batch.samples
+    ]
+    blank = collator.train_batch(blank_samples).to(device)
+    if not torch.equal(blank.inputs["input_ids"], batch.inputs["input_ids"]):
+        raise RuntimeError("the blank-image batch encodes to other tokens than the batch; image grounding is undefined")
     with torch.no_grad():
-        blank_nll, _ = token_statistics(model(**blank).logits, batch.labels)
-    has_image = np.array([sample.image is not None for sample in batch.samples])
+        blank_nll, _ = token_statistics(model(**blank.inputs).logits, batch.labels)
     grounding[has_image] = (blank_nll - nll).cpu().numpy()[has_image]
     return grounding
