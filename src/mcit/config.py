@@ -243,6 +243,9 @@ class RunConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training settings for each task of the stream.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation settings.")
     pool: PoolConfig | None = Field(None, description="Selection and budgets of the pool scenario (defaults filled in when scenario is 'pool').")
+    save_models: bool = Field(
+        True, description="Write each task checkpoint's model in its standard form too: the peft adapter when LoRA is on (small), else the whole model with save_pretrained (a full copy per kept checkpoint; turn off for large models and use `mcit export`)."
+    )
     keep_checkpoints: int | None = Field(
         1, ge=1, description="Task checkpoints kept in the run directory, newest first (resume needs only the newest); null keeps every one."
     )

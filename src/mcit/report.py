@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -73,4 +74,14 @@ def parameter_table(rows: list[dict[str, Any]]) -> Table:
     for row in rows:
         state = "trainable" if row["trainable"] == row["total"] else ("frozen" if row["trainable"] == 0 else "partly")
         table.add_row(row["part"], f"{row['total']:,}", f"{row['trainable']:,}", state)
+    return table
+
+
+def scores_table(result: dict[str, Any]) -> Table:
+    """``mcit eval``: one row of scores (%), one column per evaluation set."""
+    table = Table(title=f"Accuracy (%) of {result['model']}")
+    table.add_column("model")
+    for name in result["columns"]:
+        table.add_column(name, justify="right")
+    table.add_row(Path(result["model"]).name or result["model"], *[_cell(result["scores"][n]) for n in result["columns"]])
     return table

@@ -25,9 +25,11 @@ import torch
 from mcit.config import RunConfig, config_to_dict
 from mcit.data.collate import Collator
 from mcit.data.sample import Task
+from mcit.device import resolve_device
 from mcit.errors import UserError
 from mcit.evaluation.generate import evaluate_task
 from mcit.models.hf import configure_trainable, load_trainable_state, load_vlm, parameter_table, trainable_state
+from mcit.models.saving import save_standard
 from mcit.scenarios import Scenario, build_scenario
 from mcit.seeds import derive_seed
 from mcit.selection import SelectionContext
@@ -87,14 +89,6 @@ def build_strategy(config: RunConfig) -> StrategyChain:
         strategy_class: type[Strategy] = STRATEGIES.get(method.name)
         chain.append((method.name, strategy_class(strategy_class.options_class(**method.options()))))
     return StrategyChain(chain)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
 
 
 class Runner:
@@ -284,8 +278,9 @@ class Runner:
         for relative, content in end.files.items():
             self.store.write_json(relative, content)
         state = {"model": trainable_state(model), "strategy": strategy.state_dict(), "scenario": scenario.state_dict()}
+        standard = (lambda directory: save_standard(model, collator.processor, directory)) if self.config.save_models else None
         # Checkpoint first, then the results that point at it: each write is atomic.
-        self.store.save_checkpoint(f"{STEP_PREFIX}{index + 1:03d}", state, {"task": step.name, "index": index})
+        self.store.save_checkpoint(f"{STEP_PREFIX}{index + 1:03d}", state, {"task": step.name, "index": index}, standard)
         results["rows"].append(row)
         scenario.summarize(results)
         self.store.write_results(results)

@@ -307,7 +307,9 @@ class RunStore:
             raise ValueError(f"invalid checkpoint name {name!r}")
         return self.checkpoints_dir / name
 
-    def save_checkpoint(self, name: str, state: dict, meta: dict | None = None) -> Path:
+    def save_checkpoint(
+        self, name: str, state: dict, meta: dict | None = None, extra: Callable[[Path], Any] | None = None
+    ) -> Path:
         """Save a checkpoint atomically, replacing any existing one; returns its directory.
 
         Written into ``checkpoints/.tmp-<name>-<pid>/``, then renamed to ``checkpoints/<name>``.
@@ -318,6 +320,9 @@ class RunStore:
             name: Letters, digits, ``_ . -``; not starting with ``.`` or ``-``.
             state: A state tree (see :func:`save_state_tree`).
             meta: Small JSON-able metadata (NaN written as null).
+            extra: Writes more files into the checkpoint's directory before it is renamed
+                into place (e.g. the model in its standard form), so they appear with it
+                atomically and are deleted with it.
         """
         final = self._checkpoint_path(name)
         self._create()
@@ -328,6 +333,8 @@ class RunStore:
         aside = None
         try:
             save_state_tree(state, tmp)
+            if extra is not None:
+                extra(tmp)
             atomic_write_json(tmp / META_FILE, meta or {})
             _fsync_dir(tmp)
             if final.exists():

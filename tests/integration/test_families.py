@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from peft import PeftModel
+from transformers import AutoModelForImageTextToText
 from typer.testing import CliRunner
 
 from mcit.cli import app
@@ -107,6 +109,19 @@ def test_a_file_stream_from_the_cli(name, training, checkpoints, stream, tmp_pat
     assert all(set(row["scores"]) == {"color", "shape", "arithmetic"} for row in results["rows"])
     trained = {row["part"]: row["trainable"] for row in results["parameters"] if row["trainable"]}
     assert set(trained) == ({"lora"} if training == "lora" else {"projector"})
+    # The trained model in its standard form, and exported as a plain model.
+    checkpoint = out / "checkpoints" / "task-002"
+    base = AutoModelForImageTextToText.from_pretrained(checkpoints[name])
+    if training == "lora":
+        adapted = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(checkpoints[name]), checkpoint / "adapter")
+        assert any("lora_" in n for n, _ in adapted.named_parameters())
+    else:
+        assert AutoModelForImageTextToText.from_pretrained(checkpoint / "model").config.model_type == base.config.model_type
+    exported = CliRunner().invoke(app, ["export", str(out), "--merge", "--out", str(tmp_path / "exported")])
+    assert exported.exit_code == 0, exported.output
+    merged = AutoModelForImageTextToText.from_pretrained(tmp_path / "exported")
+    assert not any("lora_" in n for n, _ in merged.named_parameters())
+    assert {n: p.shape for n, p in merged.named_parameters()} == {n: p.shape for n, p in base.named_parameters()}
 
 
 @pytest.mark.parametrize("name", NAMES)

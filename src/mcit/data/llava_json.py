@@ -30,6 +30,7 @@ from mcit.data.records import Entry, Problem, kind, parse_record, record_id
 from mcit.data.sample import Sample
 from mcit.errors import UserError
 
+
 class LlavaDataset(Sequence[Sample]):
     """Samples of one data file, one per record (the whole conversation).
 

@@ -9,7 +9,6 @@ from PIL import Image
 
 from mcit.data.images import ImageRef
 
-
 IMAGE_MARKER = "<image>"
 """Where an image goes in a user turn's text (LLaVA's placeholder); see :class:`Sample`."""
 

@@ -18,6 +18,7 @@ from mcit.data.sample import Sample, SampleLookup, Task
 from mcit.registry import Registry
 from mcit.selection.base import SelectionContext
 
+
 @dataclass
 class StepData:
     """What one step trains on.

@@ -1,0 +1,62 @@
+"""``mcit eval``: score any model on a benchmark's evaluation sets, without training.
+
+The columns are what a run of the same config evaluates after every step (a stream's tasks
+and eval-only tasks, a pool's skills), with the same scorers and generation budgets, so the
+row printed is comparable with every row of a run's accuracy matrix.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mcit.data.collate import Collator
+from mcit.device import resolve_device
+from mcit.evaluation.generate import evaluate_task
+from mcit.models.hf import check_model_dir, load_vlm
+from mcit.models.saving import load_saved
+from mcit.scenarios import build_scenario
+
+
+def evaluate_model(
+    config, model_path: Path | str | None = None, phase: Callable[[str, int], Callable[[int], None]] | None = None
+) -> dict[str, Any]:
+    """Scores of ``model_path`` (default: ``config.model.name``) on every evaluation column.
+
+    ``model_path`` may be a model directory or a peft adapter directory (see
+    :func:`mcit.models.saving.load_saved`). Checks the model path and builds the data before
+    loading any weights.
+
+    Returns:
+        ``{"model", "columns", "scores", "predictions", "seconds"}``.
+    """
+    name = str(model_path) if model_path is not None else config.model.name
+    if not (Path(name) / "adapter_config.json").is_file():
+        check_model_dir(name)
+    torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    scenario = build_scenario(config)
+    if name == "tiny":
+        model, processor = load_vlm("tiny", config.model.dtype, scenario.corpus, config.model.seed)
+    else:
+        model, processor = load_saved(name, config.model.dtype)
+    model = model.to(device)
+    collator = Collator(processor)
+    start = time.perf_counter()
+    columns = scenario.columns
+    advance = phase("eval", sum(len(t.eval) for t in columns)) if phase is not None else None
+    scores, predictions = {}, {}
+    for task in columns:
+        scores[task.name], answers = evaluate_task(model, collator, task, config.eval.batch_size, device, on_batch=advance)
+        predictions[task.name] = [{"id": sample.id, "prediction": answer} for sample, answer in zip(task.eval, answers)]
+    return {
+        "model": name,
+        "columns": [t.name for t in columns],
+        "scores": scores,
+        "predictions": predictions,
+        "seconds": time.perf_counter() - start,
+    }

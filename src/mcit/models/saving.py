@@ -1,0 +1,110 @@
+"""A trained model in the forms other tools load: a peft adapter, or a ``save_pretrained`` model.
+
+- LoRA on: ``adapter/`` as peft writes it (``adapter_config.json`` +
+  ``adapter_model.safetensors``, loadable with ``PeftModel.from_pretrained(base, adapter)``).
+  Other parts trained with full weights beside the adapters (e.g. the projector) go to
+  ``adapter/non_lora_trainables.safetensors`` under the base model's parameter names, the
+  convention of the LLaVA repository; :func:`load_adapter` applies both.
+- LoRA off: ``model/``, the whole model and its processor with ``save_pretrained``
+  (``AutoModelForImageTextToText.from_pretrained`` loads it).
+- :func:`save_model` of a LoRA model merges the adapters into the weights first.
+
+:func:`load_saved` loads either form back: a model directory, or an adapter directory on the
+base model its ``adapter_config.json`` names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import safetensors.torch
+import torch
+
+ADAPTER_DIR = "adapter"
+MODEL_DIR = "model"
+NON_LORA_FILE = "non_lora_trainables.safetensors"
+_PEFT_PREFIX = "base_model.model."
+
+
+def is_peft(model: torch.nn.Module) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def non_lora_trainables(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The trained weights outside the adapters, under the base model's own names."""
+    return {
+        name.removeprefix(_PEFT_PREFIX): parameter.detach().to("cpu", copy=True).contiguous()
+        for name, parameter in model.named_parameters()
+        if parameter.requires_grad and "lora_" not in name
+    }
+
+
+def save_adapter(model: torch.nn.Module, target: Path) -> Path:
+    """The peft adapter (and the non-LoRA trained weights, if any) of a LoRA model."""
+    model.save_pretrained(target)
+    extra = non_lora_trainables(model)
+    if extra:
+        safetensors.torch.save_file(extra, Path(target) / NON_LORA_FILE, metadata={"format": "pt"})
+    return Path(target)
+
+
+def save_model(model: torch.nn.Module, processor, target: Path) -> Path:
+    """The whole model (any LoRA merged into its weights) and its processor, with ``save_pretrained``."""
+    if is_peft(model):
+        model = model.merge_and_unload()
+    model.save_pretrained(target)
+    processor.save_pretrained(target)
+    return Path(target)
+
+
+def save_standard(model: torch.nn.Module, processor, directory: Path) -> Path:
+    """Write ``directory/adapter`` (LoRA on) or ``directory/model`` (LoRA off); returns it."""
+    if is_peft(model):
+        return save_adapter(model, Path(directory) / ADAPTER_DIR)
+    return save_model(model, processor, Path(directory) / MODEL_DIR)
+
+
+def load_adapter(base: torch.nn.Module, adapter: Path) -> torch.nn.Module:
+    """``PeftModel.from_pretrained(base, adapter)`` plus the adapter's non-LoRA trained weights."""
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(base, adapter)
+    extra_file = Path(adapter) / NON_LORA_FILE
+    if extra_file.is_file():
+        extra = safetensors.torch.load_file(extra_file)
+        parameters = dict(model.get_base_model().named_parameters())
+        with torch.no_grad():
+            for name, tensor in extra.items():
+                parameters[name].copy_(tensor)
+    return model
+
+
+def load_saved(path: Path | str, dtype: str = "float32"):
+    """A model directory, or an adapter directory applied to the base model it names.
+
+    Returns:
+        ``(model, processor)`` in eval mode (an adapter's processor is its base model's).
+
+    Raises:
+        UserError: If the directory is neither, or its base model cannot be loaded.
+    """
+    import json
+
+    from mcit.errors import UserError
+    from mcit.models.hf import check_model_dir, load_vlm
+
+    path = Path(path)
+    adapter_config = path / "adapter_config.json"
+    if not adapter_config.is_file():
+        return load_vlm(path, dtype)
+    try:
+        base = json.loads(adapter_config.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"adapter {path}: adapter_config.json is not readable JSON ({error})") from None
+    if not base:
+        raise UserError(f"adapter {path}: adapter_config.json names no base_model_name_or_path")
+    check_model_dir(base)
+    model, processor = load_vlm(base, dtype)
+    model = load_adapter(model, path)
+    model.eval()
+    return model, processor
