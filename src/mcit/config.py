@@ -37,6 +37,7 @@ class ModelConfig(_Strict):
     )
     lora: LoraConfig | None = Field(None, description="LoRA adapters on the language model's linear layers (peft); null for none.")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights dtype.")
+    max_length: int = Field(2048, ge=1, description="Longest sequence (text plus image tokens) a batch may hold; a longer sample stops the run with its length (truncating would cut image tokens). Multi-tile families (LLaVA-OneVision, InternVL) need thousands.")
     seed: int = Field(0, description="Seed of the tiny model's initialisation (ignored for checkpoints).")
 
 

@@ -45,7 +45,7 @@ def evaluate_model(
     else:
         model, processor = load_saved(name, config.model.dtype)
     model = model.to(device)
-    collator = Collator(processor)
+    collator = Collator(processor, config.model.max_length)
     start = time.perf_counter()
     columns = scenario.columns
     advance = phase("eval", sum(len(t.eval) for t in columns)) if phase is not None else None

@@ -168,7 +168,7 @@ class Runner:
             model, processor = source
             model = configure_trainable(model, ["vision", "projector", "language_model"]).to(self.device)
             seed = derive_seed(self.config.seed, -1, "train")
-            ctx = Context(model, TaskView(-1, "base", scenario.base_train), seed, self.device, Collator(processor))
+            ctx = Context(model, TaskView(-1, "base", scenario.base_train), seed, self.device, Collator(processor, self.config.model.max_length))
             self._train(ctx, scenario.base_train, Strategy(), self.config.benchmark.base.train, "base stage")
             staging = self.store.run_dir / f".tmp-{BASE_DIR}"
             shutil.rmtree(staging, ignore_errors=True)  # left by a run killed while saving
@@ -230,7 +230,7 @@ class Runner:
                 {"part": part, "total": total, "trainable": trainable} for part, total, trainable in parameter_table(model)
             ]
             self.progress.parameters(results["parameters"])
-            collator = Collator(processor)
+            collator = Collator(processor, self.config.model.max_length)
             strategy = build_strategy(self.config)
             if results["zero_shot"] is None:
                 results["zero_shot"], seconds = self._evaluate(model, collator, scenario.columns, "zero-shot eval")

@@ -235,9 +235,9 @@ def test_a_template_that_rerenders_earlier_turns_is_refused(processor, mixed):
 
 
 def test_max_length_raises(processor, mixed):
-    with pytest.raises(ValueError, match="max_length=8"):
+    with pytest.raises(UserError, match="max_length=8; raise model.max_length"):
         Collator(processor, max_length=8).train_batch(mixed)
-    with pytest.raises(ValueError, match="max_length"):
+    with pytest.raises(UserError, match=r"sample .* tokens long"):
         Collator(processor, max_length=8).generate_batch(mixed)
 
 

@@ -21,6 +21,7 @@ import torch
 from mcit.data.assistant_spans import assistant_spans, expanded_positions, label_tokens
 from mcit.data.images import as_pil
 from mcit.data.sample import IMAGE_MARKER, Sample
+from mcit.errors import UserError
 
 IGNORE_INDEX = -100
 
@@ -69,7 +70,8 @@ class Collator:
     Args:
         processor: A Hugging Face processor with a chat template (image processor +
             fast tokenizer).
-        max_length: Sequences longer than this raise (truncating would cut image tokens).
+        max_length: A longer sequence raises :class:`UserError` naming the sample
+            (truncating would cut image tokens).
     """
 
     def __init__(self, processor, max_length: int = 2048) -> None:
@@ -105,9 +107,13 @@ class Collator:
             return_tensors="pt", **kwargs,
         )
         inputs = {key: value for key, value in encoded.items() if isinstance(value, torch.Tensor)}
-        width = inputs["input_ids"].shape[1]
-        if width > self.max_length:
-            raise ValueError(f"a sequence has {width} tokens, more than max_length={self.max_length}")
+        lengths = inputs["attention_mask"].sum(1)
+        if int(lengths.max()) > self.max_length:
+            longest = int(lengths.argmax())
+            raise UserError(
+                f"sample {samples[longest].id!r} is {int(lengths[longest])} tokens long (text and image tokens), "
+                f"more than max_length={self.max_length}; raise model.max_length"
+            )
         inputs["input_ids"] = inputs["input_ids"].long()
         inputs["attention_mask"] = inputs["attention_mask"].long()
         return inputs
