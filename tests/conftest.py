@@ -35,3 +35,24 @@ def tiny_config():
         return load_config(None, tiny_overrides(**extra))
 
     return make
+
+
+def one_line_error(result) -> str:
+    """The CLI's error line of a ``CliRunner`` result, asserting exit 2, one line, no traceback."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def example_stream(directory, train_per_task: int, eval_per_task: int):
+    """The example file stream (``examples/write_example_stream.py``) and a tiny checkpoint in ``directory/model``."""
+    from mcit.data.synthetic.files import write_example_stream
+    from mcit.models.hf import load_vlm
+
+    write_example_stream(directory, train_per_task=train_per_task, eval_per_task=eval_per_task)
+    model, processor = load_vlm("tiny")
+    model.save_pretrained(directory / "model")
+    processor.save_pretrained(directory / "model")
+    return directory

@@ -293,6 +293,10 @@ def _save(
     return path
 
 
+# The vision encoders' sizes (CLIP, SigLIP, InternVL's and Idefics3's own).
+VISION_SIZES = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+
+
 def _text_kwargs(tokenizer, **extra) -> dict:
     return {
         "hidden_size": 64,
@@ -333,12 +337,7 @@ def _build_llava(path: Path, corpus: Sequence[str]) -> Path:
     )
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=size,
-            patch_size=patch,
+            **VISION_SIZES, image_size=size, patch_size=patch,
         ),
         text_config=LlamaConfig(**_text_kwargs(tokenizer)),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
@@ -379,12 +378,7 @@ def _build_llava_onevision(path: Path, corpus: Sequence[str]) -> Path:
     )
     config = LlavaOnevisionConfig(
         vision_config=SiglipVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=size,
-            patch_size=patch,
+            **VISION_SIZES, image_size=size, patch_size=patch,
             vision_use_head=False,  # as in llava-hf's OneVision configs
         ),
         text_config=Qwen2Config(**_text_kwargs(tokenizer)),
@@ -545,12 +539,7 @@ def _build_internvl(path: Path, corpus: Sequence[str]) -> Path:
     )
     config = InternVLConfig(
         vision_config=InternVLVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=(size, size),
-            patch_size=(patch, patch),
+            **VISION_SIZES, image_size=(size, size), patch_size=(patch, patch),
         ),
         text_config=Qwen2Config(**_text_kwargs(tokenizer)),
         image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
@@ -598,12 +587,7 @@ def _build_idefics3(path: Path, corpus: Sequence[str]) -> Path:
     )
     config = Idefics3Config(
         vision_config=Idefics3VisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=size,
-            patch_size=patch,
+            **VISION_SIZES, image_size=size, patch_size=patch,
         ),
         text_config=LlamaConfig(**_text_kwargs(tokenizer)),
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),

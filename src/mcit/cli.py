@@ -11,6 +11,8 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -45,6 +47,19 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.getLogger("transformers").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")  # deprecations inside peft/transformers
+
+
+@contextmanager
+def progress_bars() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
+    """Rich progress bars; yields ``phase(description, total) -> advance(n)``, one bar per phase."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bars:
+
+        def phase(description: str, total: int) -> Callable[[int], None]:
+            task_id = bars.add_task(description, total=total)
+            return lambda advance: bars.advance(task_id, advance)
+
+        yield phase
 
 
 def _split_args(args: list[str]) -> tuple[Path | None, list[str]]:
@@ -86,12 +101,7 @@ def run(
     run_dir = out or default_out(config)
     _quiet_libraries()
     console.print(f"run directory: [bold]{run_dir}[/]")
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as bars:
-
-        def phase(description: str, total: int):
-            task_id = bars.add_task(description, total=total)
-            return lambda advance: bars.advance(task_id, advance)
+    with progress_bars() as phase:
 
         def show_parameters(rows):
             console.print(parameter_table(rows))
@@ -126,13 +136,7 @@ def select(
         keys, value = parse_override(text)
         options[".".join(keys)] = value
     _quiet_libraries()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as bars:
-
-        def phase(description: str, total: int):
-            task_id = bars.add_task(description, total=total)
-            return lambda advance: bars.advance(task_id, advance)
-
+    with progress_bars() as phase:
         result = select_pool(
             pool, budget, method, model, options=options, image_root=image_root, seed=seed, device=device,
             work_dir=out.parent / f".{out.stem}-features", progress=phase,
@@ -173,13 +177,7 @@ def evaluate(
         raise UserError(f"--out {out} is a directory; give a JSON file path")
     _quiet_libraries()
     quiet_transformers()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as bars:
-
-        def phase(description: str, total: int):
-            task_id = bars.add_task(description, total=total)
-            return lambda advance: bars.advance(task_id, advance)
-
+    with progress_bars() as phase:
         result = evaluate_model(config, model, phase)
     console.print(scores_table(result))
     if out is not None:

@@ -11,13 +11,12 @@ from peft import PeftModel
 from transformers import AutoModelForImageTextToText
 from typer.testing import CliRunner
 
+from conftest import example_stream
 from mcit.cli import app
 from mcit.data.collate import Collator
-from mcit.data.synthetic.files import write_example_stream
 from mcit.data.synthetic.tasks import TASKS
 from mcit.evaluation.generate import generate_answers
 from mcit.export import trained_model
-from mcit.models.hf import load_vlm
 from mcit.models.saving import load_adapter
 
 TRAIN = ["train.epochs=2", "train.batch_size=8", "train.lr=3e-3", "eval.batch_size=16", "threads=1"]
@@ -25,12 +24,7 @@ TRAIN = ["train.epochs=2", "train.batch_size=8", "train.lr=3e-3", "eval.batch_si
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("data")
-    write_example_stream(directory, train_per_task=16, eval_per_task=6)
-    model, processor = load_vlm("tiny")
-    model.save_pretrained(directory / "model")
-    processor.save_pretrained(directory / "model")
-    return directory
+    return example_stream(tmp_path_factory.mktemp("data"), train_per_task=16, eval_per_task=6)
 
 
 def run_stream(data: Path, out: Path, *overrides: str) -> Path:

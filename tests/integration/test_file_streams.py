@@ -10,12 +10,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from conftest import example_stream, one_line_error
 from mcit.benchmarks import build_stream
 from mcit.cli import app
 from mcit.config import load_config
 from mcit.data.images import ImageRef
-from mcit.data.synthetic.files import write_example_stream
-from mcit.models.hf import load_vlm
 
 FAST = ["train.epochs=1", "train.batch_size=8", "eval.batch_size=16"]
 
@@ -23,12 +22,7 @@ FAST = ["train.epochs=1", "train.batch_size=8", "eval.batch_size=16"]
 @pytest.fixture(scope="module")
 def stream_dir(tmp_path_factory) -> Path:
     """Two tasks + one eval-only task as files (16 train / 6 eval records each) and a tiny checkpoint."""
-    directory = tmp_path_factory.mktemp("stream")
-    write_example_stream(directory, train_per_task=16, eval_per_task=6)
-    model, processor = load_vlm("tiny")
-    model.save_pretrained(directory / "model")
-    processor.save_pretrained(directory / "model")
-    return directory
+    return example_stream(tmp_path_factory.mktemp("stream"), train_per_task=16, eval_per_task=6)
 
 
 @pytest.fixture
@@ -41,13 +35,6 @@ def stream(stream_dir, tmp_path) -> Path:
 
 def run(*args: str):
     return CliRunner().invoke(app, ["run", *args])
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 def edit(config: Path, change) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import tiny_overrides
+from conftest import one_line_error, tiny_overrides
 from mcit.cli import app
 
 POOL = [
@@ -25,14 +25,6 @@ POOL = [
 
 def run(*args: str):
     return CliRunner().invoke(app, ["run", *args])
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def succeeded(run_dir: Path) -> bool:

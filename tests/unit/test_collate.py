@@ -7,8 +7,8 @@ import torch
 
 from mcit.data.collate import IGNORE_INDEX, Batch, Collator
 from mcit.data.sample import Sample
-from mcit.errors import UserError
 from mcit.data.synthetic.tasks import TASKS, corpus
+from mcit.errors import UserError
 from mcit.models.tiny import TinySpec, build_tiny_vlm
 
 # The tiny model's image tokens: (48 / 16)^2 patches; CLIP's CLS token is dropped by the
