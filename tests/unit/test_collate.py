@@ -260,3 +260,12 @@ def test_batch_to_moves_every_tensor(collator, mixed):
     assert all(torch.equal(moved.inputs[k], batch.inputs[k]) for k in batch.inputs)
     assert torch.equal(moved.labels, batch.labels)
     assert collator.generate_batch(mixed[:1]).to("cpu").labels is None
+
+
+def test_remembered_labels_equal_freshly_found_ones(processor, mixed):
+    warm = Collator(processor)
+    warm.train_batch(mixed)  # fills the label cache
+    again = warm.train_batch(list(reversed(mixed)))
+    fresh = Collator(processor).train_batch(list(reversed(mixed)))
+    assert len(warm._labelled) == len(mixed)
+    assert torch.equal(again.labels, fresh.labels) and torch.equal(again.inputs["input_ids"], fresh.inputs["input_ids"])

@@ -24,6 +24,7 @@ from mcit.data.sample import IMAGE_MARKER, Sample
 from mcit.errors import UserError
 
 IGNORE_INDEX = -100
+_LABEL_CACHE = 200_000  # remembered label positions (text and token ids of a sample) before the cache is cleared
 
 
 def messages(sample: Sample, with_answer: bool) -> list[dict]:
@@ -81,6 +82,7 @@ class Collator:
         if self.tokenizer is None or self.tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token; set one before training")
         self.pad_id = self.tokenizer.pad_token_id
+        self._labelled: dict[tuple[str, tuple[int, ...]], list[int]] = {}
         image_token = getattr(processor, "image_token", None)
         self.image_token_id = None if image_token is None else self.tokenizer.convert_tokens_to_ids(image_token)
 
@@ -101,7 +103,11 @@ class Collator:
 
     def _encode(self, texts: list[str], samples: Sequence[Sample], side: str) -> dict[str, torch.Tensor]:
         images = [[as_pil(image) for image in s.images] for s in samples]
-        kwargs = {"images": images} if any(images) else {}
+        if max(len(i) for i in images) <= 1:
+            # One list of images in text order: what every processor takes, and cheaper to check
+            # than one list per sample, which multi-image samples need (LLaVA-OneVision).
+            images = [image for row in images for image in row]
+        kwargs = {"images": images} if images and any(images) else {}
         encoded = self.processor(
             text=texts, padding=True, padding_side=side, add_special_tokens=self._special_tokens(texts),
             return_tensors="pt", **kwargs,
@@ -122,17 +128,31 @@ class Collator:
         """Right-padded inputs with labels on every assistant turn's tokens."""
         texts = [self.render(s, with_answer=True) for s in samples]
         inputs = self._encode(texts, samples, side="right")
+        ids = inputs["input_ids"].tolist()
+        lengths = inputs["attention_mask"].sum(1).tolist()
+        rows = [tuple(row[:length]) for row, length in zip(ids, lengths)]
+        missing = [i for i, (text, row) in enumerate(zip(texts, rows)) if (text, row) not in self._labelled]
+        if missing:
+            self._find_labels([samples[i] for i in missing], [texts[i] for i in missing], [rows[i] for i in missing])
+        labels = [[IGNORE_INDEX] * len(row) for row in ids]
+        for row, (text, expanded) in enumerate(zip(texts, rows)):
+            for position in self._labelled[(text, expanded)]:
+                labels[row][position] = expanded[position]
+        return Batch(inputs, torch.tensor(labels, dtype=torch.long), samples)
+
+    def _find_labels(self, samples: Sequence[Sample], texts: list[str], rows: list[tuple[int, ...]]) -> None:
+        """Remember, per (text, encoding), the positions of the assistant tokens in the encoding.
+
+        A sample encodes the same in any batch, so epochs and replay find its labels here
+        instead of rendering and aligning again.
+        """
+        if len(self._labelled) > _LABEL_CACHE:
+            self._labelled.clear()
         base = self.tokenizer(texts, add_special_tokens=self._special_tokens(texts), return_offsets_mapping=True)
-        labels = torch.full_like(inputs["input_ids"], IGNORE_INDEX)
-        for row, (sample, text) in enumerate(zip(samples, texts)):
-            length = int(inputs["attention_mask"][row].sum())
-            expanded = inputs["input_ids"][row, :length].tolist()
+        for row, (sample, text, expanded) in enumerate(zip(samples, texts, rows)):
             spans = assistant_spans(self.processor, messages(sample, with_answer=True), text)
-            labelled = label_tokens(base["offset_mapping"][row], spans)
             positions = expanded_positions(base["input_ids"][row], expanded, self.image_token_id)
-            for index in labelled:
-                labels[row, positions[index]] = expanded[positions[index]]
-        return Batch(inputs, labels, samples)
+            self._labelled[(text, expanded)] = [positions[i] for i in label_tokens(base["offset_mapping"][row], spans)]
 
     def generate_batch(self, samples: Sequence[Sample]) -> Batch:
         """Left-padded conversations ending with the generation prompt."""
