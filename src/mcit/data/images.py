@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from mcit.errors import UserError
+from mcit.errors import UserError, one_line
 
 # What PIL raises on unidentifiable, truncated or pathologically large files.
 IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
@@ -40,7 +40,7 @@ class ImageRef:
                 image.load()
                 return image.convert("RGB")
         except IMAGE_ERRORS as error:
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            reason = one_line(error, empty=type(error).__name__)
             prefix = f"{self.where}: field 'image': " if self.where else ""
             raise UserError(f"{prefix}cannot decode {self.path}: {reason}") from None
 

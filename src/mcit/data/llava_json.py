@@ -28,7 +28,7 @@ from PIL import Image
 from mcit.data.images import IMAGE_ERRORS, ImageRef
 from mcit.data.records import Entry, Problem, kind, parse_record, record_id
 from mcit.data.sample import Sample
-from mcit.errors import UserError
+from mcit.errors import UserError, one_line
 
 
 class LlavaDataset(Sequence[Sample]):
@@ -193,10 +193,5 @@ def _image_problem(path: str, verify: bool) -> Problem | None:
             with Image.open(path) as image:
                 image.verify()
         except IMAGE_ERRORS as error:
-            return Problem("with an unreadable image", "image", f"cannot read {path}: {_one_line(error)}")
+            return Problem("with an unreadable image", "image", f"cannot read {path}: {one_line(error, empty=type(error).__name__)}")
     return None
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else "") or type(error).__name__

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from mcit.errors import UserError
+from mcit.errors import UserError, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -47,26 +47,6 @@ def part_of(parameter_name: str) -> str:
 # Weight files transformers reads with pickle (torch.load); mcit never loads these.
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 SAFETENSORS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
-_MESSAGE_LIMIT = 300
-
-
-def one_line(error: BaseException, limit: int = _MESSAGE_LIMIT) -> str:
-    """An exception's message on one line: its non-empty lines, stripped, joined by spaces.
-
-    Library messages often start with a newline (transformers' "requires torchvision"
-    errors do), so keeping only the first line would keep nothing.
-
-    Args:
-        error: Any exception.
-        limit: Longest result; a longer message is cut and ends with "...".
-
-    Returns:
-        The collapsed message, or ``"(no message)"`` if it had no text.
-    """
-    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-    if len(text) > limit:
-        text = text[: limit - 3].rstrip() + "..."
-    return text or "(no message)"
 
 
 def check_model_dir(name_or_path: str | Path) -> None:
