@@ -16,7 +16,7 @@ import torch
 
 from mcit.data.collate import Collator
 from mcit.device import resolve_device
-from mcit.evaluation.generate import evaluate_task
+from mcit.evaluation.evaluate import evaluate_task
 from mcit.models.hf import check_model_dir, load_vlm
 from mcit.models.saving import load_saved
 from mcit.scenarios import build_scenario
@@ -32,7 +32,9 @@ def evaluate_model(
     loading any weights.
 
     Returns:
-        ``{"model", "columns", "scores", "predictions", "seconds"}``.
+        ``{"model", "columns", "scores", "evaluations", "seconds"}``; ``evaluations`` holds each
+        column's :meth:`~mcit.evaluation.evaluate.TaskEvaluation.record` (every sample's answer
+        and score).
     """
     name = str(model_path) if model_path is not None else config.model.name
     if not (Path(name) / "adapter_config.json").is_file():
@@ -49,14 +51,11 @@ def evaluate_model(
     start = time.perf_counter()
     columns = scenario.columns
     advance = phase("eval", sum(len(t.eval) for t in columns)) if phase is not None else None
-    scores, predictions = {}, {}
-    for task in columns:
-        scores[task.name], answers = evaluate_task(model, collator, task, config.eval.batch_size, device, on_batch=advance)
-        predictions[task.name] = [{"id": sample.id, "prediction": answer} for sample, answer in zip(task.eval, answers)]
+    evaluations = [evaluate_task(model, collator, t, config.eval.batch_size, device, on_batch=advance) for t in columns]
     return {
         "model": name,
         "columns": [t.name for t in columns],
-        "scores": scores,
-        "predictions": predictions,
+        "scores": {e.task.name: e.score for e in evaluations},
+        "evaluations": {e.task.name: e.record() for e in evaluations},
         "seconds": time.perf_counter() - start,
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from mcit.data.collate import Collator
 from mcit.data.sample import Task
 from mcit.device import resolve_device
 from mcit.errors import UserError
-from mcit.evaluation.generate import evaluate_task
+from mcit.evaluation.evaluate import evaluate_task
 from mcit.models.hf import configure_trainable, load_trainable_state, load_vlm, parameter_table, trainable_state
 from mcit.models.saving import save_standard
 from mcit.scenarios import Scenario, build_scenario
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 BASE_DIR = "base_model"
 PARTIAL = "partial"  # the mid-task checkpoint (train.checkpoint_every)
 STEP_PREFIX = "task-"  # task-001, task-002, ...: the checkpoint after each committed step
+EVALUATIONS_DIR = "evaluations"  # 00-zero-shot.json, 01-<step>.json, ...: every sample's answer and score
 
 
 @dataclass
@@ -132,15 +134,16 @@ class Runner:
         strategy.load_state_dict(state["strategy"])
         return state["train"]
 
-    def _evaluate(self, model, collator, columns: list[Task], label: str) -> tuple[dict[str, float], float]:
+    def _evaluate(self, model, collator, columns: list[Task], label: str, record: str) -> tuple[dict[str, float], float]:
+        """Score every column; each sample's answer and score go to ``evaluations/<record>.json``."""
         start = time.perf_counter()
         advance = self.progress.phase(label, sum(len(t.eval) for t in columns))
-        scores = {}
-        for task in columns:
-            scores[task.name], _ = evaluate_task(
-                model, collator, task, self.config.eval.batch_size, self.device, on_batch=advance
-            )
-        return scores, time.perf_counter() - start
+        evaluations = [
+            evaluate_task(model, collator, task, self.config.eval.batch_size, self.device, on_batch=advance)
+            for task in columns
+        ]
+        self.store.write_json(f"{EVALUATIONS_DIR}/{record}.json", {e.task.name: e.record() for e in evaluations})
+        return {e.task.name: e.score for e in evaluations}, time.perf_counter() - start
 
     def _needs_base_stage(self, scenario: Scenario) -> bool:
         return scenario.base_train is not None and self.config.benchmark.base is not None
@@ -233,7 +236,7 @@ class Runner:
             collator = Collator(processor, self.config.model.max_length)
             strategy = build_strategy(self.config)
             if results["zero_shot"] is None:
-                results["zero_shot"], seconds = self._evaluate(model, collator, scenario.columns, "zero-shot eval")
+                results["zero_shot"], seconds = self._evaluate(model, collator, scenario.columns, "zero-shot eval", "00-zero-shot")
                 results["zero_shot_eval_seconds"] = seconds
                 self.store.write_results(results)
             done = len(results["rows"])
@@ -261,7 +264,9 @@ class Runner:
         stats = self._train(ctx, data, strategy, self.config.train, label, partial=True)
         strategy.after_task(ctx)
         strategy.before_eval(ctx)
-        scores, eval_seconds = self._evaluate(model, collator, scenario.columns, f"eval after {step.name}")
+        scores, eval_seconds = self._evaluate(
+            model, collator, scenario.columns, f"eval after {step.name}", f"{index + 1:02d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', step.name)}"
+        )
         end = scenario.end(index, selection)
         row = {
             "after": step.name,

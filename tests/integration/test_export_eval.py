@@ -94,7 +94,9 @@ def test_eval_scores_an_exported_model_like_the_run_did(projector_run, data, tmp
     trained, processor, _ = trained_model(projector_run)
     eval_set = TASKS.get("color").generate(6, 0, "eval")
     expected = generate_answers(trained, Collator(processor), eval_set, max_new_tokens=6)
-    assert [p["prediction"] for p in scored["predictions"]["color"]] == expected
+    color = scored["evaluations"]["color"]
+    assert [p["prediction"] for p in color["samples"]] == expected
+    assert color["score"] == scored["scores"]["color"] == sum(p["score"] for p in color["samples"]) / len(expected)
 
 
 def test_eval_takes_an_adapter_directory(lora_run, data, tmp_path):

@@ -50,6 +50,15 @@ def test_end_to_end_writes_matrix_metrics_and_checkpoints(tmp_path, tiny_config)
     assert (tmp_path / "run" / "base_model" / "model.safetensors").is_file()
     trainable = {row["part"]: row["trainable"] for row in results["parameters"]}
     assert trainable["projector"] > 0
+    # Every evaluation keeps each sample's answer and score; the matrix entry is their mean.
+    evaluations = sorted(p.name for p in (tmp_path / "run" / "evaluations").iterdir())
+    assert evaluations == ["00-zero-shot.json", "01-color.json", "02-count.json"]
+    after_count = json.loads((tmp_path / "run" / "evaluations" / "02-count.json").read_text())
+    for column, score in zip(results["tasks"] + results["eval_only"], results["matrix"][1]):
+        samples = after_count[column]["samples"]
+        assert len(samples) == results["test_sizes"][column]
+        assert {"id", "prediction", "references", "score"} <= set(samples[0])
+        assert sum(row["score"] for row in samples) / len(samples) == pytest.approx(score)
 
 
 def interrupting_step(prefix: str, steps: int) -> Progress:

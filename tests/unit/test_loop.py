@@ -8,7 +8,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from mcit.data.collate import Collator
 from mcit.data.sample import Task
 from mcit.data.synthetic.tasks import TASKS, corpus
-from mcit.evaluation.generate import evaluate_task
+from mcit.evaluation.evaluate import evaluate_task
 from mcit.evaluation.scorers import SCORERS
 from mcit.losses import answer_loss
 from mcit.models.tiny import build_tiny_vlm
@@ -89,8 +89,13 @@ def test_evaluate_task_scores_generated_answers():
     collator = Collator(processor)
     spec = TASKS.get("arithmetic")
     task = Task("arithmetic", [], spec.generate(6, 0, "eval"), max_new_tokens=3)
-    score, predictions = evaluate_task(model, collator, task, batch_size=4)
+    evaluation = evaluate_task(model, collator, task, batch_size=4)
+    predictions = evaluation.predictions
     assert len(predictions) == 6 and all(isinstance(p, str) for p in predictions)
     scorer = SCORERS.get(task.scorer)
-    expected = sum(scorer(p, s.targets) for p, s in zip(predictions, task.eval)) / 6
-    assert score == expected
+    each = [scorer(p, s.targets) for p, s in zip(predictions, task.eval)]
+    assert evaluation.score == sum(each) / 6
+    record = evaluation.record()
+    assert [row["score"] for row in record["samples"]] == each
+    assert [row["id"] for row in record["samples"]] == [s.id for s in task.eval]
+    assert [row["references"] for row in record["samples"]] == [list(s.targets) for s in task.eval]

@@ -45,6 +45,18 @@ class ImageRef:
             raise UserError(f"{prefix}cannot decode {self.path}: {reason}") from None
 
 
+def image_size(image: Image.Image | ImageRef) -> tuple[int, int]:
+    """(width, height) of an image, read from the file's header for a reference."""
+    if not isinstance(image, ImageRef):
+        return image.size
+    try:
+        with Image.open(image.path) as opened:
+            return opened.size
+    except IMAGE_ERRORS as error:
+        prefix = f"{image.where}: field 'image': " if image.where else ""
+        raise UserError(f"{prefix}cannot read {image.path}: {one_line(error, empty=type(error).__name__)}") from None
+
+
 def as_pil(image: Image.Image | ImageRef) -> Image.Image:
     """A decoded image, whether ``image`` is one already or a reference to a file."""
     return image.load() if isinstance(image, ImageRef) else image

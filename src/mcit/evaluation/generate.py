@@ -1,4 +1,4 @@
-"""Batched greedy generation (left padding, KV cache) and scoring of evaluation sets."""
+"""Batched greedy generation (left padding, KV cache), stopping at the model's own end tokens."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from mcit.data.collate import Collator
-from mcit.data.sample import Sample, Task
-from mcit.evaluation.scorers import SCORERS
+from mcit.data.sample import Sample
 
 
 def stop_token_ids(model: torch.nn.Module, tokenizer) -> list[int]:
@@ -82,18 +81,3 @@ def generate_answers(
         if on_batch is not None:
             on_batch(len(chunk))
     return answers
-
-
-def evaluate_task(
-    model: torch.nn.Module,
-    collator: Collator,
-    task: Task,
-    batch_size: int = 64,
-    device: torch.device | str = "cpu",
-    on_batch: Callable[[int], None] | None = None,
-) -> tuple[float, list[str]]:
-    """Score ``task.eval`` with the task's scorer; returns (mean score, predictions)."""
-    scorer = SCORERS.get(task.scorer)
-    predictions = generate_answers(model, collator, task.eval, task.max_new_tokens, batch_size, device, on_batch)
-    scores = [scorer(p, s.targets) for p, s in zip(predictions, task.eval)]
-    return sum(scores) / len(scores), predictions
