@@ -1,4 +1,4 @@
-"""The ``mcit`` command line: run, select, eval, export, ls, validate.
+"""The ``mcit`` command line: run, select, eval, export, data check, ls, validate.
 
 A user error (bad config, unknown name, unusable run directory) prints one line and exits
 with status 2; no traceback.
@@ -92,7 +92,7 @@ def run(
 ) -> None:
     """Run (or resume) a continual stream and print the accuracy matrix and metrics."""
     from mcit.config import load_config
-    from mcit.report import matrix_table, metrics_table, parameter_table
+    from mcit.report import matrix_table, metrics_table, parameter_table, zero_shot_notes
     from mcit.runner import Progress as RunProgress
     from mcit.runner import Runner
 
@@ -110,6 +110,8 @@ def run(
         results = Runner(config, run_dir, progress, force=force).run()
     console.print(matrix_table(results))
     console.print(metrics_table(results))
+    for note in zero_shot_notes(results):
+        console.print(f"[yellow]note[/]: {note}", highlight=False)
     console.print(f"results: {run_dir / 'results.json'}")
 
 
@@ -207,6 +209,40 @@ def export(
         else "PeftModel.from_pretrained(base, ...) (or mcit eval --model)"
     )
     console.print(f"{written['form']} after task {written['index'] + 1} ({written['task']}): {out}  [load with {how}]")
+
+
+data_app = typer.Typer(add_completion=False, help="Check a benchmark's data files before spending compute on them.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("check")
+@user_errors
+def data_check(
+    args: Annotated[Optional[list[str]], typer.Argument(help="CONFIG.yaml [key=value ...]: a 'files' or 'pool_files' benchmark")] = None,
+    manifest: Annotated[Optional[Path], typer.Option(help="Manifest of sizes and SHA-256 of every data file and image: written if absent, else verified.")] = None,
+) -> None:
+    """Read every record and decode every image of a benchmark's files; count them; check a manifest."""
+    from mcit.benchmarks.data_check import check_data
+    from mcit.config import load_config
+
+    config_path, overrides = _split_args(args or [])
+    config = load_config(config_path, overrides)
+    if manifest is not None and manifest.is_dir():
+        raise UserError(f"--manifest {manifest} is a directory; give a JSON file path")
+    with progress_bars() as phase:
+        report = check_data(config.benchmark, manifest, phase)
+    rows = report.rows()
+    table = Table(title=f"data under {report.root}", title_justify="left")
+    for column in rows[0]:
+        table.add_column(column, justify="left" if column in ("task", "role", "file") else "right")
+    for row in rows:
+        table.add_row(*[str(value) for value in row.values()])
+    console.print(table)
+    leaked = [r for r in report.files if r.eval_ids_in_train]
+    for r in leaked:
+        console.print(f"[yellow]note[/]: task {r.task!r}: {r.eval_ids_in_train} of {r.records} eval ids are also train ids (check for leakage)")
+    console.print(f"[green]ok[/]: {sum(r.records for r in report.files)} records and {report.images} images read and decoded"
+                  + (f"; {report.manifest}" if report.manifest else ""), highlight=False)
 
 
 @app.command("ls")

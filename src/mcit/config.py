@@ -56,6 +56,14 @@ class FileTaskConfig(_Strict):
     images: str | None = Field(None, description="Folder the records' image paths are relative to (relative to benchmark.root); null: each data file's own folder.")
     scorer: str = Field("exact_norm", description="Scorer of the evaluation answers (see `mcit ls`).")
     max_new_tokens: int = Field(16, ge=1, description="Generation budget of the evaluation answers.")
+    template: str | None = Field(None, description="Prompt template with {question} for question/answer records that carry a bare question (e.g. '{question}\\nAnswer the question using a single word or phrase.'); conversation records keep their own text.")
+
+    @field_validator("template")
+    @classmethod
+    def _has_question(cls, value: str | None) -> str | None:
+        if value is not None and "{question}" not in value:
+            raise ValueError(f"template must contain {{question}}, got {value!r}")
+        return value
 
     @field_validator("scorer")
     @classmethod

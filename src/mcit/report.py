@@ -67,6 +67,32 @@ def metrics_table(results: dict[str, Any]) -> Table:
     return table
 
 
+# A task whose zero-shot score is at least this fraction of its score right after training.
+NEAR_ZERO_SHOT = 0.9
+
+
+def zero_shot_notes(results: dict[str, Any], ratio: float = NEAR_ZERO_SHOT) -> list[str]:
+    """Stream tasks the model could already do before the stream (a leakage and sanity check).
+
+    A task whose zero-shot score is at least ``ratio`` of its score right after its own
+    training (the diagonal) teaches the model little: its evaluation set may overlap the
+    model's earlier training data, or the task may be too easy to show forgetting.
+    """
+    zero_shot = results.get("zero_shot") or {}
+    if results.get("scenario") == "pool" or not zero_shot:
+        return []
+    notes = []
+    for row in results["rows"]:
+        task = row["after"]
+        trained, before = row["scores"].get(task), zero_shot.get(task)
+        if trained and before is not None and before >= ratio * trained:
+            notes.append(
+                f"task {task!r}: zero-shot {_cell(before)} is already {_cell(before / trained)}% of its score after "
+                f"training ({_cell(trained)}): check its eval set for overlap with the model's earlier data"
+            )
+    return notes
+
+
 def parameter_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="Model parts")
     for column in ("part", "parameters", "trainable", "state"):

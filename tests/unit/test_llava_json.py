@@ -381,3 +381,13 @@ def test_structural_problems_are_reported_before_image_checks(tmp_path):
 def test_image_root_that_is_not_a_directory(images):
     message = user_error(write(images, [record("a"), record("t", None)]), image_root=images / "nowhere")
     assert "image_root" in message and "nowhere" in message and "(1 record with images)" in message
+
+
+def test_template_wraps_bare_questions_but_not_conversations(tmp_path):
+    template = "{question}\nAnswer the question using a single word or phrase."
+    qa = {"question_id": 7, "question": "What color is it? ", "answers": ["red"] * 10}
+    path = write(tmp_path, [qa, record("c1", image=None, question="Say hi.", answer="hi")])
+    plain, wrapped = LlavaDataset(path), LlavaDataset(path, template=template)
+    assert plain[0].prompt == "What color is it?"
+    assert wrapped[0].prompt == "What color is it?\nAnswer the question using a single word or phrase."
+    assert wrapped[1].prompt == plain[1].prompt == "Say hi."

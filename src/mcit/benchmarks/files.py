@@ -60,9 +60,13 @@ def _path(config, relative: str) -> Path:
     return Path(config.root) / relative
 
 
+def task_file(config, task, which: str) -> tuple[Path, Path | None]:
+    """The task's ``which`` ("train" or "eval") data file and the folder its images are relative to."""
+    return _path(config, getattr(task, which)), None if task.images is None else _path(config, task.images)
+
+
 def _load(config, task, which: str) -> Sequence[Sample]:
-    images = None if task.images is None else _path(config, task.images)
-    return load_llava_json(_path(config, getattr(task, which)), images)
+    return load_llava_json(*task_file(config, task, which), template=task.template)
 
 
 def _read(config, task, seed: int, train: bool) -> Task:

@@ -46,8 +46,12 @@ class LlavaDataset(Sequence[Sample]):
         verify_images: Check every image with PIL's ``verify`` at load (one pass over the
             files). With ``False`` only existence is checked and a corrupt file fails when
             decoded.
+        decode_images: Decode every image fully at load instead (slower; catches a file
+            whose header is sound but whose pixels are truncated). ``mcit data check`` does.
         require_answer: Reject records without a non-empty answer (set ``False`` for
             prompt-only evaluation files).
+        template: Prompt template with ``{question}`` for question/answer records (see
+            :func:`mcit.data.records.parse_record`).
 
     Raises:
         UserError: On any problem with the file or a record; the one-line message names the
@@ -60,7 +64,9 @@ class LlavaDataset(Sequence[Sample]):
         image_root: Path | None = None,
         *,
         verify_images: bool = True,
+        decode_images: bool = False,
         require_answer: bool = True,
+        template: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.image_root = Path(image_root) if image_root is not None else self.path.parent
@@ -70,7 +76,7 @@ class LlavaDataset(Sequence[Sample]):
         first_record_of: dict[str, int] = {}  # sample id -> record index, for duplicates
         for index, record in enumerate(records):
             try:
-                entry = parse_record(record, index, str(self.image_root), require_answer)
+                entry = parse_record(record, index, str(self.image_root), require_answer, template)
                 if entry.id in first_record_of:
                     raise Problem("with a duplicate id", "id", f"duplicate of record {first_record_of[entry.id]}")
                 first_record_of[entry.id] = index
@@ -80,7 +86,7 @@ class LlavaDataset(Sequence[Sample]):
             entries.append(entry)
         # Structure first: it is cheap, and a broken file should not wait for image checks.
         self._raise(problems)
-        self._raise(self._image_problems(entries, verify_images))
+        self._raise(self._image_problems(entries, "decode" if decode_images else "verify" if verify_images else "exists"))
         self._entries = entries
 
     def __len__(self) -> int:
@@ -102,7 +108,22 @@ class LlavaDataset(Sequence[Sample]):
     def __repr__(self) -> str:
         return f"LlavaDataset({str(self.path)!r}, {len(self)} samples)"
 
-    def _image_problems(self, entries: list[Entry], verify: bool) -> list[tuple[int, str | None, Problem]]:
+    @property
+    def ids(self) -> list[str]:
+        """The samples' ids, in file order."""
+        return [entry.id for entry in self._entries]
+
+    @property
+    def image_files(self) -> set[str]:
+        """Every distinct image file the records name (resolved paths)."""
+        return {path for entry in self._entries for path in entry.images}
+
+    @property
+    def text_only(self) -> int:
+        """How many records have no image."""
+        return sum(1 for entry in self._entries if not entry.images)
+
+    def _image_problems(self, entries: list[Entry], check: str) -> list[tuple[int, str | None, Problem]]:
         with_images = [e for e in entries if e.images]
         if with_images and not self.image_root.is_dir():
             count = len({e.record for e in with_images})
@@ -115,7 +136,7 @@ class LlavaDataset(Sequence[Sample]):
         for entry in with_images:
             for path in entry.images:
                 if path not in checked:
-                    checked[path] = _image_problem(path, verify)
+                    checked[path] = _image_problem(path, check)
                 if checked[path] is not None:
                     problems.append((entry.record, entry.id, checked[path]))
                     break
@@ -183,15 +204,16 @@ def _read_records(path: Path) -> tuple[list[Any], list[int] | None]:
     return loaded, None
 
 
-def _image_problem(path: str, verify: bool) -> Problem | None:
+def _image_problem(path: str, check: str) -> Problem | None:
+    """The image's problem, if any; ``check`` is "exists", "verify" (PIL's verify) or "decode"."""
     if os.path.isdir(path):
         return Problem("whose image is a directory", "image", f"{path} is a directory, not an image file")
     if not os.path.isfile(path):
         return Problem("with a missing image file", "image", f"no such file {path}")
-    if verify:
+    if check != "exists":
         try:
             with Image.open(path) as image:
-                image.verify()
+                image.load() if check == "decode" else image.verify()
         except IMAGE_ERRORS as error:
             return Problem("with an unreadable image", "image", f"cannot read {path}: {one_line(error, empty=type(error).__name__)}")
     return None

@@ -57,8 +57,12 @@ def record_id(record: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def parse_record(record: Any, index: int, root: str, require_answer: bool) -> Entry:
+def parse_record(record: Any, index: int, root: str, require_answer: bool, template: str | None = None) -> Entry:
     """The record's sample fields, image paths resolved against ``root``.
+
+    ``template`` (with ``{question}``) wraps the question of a question/answer record, for
+    files that carry a bare question ("{question}\nAnswer the question using a single word
+    or phrase."); conversation records keep their own text.
 
     Raises:
         Problem: The record's first problem (field and detail).
@@ -74,7 +78,7 @@ def parse_record(record: Any, index: int, root: str, require_answer: bool) -> En
     if "conversations" in record or not any(key in record for key in ("question", "text")):
         turns = _conversation(record.get("conversations"))
     else:
-        turns = [_question(record)]
+        turns = [_question(record, template)]
     images = _images(record)
     _check_markers(turns, len(images))
     user, answer, field, missing = turns[-1]
@@ -87,7 +91,7 @@ def parse_record(record: Any, index: int, root: str, require_answer: bool) -> En
         if not earlier_answer:
             raise Problem("without an answer", earlier_field, "empty answer" if earlier_answer is not None else earlier_missing)
         history.append((earlier_user, earlier_answer))
-    resolved = tuple(os.path.join(root, path) for path in images)
+    resolved = tuple(os.path.normpath(os.path.join(root, path)) for path in images)
     return Entry(identifier, user, answer or "", resolved, references, _skill(record), tuple(history), index)
 
 
@@ -125,14 +129,15 @@ def _conversation(conversations: Any) -> list[tuple[str, str | None, str, str]]:
     return turns
 
 
-def _question(record: dict) -> tuple[str, str | None, str, str]:
+def _question(record: dict, template: str | None) -> tuple[str, str | None, str, str]:
     key = "question" if "question" in record else "text"
     if not isinstance(record[key], str) or not record[key].strip():
         raise Problem("with a bad question", key, f"must be a non-empty string, got {record[key]!r:.40}")
+    question = record[key].strip() if template is None else template.replace("{question}", record[key].strip())
     answer = record.get("answer")
     if answer is not None and not isinstance(answer, str):
         raise Problem("with a bad answer", "answer", f"must be a string, got {kind(answer)}")
-    return record[key].strip(), None if answer is None else answer.strip(), "answer", "no answer (give answer or answers)"
+    return question, None if answer is None else answer.strip(), "answer", "no answer (give answer or answers)"
 
 
 def _images(record: dict) -> list[str]:

@@ -1,0 +1,108 @@
+"""``mcit data check``: every file and image of a file benchmark, read and decoded, summarised.
+
+What it checks, before any model is loaded: the config's files exist; every record parses
+(the layouts of :mod:`mcit.data.records`); ids are unique within a file; every image a
+record names exists and decodes fully. Any failure is one line naming the first problem and
+how many other records share it. It reports, per file: records, records with images,
+text-only records, distinct images, and per task how many evaluation ids also appear in its
+training file (a sign of leakage; the check does not refuse it). With a manifest it hashes
+every data file and image, writing the manifest the first time and verifying it later.
+
+``mcit run`` makes the same record and image checks when it builds the stream (with PIL's
+``verify`` instead of a full decode, which is faster), before any training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mcit.benchmarks.files import task_file
+from mcit.data.llava_json import LlavaDataset
+from mcit.data.manifest import build_manifest, describe_differences, differences, read_manifest
+from mcit.errors import UserError
+from mcit.store import atomic_write_json
+
+Phase = Callable[[str, int], Callable[[int], None]]
+FILE_BENCHMARKS = ("files", "pool_files")
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """What one data file holds."""
+
+    task: str
+    role: str  # "train" or "eval"
+    path: Path
+    records: int
+    image_records: int
+    text_only: int
+    images: int  # distinct image files
+    eval_ids_in_train: int | None = None  # for an eval file: how many of its ids its task's train file has
+
+
+@dataclass(frozen=True)
+class DataReport:
+    root: Path
+    files: list[FileReport]
+    images: int  # distinct image files over all the files
+    manifest: str | None = None  # what was done with the manifest, for the summary line
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "task": f.task, "role": f.role, "file": str(f.path.relative_to(self.root) if f.path.is_relative_to(self.root) else f.path),
+                "records": f.records, "with images": f.image_records, "text-only": f.text_only,
+                "images": f.images, "eval ids in train": "" if f.eval_ids_in_train is None else f.eval_ids_in_train,
+            }
+            for f in self.files
+        ]  # fmt: skip
+
+
+def check_data(benchmark, manifest: Path | None = None, phase: Phase | None = None) -> DataReport:
+    """Read and decode every file of ``benchmark`` (a :class:`~mcit.config.BenchmarkConfig`).
+
+    Raises:
+        UserError: The first problem found (one line), or the manifest's differences.
+    """
+    if benchmark.name not in FILE_BENCHMARKS:
+        raise UserError(f"benchmark {benchmark.name!r} is generated, not read from files: `mcit data check` reads {' and '.join(FILE_BENCHMARKS)} benchmarks")
+    root = Path(benchmark.root)
+    entries = [(task, role) for task in benchmark.tasks + benchmark.eval_only for role in ("train", "eval") if getattr(task, role)]
+    advance = phase("reading and decoding data files", len(entries)) if phase else None
+    reports, datasets = [], []
+    train_ids: dict[str, set[str]] = {}
+    for task, role in entries:
+        path, images = task_file(benchmark, task, role)
+        dataset = LlavaDataset(path, images, decode_images=True, template=task.template)
+        datasets.append(dataset)
+        overlap = None
+        if role == "train":
+            train_ids[task.name] = set(dataset.ids)
+        elif task.name in train_ids:
+            overlap = sum(1 for i in dataset.ids if i in train_ids[task.name])
+        reports.append(FileReport(
+            task.name, role, path, len(dataset), len(dataset) - dataset.text_only, dataset.text_only,
+            len(dataset.image_files), overlap,
+        ))  # fmt: skip
+        if advance:
+            advance(1)
+    images = len({image for dataset in datasets for image in dataset.image_files})
+    return DataReport(root, reports, images, _manifest(manifest, root, datasets, phase) if manifest else None)
+
+
+def _manifest(path: Path, root: Path, datasets: list[LlavaDataset], phase: Phase | None) -> str:
+    """Write the manifest if ``path`` does not exist, else verify the data against it."""
+    files = {str(d.path) for d in datasets} | {image for d in datasets for image in d.image_files}
+    advance = phase("hashing data files and images", len(files)) if phase else None
+    current = build_manifest(root, files, advance)
+    if not path.exists():
+        atomic_write_json(path, current)
+        return f"wrote manifest {path} ({len(files)} files)"
+    found = differences(read_manifest(path), current)
+    problem = describe_differences(path, found, len(set(read_manifest(path)["files"]) | set(current["files"])))
+    if problem:
+        raise UserError(problem)
+    return f"matches manifest {path} ({len(files)} files)"
