@@ -391,3 +391,42 @@ def test_template_wraps_bare_questions_but_not_conversations(tmp_path):
     assert plain[0].prompt == "What color is it?"
     assert wrapped[0].prompt == "What color is it?\nAnswer the question using a single word or phrase."
     assert wrapped[1].prompt == plain[1].prompt == "Say hi."
+
+
+def test_numeric_and_list_answers_of_question_records(tmp_path):
+    path = write(tmp_path, [
+        {"question_id": 1, "text": "How many?", "answer": 3},
+        {"question_id": 2, "text": "Read it.", "answer": ["STOP", "stop sign"]},
+    ])  # fmt: skip
+    dataset = LlavaDataset(path)
+    assert (dataset[0].answer, dataset[0].targets) == ("3", ("3",))
+    assert (dataset[1].answer, dataset[1].targets) == ("STOP", ("STOP", "stop sign"))
+    bad = write(tmp_path, [{"question_id": 1, "text": "q", "answer": {"x": 1}}], "bad.json")
+    assert "field 'answer': must be a string, a number or a list of strings" in user_error(bad)
+
+
+def test_answer_key_reads_the_answer_from_another_field(tmp_path):
+    path = write(tmp_path, [{"question_id": 1, "text": "Where is the dog?", "answer_bbox": "[0.1, 0.2, 0.5, 0.6]"}])
+    assert LlavaDataset(path, answer_key="answer_bbox")[0].answer == "[0.1, 0.2, 0.5, 0.6]"
+    message = user_error(path)
+    assert "field 'answer': no answer (give answer or answers)" in message
+
+
+def test_answers_from_a_separate_file_by_question_id_and_by_position(tmp_path):
+    from mcit.data.answer_files import AnswerTable
+
+    questions = write(tmp_path, [{"question_id": 5, "text": "What?", "answer": "a"}, {"question_id": 9, "text": "Who?", "answer": "b"}])
+    textvqa = tmp_path / "TextVQA_0.5.1_val.json"
+    textvqa.write_text(json.dumps({"data": [{"question_id": 9, "answers": ["x"] * 10}, {"question_id": 5, "answers": ["y"] * 10}]}))
+    dataset = LlavaDataset(questions, answers=AnswerTable(textvqa, "by_question_id"))
+    assert dataset[0].targets == ("y",) * 10 and dataset[1].targets == ("x",) * 10
+    vqav2 = tmp_path / "annotations.json"
+    vqav2.write_text(json.dumps({"annotations": [{"question_id": 5, "answers": [{"answer": "two", "answer_id": 1}]}]}))
+    message = user_error(questions, answers=AnswerTable(vqav2, "by_question_id"))
+    assert "record 1" in message and "has no answers for this record" in message
+    coco = tmp_path / "val_coco_type.json"
+    coco.write_text(json.dumps({"images": [], "annotations": [
+        {"image_id": 2, "caption": "a cat"}, {"image_id": 1, "caption": "a dog"}, {"image_id": 1, "caption": "one dog"},
+    ]}))  # fmt: skip
+    by_position = LlavaDataset(questions, answers=AnswerTable(coco, "coco_captions_by_position"))
+    assert by_position[0].targets == ("a dog", "one dog") and by_position[1].targets == ("a cat",)

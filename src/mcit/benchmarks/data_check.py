@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mcit.benchmarks.files import task_file
+from mcit.benchmarks.files import load_task_file
 from mcit.data.llava_json import LlavaDataset
 from mcit.data.manifest import build_manifest, describe_differences, differences, read_manifest
 from mcit.errors import UserError
@@ -75,8 +75,8 @@ def check_data(benchmark, manifest: Path | None = None, phase: Phase | None = No
     reports, datasets = [], []
     train_ids: dict[str, set[str]] = {}
     for task, role in entries:
-        path, images = task_file(benchmark, task, role)
-        dataset = LlavaDataset(path, images, decode_images=True, template=task.template)
+        dataset = load_task_file(benchmark, task, role, decode_images=True)
+        path = dataset.path
         datasets.append(dataset)
         overlap = None
         if role == "train":
@@ -90,12 +90,13 @@ def check_data(benchmark, manifest: Path | None = None, phase: Phase | None = No
         if advance:
             advance(1)
     images = len({image for dataset in datasets for image in dataset.image_files})
-    return DataReport(root, reports, images, _manifest(manifest, root, datasets, phase) if manifest else None)
+    answer_files = {root / t.answers_file for t in benchmark.tasks + benchmark.eval_only if t.answers_file}
+    return DataReport(root, reports, images, _manifest(manifest, root, datasets, answer_files, phase) if manifest else None)
 
 
-def _manifest(path: Path, root: Path, datasets: list[LlavaDataset], phase: Phase | None) -> str:
+def _manifest(path: Path, root: Path, datasets: list[LlavaDataset], extra: set[Path], phase: Phase | None) -> str:
     """Write the manifest if ``path`` does not exist, else verify the data against it."""
-    files = {str(d.path) for d in datasets} | {image for d in datasets for image in d.image_files}
+    files = {str(d.path) for d in datasets} | {image for d in datasets for image in d.image_files} | {str(p) for p in extra}
     advance = phase("hashing data files and images", len(files)) if phase else None
     current = build_manifest(root, files, advance)
     if not path.exists():

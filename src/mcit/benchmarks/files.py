@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mcit.benchmarks.base import BENCHMARKS, Benchmark, PoolStream, Stream
-from mcit.data.llava_json import load_llava_json
+from mcit.data.answer_files import AnswerTable
+from mcit.data.llava_json import LlavaDataset
 from mcit.data.sample import Sample, Task
 from mcit.errors import UserError
 from mcit.seeds import derive_seed
@@ -65,8 +66,17 @@ def task_file(config, task, which: str) -> tuple[Path, Path | None]:
     return _path(config, getattr(task, which)), None if task.images is None else _path(config, task.images)
 
 
+def load_task_file(config, task, which: str, **options) -> LlavaDataset:
+    """The task's ``which`` ("train" or "eval") file as a dataset, with the task's reading options."""
+    answers = None
+    if which == "eval" and task.answers_file is not None:
+        answers = AnswerTable(_path(config, task.answers_file), task.answers_format)
+    path, images = task_file(config, task, which)
+    return LlavaDataset(path, images, template=task.template, answer_key=task.answer_key, answers=answers, **options)
+
+
 def _load(config, task, which: str) -> Sequence[Sample]:
-    return load_llava_json(*task_file(config, task, which), template=task.template)
+    return load_task_file(config, task, which)
 
 
 def _read(config, task, seed: int, train: bool) -> Task:
@@ -129,16 +139,18 @@ def check_files(config, needs_eval: bool = True) -> None:
             raise UserError(f"eval_only task {task.name!r} is never trained: remove its train file")
         if task.eval is None:
             raise UserError(f"eval_only task {task.name!r} has no eval file")
+    missing = []
     for task in config.tasks + config.eval_only:
-        for which in ("train", "eval", "images"):
+        for which in ("train", "eval", "images", "answers_file"):
             relative = getattr(task, which)
             if relative is None:
                 continue
             path = _path(config, relative)
-            exists = path.is_dir() if which == "images" else path.is_file()
-            if not exists:
-                what = "folder" if which == "images" else "file"
-                raise UserError(f"task {task.name!r}: {which} {what} {path} does not exist (paths are relative to {config.root})")
+            if not (path.is_dir() if which == "images" else path.is_file()):
+                missing.append(f"task {task.name!r}: {which} {'folder' if which == 'images' else 'file'} {path} does not exist")
+    if missing:
+        more = f"; {len(missing) - 1} more missing" if len(missing) > 1 else ""
+        raise UserError(f"{missing[0]} (paths are relative to {config.root}{more})")
 
 
 BENCHMARKS.register("files", help="Your own task stream: LLaVA-format train/eval files per task (see docs/own-model-and-data.md)")(

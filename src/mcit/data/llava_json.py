@@ -25,6 +25,7 @@ from typing import Any, overload
 
 from PIL import Image
 
+from mcit.data.answer_files import AnswerTable
 from mcit.data.images import IMAGE_ERRORS, ImageRef
 from mcit.data.records import Entry, Problem, kind, parse_record, record_id
 from mcit.data.sample import Sample
@@ -52,6 +53,9 @@ class LlavaDataset(Sequence[Sample]):
             prompt-only evaluation files).
         template: Prompt template with ``{question}`` for question/answer records (see
             :func:`mcit.data.records.parse_record`).
+        answer_key: The field of a question/answer record that holds its answer.
+        answers: Accepted answers from a separate file, set as each record's ``answers``
+            (a record the table has no answers for is a problem of the file).
 
     Raises:
         UserError: On any problem with the file or a record; the one-line message names the
@@ -67,6 +71,8 @@ class LlavaDataset(Sequence[Sample]):
         decode_images: bool = False,
         require_answer: bool = True,
         template: str | None = None,
+        answer_key: str = "answer",
+        answers: AnswerTable | None = None,
     ) -> None:
         self.path = Path(path)
         self.image_root = Path(image_root) if image_root is not None else self.path.parent
@@ -76,7 +82,9 @@ class LlavaDataset(Sequence[Sample]):
         first_record_of: dict[str, int] = {}  # sample id -> record index, for duplicates
         for index, record in enumerate(records):
             try:
-                entry = parse_record(record, index, str(self.image_root), require_answer, template)
+                if answers is not None:
+                    record = _with_answers(record, index, answers)
+                entry = parse_record(record, index, str(self.image_root), require_answer, template, answer_key)
                 if entry.id in first_record_of:
                     raise Problem("with a duplicate id", "id", f"duplicate of record {first_record_of[entry.id]}")
                 first_record_of[entry.id] = index
@@ -202,6 +210,14 @@ def _read_records(path: Path) -> tuple[list[Any], list[int] | None]:
     if not isinstance(loaded, list):
         raise UserError(f"{path}: the top level must be a list of records, got {kind(loaded)}")
     return loaded, None
+
+
+def _with_answers(record: Any, index: int, table: AnswerTable) -> Any:
+    found = table.answers(index, record)
+    if found is None:
+        key = "question_id" if table.layout == "by_question_id" else "(position)"
+        raise Problem(f"without answers in {table.path.name}", key, f"{table.path} has no answers for this record")
+    return {**record, "answers": found} if isinstance(record, dict) else record
 
 
 def _image_problem(path: str, check: str) -> Problem | None:

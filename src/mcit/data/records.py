@@ -7,7 +7,8 @@ Two layouts are read, the ones datasets ship:
   sample's history (all trained; given as context when evaluating).
 - Question/answer records (VQAv2, TextVQA, GQA style): ``{"question_id" (or "id"), "image"?,
   "question" (or "text"), "answer"?, "answers"?}``, ``answers`` being accepted answers (ten
-  human answers in VQAv2, as strings or ``{"answer": ...}`` objects).
+  human answers in VQAv2, as strings or ``{"answer": ...}`` objects). ``answer`` may be a
+  number (read as its text) or a list of accepted answers.
 
 ``image`` is one path or a list of paths (several images per record); ``images`` is accepted
 as the same. ``<image>`` in a user turn's text marks where an image goes: the number of
@@ -57,12 +58,15 @@ def record_id(record: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def parse_record(record: Any, index: int, root: str, require_answer: bool, template: str | None = None) -> Entry:
+def parse_record(
+    record: Any, index: int, root: str, require_answer: bool, template: str | None = None, answer_key: str = "answer"
+) -> Entry:
     """The record's sample fields, image paths resolved against ``root``.
 
     ``template`` (with ``{question}``) wraps the question of a question/answer record, for
     files that carry a bare question ("{question}\nAnswer the question using a single word
-    or phrase."); conversation records keep their own text.
+    or phrase."); conversation records keep their own text. ``answer_key`` names the field
+    holding a question/answer record's answer (CoIN's grounding file: ``answer_bbox``).
 
     Raises:
         Problem: The record's first problem (field and detail).
@@ -75,10 +79,12 @@ def parse_record(record: Any, index: int, root: str, require_answer: bool, templ
         detail = "missing" if key not in record else f"must be a non-empty string or integer, got {record[key]!r}"
         raise Problem("without a valid id", key, detail)
     references = _references(record.get("answers"))
+    if not references and isinstance(record.get(answer_key), list):
+        references = _references(record[answer_key])
     if "conversations" in record or not any(key in record for key in ("question", "text")):
         turns = _conversation(record.get("conversations"))
     else:
-        turns = [_question(record, template)]
+        turns = [_question(record, template, answer_key)]
     images = _images(record)
     _check_markers(turns, len(images))
     user, answer, field, missing = turns[-1]
@@ -129,15 +135,19 @@ def _conversation(conversations: Any) -> list[tuple[str, str | None, str, str]]:
     return turns
 
 
-def _question(record: dict, template: str | None) -> tuple[str, str | None, str, str]:
+def _question(record: dict, template: str | None, answer_key: str) -> tuple[str, str | None, str, str]:
     key = "question" if "question" in record else "text"
     if not isinstance(record[key], str) or not record[key].strip():
         raise Problem("with a bad question", key, f"must be a non-empty string, got {record[key]!r:.40}")
     question = record[key].strip() if template is None else template.replace("{question}", record[key].strip())
-    answer = record.get("answer")
+    answer = record.get(answer_key)
+    if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+        answer = str(answer)  # counts and numbers (CLEVR-Math, TallyQA) are often stored as JSON numbers
+    elif isinstance(answer, list) and answer and all(isinstance(a, str) for a in answer):
+        answer = answer[0]  # several accepted answers in `answer` (OCRBench): the rest are in `answers`
     if answer is not None and not isinstance(answer, str):
-        raise Problem("with a bad answer", "answer", f"must be a string, got {kind(answer)}")
-    return question, None if answer is None else answer.strip(), "answer", "no answer (give answer or answers)"
+        raise Problem("with a bad answer", answer_key, f"must be a string, a number or a list of strings, got {kind(answer)}")
+    return question, None if answer is None else answer.strip(), answer_key, f"no answer (give {answer_key} or answers)"
 
 
 def _images(record: dict) -> list[str]:

@@ -1,0 +1,121 @@
+"""The benchmark section: which task stream or data pool, its files, sizes and base stage."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
+
+from mcit.config.base import _Strict
+from mcit.errors import UserError, first_error
+from mcit.training.settings import TrainConfig
+
+
+class BaseStageConfig(_Strict):
+    tasks: list[str] = Field(default_factory=lambda: ["describe", "arithmetic"], description="Embedded tasks of the joint base stage (instruction tuning before the stream).")
+    samples_per_task: int = Field(3000, ge=1, description="Training samples per base task.")
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=4), description="Training settings of the base stage.")
+
+
+class FileTaskConfig(_Strict):
+    """A task of a file benchmark: its data files, scorer and answer length."""
+
+    name: str = Field(description="Task name (a column of the accuracy matrix).")
+    train: str | None = Field(None, description="Training file: LLaVA conversations (.json list or .jsonl), relative to benchmark.root. Required for the stream's tasks; absent for eval_only.")
+    eval: str | None = Field(None, description="Evaluation file: LLaVA conversations (the last reply is the reference) or question/answer records (question_id, image, question, answer or answers), relative to benchmark.root. Required for stream tasks and eval_only; optional for a pool's datasets.")
+    images: str | None = Field(None, description="Folder the records' image paths are relative to (relative to benchmark.root); null: each data file's own folder.")
+    scorer: str = Field("exact_norm", description="Scorer of the evaluation answers (see `mcit ls`).")
+    max_new_tokens: int = Field(16, ge=1, description="Generation budget of the evaluation answers.")
+    template: str | None = Field(None, description="Prompt template with {question} for question/answer records that carry a bare question (e.g. '{question}\\nAnswer the question using a single word or phrase.'); conversation records keep their own text.")
+
+    answer_key: str = Field("answer", description="Field of a question/answer record that holds its answer (CoIN's grounding test file: answer_bbox).")
+    answers_file: str | None = Field(None, description="Accepted answers of the eval records in a file of their own, relative to benchmark.root (TextVQA's ten answers, UCIT's caption references); see answers_format.")
+    answers_format: Literal["by_question_id", "coco_captions_by_position"] = Field("by_question_id", description="Layout of answers_file: records with question_id and answers (TextVQA, VQAv2 annotations), or COCO captions whose image_id is the eval record's 1-based position (UCIT).")
+
+    @field_validator("template")
+    @classmethod
+    def _has_question(cls, value: str | None) -> str | None:
+        if value is not None and "{question}" not in value:
+            raise ValueError(f"template must contain {{question}}, got {value!r}")
+        return value
+
+    @field_validator("scorer")
+    @classmethod
+    def _known_scorer(cls, value: str) -> str:
+        from mcit.evaluation.scorers import SCORERS
+
+        if value not in SCORERS:
+            raise ValueError(SCORERS.unknown_message(value))
+        return value
+
+
+def _task_entry(value: Any) -> Any:
+    """A mapping becomes a :class:`FileTaskConfig` here, so its errors name its own fields."""
+    if isinstance(value, dict):
+        try:
+            return FileTaskConfig.model_validate(value)
+        except ValidationError as error:
+            name = value.get("name")
+            raise ValueError(f"task {name!r}: {first_error(error)}" if isinstance(name, str) else first_error(error)) from None
+    return value
+
+
+TaskEntry = Annotated[str | FileTaskConfig, BeforeValidator(_task_entry)]
+
+
+class BenchmarkConfig(_Strict):
+    name: str = Field("embedded", description="Benchmark (see `mcit ls`): a built-in task stream ('embedded') or data pool ('lifelong'), or your own data files ('files': a stream, 'pool_files': a pool).")
+    root: str | None = Field(None, description="Folder the data files of 'files'/'pool_files' tasks are relative to; a relative root is relative to the config file's folder, and null means that folder (the working directory without a config file). Stored resolved.")
+    tasks: list[TaskEntry] | None = Field(None, description="Tasks of the stream (datasets of a pool benchmark), in order: names of a built-in benchmark, or for 'files'/'pool_files' one mapping per task (name, train, eval, scorer, max_new_tokens); null = the benchmark's own list.")
+    eval_only: list[TaskEntry] | None = Field(None, description="Tasks evaluated after every step but never trained in the stream (e.g. language skills), in the same form as tasks; null = the benchmark's own list.")
+    train_per_task: int | None = Field(None, ge=1, description="Training samples per task (per dataset of a pool benchmark); null = the benchmark's default (built-in: 2000; files: every record, else a seeded random subset of this size).")
+    eval_per_task: int | None = Field(None, ge=1, description="Held-out evaluation samples per task (per skill of a pool benchmark); null = the benchmark's default (built-in: 200; files: every record).")
+    base: BaseStageConfig | None = Field(default_factory=BaseStageConfig, description="Joint base stage before the stream (built-in benchmarks only); null to start the stream from the model as loaded.")
+
+    @model_validator(mode="after")
+    def _defaults_and_distinct(self) -> BenchmarkConfig:
+        from mcit.benchmarks import BENCHMARKS
+
+        try:
+            benchmark = BENCHMARKS.get(self.name)
+        except UserError as error:
+            raise ValueError(str(error)) from None
+        if self.tasks is None:
+            self.tasks = list(benchmark.default_tasks)
+        if self.eval_only is None:
+            self.eval_only = list(benchmark.default_eval_only)
+        default_train, default_eval = benchmark.default_sizes
+        self.train_per_task = default_train if self.train_per_task is None else self.train_per_task
+        self.eval_per_task = default_eval if self.eval_per_task is None else self.eval_per_task
+        if benchmark.base_names is None and self.base is not None:
+            if "base" in self.model_fields_set:
+                raise ValueError(f"benchmark {self.name!r} has no base-stage data: set base: null")
+            self.base = None
+        if not self.tasks:
+            raise ValueError("the stream needs at least one task")
+        try:
+            benchmark.check_tasks(self)
+        except UserError as error:
+            raise ValueError(str(error)) from None
+        names = self.task_names() + self.eval_names()
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"task names must be distinct across tasks and eval_only: {duplicates}")
+        return self
+
+    def task_names(self) -> list[str]:
+        """The names of ``tasks`` (given as names or as file tasks)."""
+        return [t if isinstance(t, str) else t.name for t in self.tasks or []]
+
+    def eval_names(self) -> list[str]:
+        """The names of ``eval_only``."""
+        return [t if isinstance(t, str) else t.name for t in self.eval_only or []]
+
+
+class StreamInfo(_Strict):
+    """Where a published stream comes from (the ``stream:`` block of the shipped YAMLs)."""
+
+    title: str = Field(description="The stream's name.")
+    paper: str = Field("", description="The paper that defines it.")
+    data: str = Field("", description="Where its data comes from and how to lay it out under benchmark.root.")
+    notes: list[str] = Field(default_factory=list, description="Published details that could not be confirmed, and what was chosen.")
