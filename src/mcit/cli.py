@@ -246,9 +246,13 @@ def data_check(
 
 
 @app.command("ls")
-def list_registered() -> None:
-    """List scenarios, methods, selectors, benchmarks, embedded tasks, scorers and metrics."""
+@user_errors
+def list_registered(
+    what: Annotated[Optional[str], typer.Argument(help="'benchmarks': the published streams in detail, with the files each expects.")] = None,
+) -> None:
+    """List scenarios, methods, selectors, benchmarks, published streams, embedded tasks, scorers and metrics."""
     from mcit.benchmarks import BENCHMARKS
+    from mcit.benchmarks.published import published_streams
     from mcit.data.synthetic.tasks import TASKS
     from mcit.evaluation.scorers import SCORERS
     from mcit.metrics import METRICS
@@ -256,6 +260,12 @@ def list_registered() -> None:
     from mcit.selection import SELECTORS
     from mcit.strategies import STRATEGIES
 
+    if what == "benchmarks":
+        for name in published_streams():
+            _print_stream(name)
+        return
+    if what is not None:
+        raise UserError(f"mcit ls takes no argument or 'benchmarks', got {what!r}")
     for title, registry in (
         ("scenarios", SCENARIOS), ("methods", STRATEGIES), ("selectors (pool scenario)", SELECTORS), ("benchmarks", BENCHMARKS),
         ("embedded tasks", TASKS), ("scorers", SCORERS), ("metrics", METRICS),
@@ -266,6 +276,35 @@ def list_registered() -> None:
         for name in registry:
             table.add_row(name, registry.help(name))
         console.print(table)
+    table = Table(title="published streams (mcit run NAME benchmark.root=DATA; details: mcit ls benchmarks)", title_justify="left")
+    table.add_column("name")
+    table.add_column("tasks, in order")
+    for name in published_streams():
+        table.add_row(name, " -> ".join(_stream_yaml(name)["tasks"]))
+    console.print(table)
+
+
+def _stream_yaml(name: str) -> dict:
+    import yaml
+
+    from mcit.benchmarks.published import published_path
+
+    data = yaml.safe_load(published_path(name).read_text(encoding="utf-8"))
+    tasks = data["benchmark"]["tasks"] + list(data["benchmark"].get("eval_only") or [])
+    return {"stream": data["stream"], "tasks": [t["name"] for t in data["benchmark"]["tasks"]], "files": tasks}
+
+
+def _print_stream(name: str) -> None:
+    info = _stream_yaml(name)
+    stream = info["stream"]
+    console.print(f"[bold]{name}[/]: {stream['title']}", highlight=False)
+    console.print(f"  paper: {stream.get('paper', '')}\n  data: {stream.get('data', '')}", highlight=False, soft_wrap=True)
+    table = Table(title_justify="left", show_edge=False)
+    for column in ("task", "train", "eval", "images", "scorer"):
+        table.add_column(column)
+    for task in info["files"]:
+        table.add_row(task["name"], task.get("train") or "-", task.get("eval") or "-", task.get("images") or "(file's folder)", task.get("scorer", "exact_norm"))
+    console.print(table)
 
 
 @app.command()
