@@ -60,3 +60,51 @@ def test_published_stream_validates_and_runs_on_a_fake_copy_of_its_layout(name, 
             assert record["scorer"] == task.scorer and len(record["samples"]) == 4
             if task.answers_file is not None and task.answers_format == "by_question_id":
                 assert len(record["samples"][0]["references"]) == 10  # the separate file's answers were read
+
+
+@pytest.fixture
+def coin_copy(tmp_path):
+    data = tmp_path / "coin"
+    write_layout(data, yaml.safe_load(published_path("coin").read_text())["benchmark"])
+    return data
+
+
+def coin_check(data):
+    return CliRunner().invoke(app, ["data", "check", "coin", f"benchmark.root={data}"])
+
+
+def test_data_check_finds_a_missing_image_in_a_published_layout(coin_copy):
+    images = sorted((coin_copy / "gqa_images" / "eval").glob("*.png"))
+    images[0].unlink()
+    images[2].unlink()
+    line = one_line_error(coin_check(coin_copy))
+    assert "GQA/test.json" in line and f"no such file {images[0]}" in line and "and 1 more record with a missing image file" in line
+
+
+def test_data_check_finds_a_corrupt_image_in_a_published_layout(coin_copy):
+    image = sorted((coin_copy / "textvqa_images" / "train").glob("*.png"))[3]
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    line = one_line_error(coin_check(coin_copy))
+    assert "TextVQA/train.json" in line and "record 3" in line and f"cannot read {image}" in line
+
+
+def test_data_check_finds_a_duplicate_id_in_a_published_layout(coin_copy):
+    path = coin_copy / "Instructions_Original" / "VQAv2" / "val.json"
+    records = json.loads(path.read_text())
+    records[4]["question_id"] = records[1]["question_id"]
+    path.write_text(json.dumps(records))
+    line = one_line_error(coin_check(coin_copy))
+    assert "VQAv2/val.json" in line and "record 4" in line and "duplicate of record 1" in line
+
+
+def test_ls_benchmarks_lists_each_stream_with_its_files_and_data_source():
+    result = CliRunner().invoke(app, ["ls", "benchmarks"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    for name in STREAMS:
+        shipped = yaml.safe_load(published_path(name).read_text())
+        assert f"{name}: {shipped['stream']['title']}" in result.output
+        first = shipped["benchmark"]["tasks"][0]
+        assert first.get("train") in result.output
+    assert "huggingface.co/datasets/Zacks-Chen/CoIN" in result.output
+    summary = CliRunner().invoke(app, ["ls"], env={"COLUMNS": "250"})
+    assert "scienceqa -> textvqa -> imagenet -> gqa -> vizwiz -> grounding -> vqav2 -> ocrvqa" in summary.output
