@@ -25,3 +25,43 @@ def test_answer_loss_is_the_mean_over_answer_tokens_of_the_whole_batch():
     logits[1, 1, 2] = 30.0
     labels = torch.tensor([[-100, 1, 0], [-100, -100, 2]])  # three answer tokens in all
     assert math.isclose(answer_loss(logits, labels).item(), 2 * math.log(4) / 3, rel_tol=1e-6)
+
+
+def test_soft_targets_put_alpha_over_the_other_tokens_not_torch_label_smoothing():
+    from mcit.losses import soft_target_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 6)
+    labels = torch.tensor([[-100, -100, 2, 5], [-100, 1, -100, -100]])
+    alpha = 0.1
+    # By hand: target = 1 - alpha on the gold token, alpha / (N - 1) on each other token.
+    shift, gold = logits[:, :-1].reshape(-1, 6), labels[:, 1:].reshape(-1)
+    keep = gold != -100
+    log_p = torch.log_softmax(shift[keep], dim=-1)
+    target = torch.full_like(log_p, alpha / 5)
+    target[torch.arange(len(log_p)), gold[keep]] = 1 - alpha
+    expected = -(target * log_p).sum(-1).mean()
+    assert torch.isclose(soft_target_loss(logits, labels, alpha), expected)
+    assert torch.isclose(soft_target_loss(logits, labels, 0.0), answer_loss(logits, labels))
+    smoothed = torch.nn.functional.cross_entropy(shift, gold, ignore_index=-100, label_smoothing=alpha)
+    assert not torch.isclose(soft_target_loss(logits, labels, alpha), smoothed)  # gold gets 1-a+a/N there
+
+
+def test_distillation_is_zero_against_itself_and_pulls_towards_the_teacher():
+    from mcit.losses import distillation_loss
+
+    torch.manual_seed(1)
+    teacher = torch.randn(1, 5, 7)
+    labels = torch.tensor([[-100, -100, 3, 4, 1]])
+    assert distillation_loss(teacher, teacher, labels, 2.0).item() < 1e-6
+    student = torch.randn(1, 5, 7, requires_grad=True)
+    loss = distillation_loss(student, teacher, labels, 2.0)
+    assert loss.item() > 0
+    loss.backward()
+    with torch.no_grad():
+        closer = distillation_loss(student - 0.5 * student.grad, teacher, labels, 2.0)
+    assert closer < loss
+    # Prompt positions do not count.
+    other = teacher.clone()
+    other[0, 0] += 100.0
+    assert distillation_loss(other, teacher, labels, 2.0).item() < 1e-6
