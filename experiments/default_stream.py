@@ -14,15 +14,13 @@ and joint's past data are sample references, so it stays small.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-import torch
 
 from mcit.config import load_config
 from mcit.runner import Runner
-from mcit.store import RunStore
+from mcit.store import STEP_PREFIX, state_part_bytes
 
 KEYS = ("final_average_accuracy", "mean_finetune_accuracy", "mean_average_accuracy", "average_forgetting",
         "backward_transfer", "forward_transfer")
@@ -43,22 +41,8 @@ def matrix_markdown(results: dict) -> str:
 
 
 def strategy_state_bytes(run_dir: Path, tasks: int) -> int:
-    """Bytes of the strategy state in the final checkpoint: JSON of the tree plus tensor bytes."""
-    state, _ = RunStore(run_dir).load_checkpoint(f"task-{tasks:03d}")
-    tensors: list[torch.Tensor] = []
-
-    def plain(node):
-        if isinstance(node, torch.Tensor):
-            tensors.append(node)
-            return None
-        if isinstance(node, dict):
-            return {k: plain(v) for k, v in node.items()}
-        if isinstance(node, (list, tuple)):
-            return [plain(v) for v in node]
-        return node
-
-    text = json.dumps(plain(state["strategy"]))
-    return len(text.encode()) + sum(t.numel() * t.element_size() for t in tensors)
+    """Bytes of the strategy state in the final checkpoint: its JSON plus its tensors."""
+    return state_part_bytes(run_dir / "checkpoints" / f"{STEP_PREFIX}{tasks:03d}", "strategy")
 
 
 def main() -> None:

@@ -211,6 +211,19 @@ def export(
     console.print(f"{written['form']} after task {written['index'] + 1} ({written['task']}): {out}  [load with {how}]")
 
 
+@app.command()
+@user_errors
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", help="Run directories of `mcit run` (complete or not).")],
+    out: Annotated[Path, typer.Option(help="Directory to write index.html, its figures and the CSV/LaTeX/JSON exports to.")],
+) -> None:
+    """Write an HTML report comparing runs: accuracy matrices and curves, metrics, costs; CSV, LaTeX and JSON exports."""
+    from mcit.report import write_report
+
+    page = write_report(run_dirs, out)
+    console.print(f"report: {page}", highlight=False, soft_wrap=True)
+
+
 data_app = typer.Typer(add_completion=False, help="Check a benchmark's data files before spending compute on them.")
 app.add_typer(data_app, name="data")
 

@@ -34,7 +34,7 @@ from mcit.models.saving import save_standard
 from mcit.scenarios import Scenario, build_scenario
 from mcit.seeds import derive_seed
 from mcit.selection import SelectionContext
-from mcit.store import RunStore
+from mcit.store import STEP_PREFIX, RunStore
 from mcit.strategies import STRATEGIES, Context, Strategy, StrategyChain, TaskView
 from mcit.training.loop import steps_for, train
 from mcit.training.settings import TrainConfig
@@ -42,7 +42,6 @@ from mcit.training.settings import TrainConfig
 logger = logging.getLogger(__name__)
 BASE_DIR = "base_model"
 PARTIAL = "partial"  # the mid-task checkpoint (train.checkpoint_every)
-STEP_PREFIX = "task-"  # task-001, task-002, ...: the checkpoint after each committed step
 EVALUATIONS_DIR = "evaluations"  # 00-zero-shot.json, 01-<step>.json, ...: every sample's answer and score
 
 

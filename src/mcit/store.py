@@ -27,6 +27,7 @@ import yaml
 
 from mcit.errors import UserError
 
+STEP_PREFIX = "task-"  # checkpoints/task-001, task-002, ...: the runner's checkpoint after each committed step
 TENSORS_FILE = "tensors.safetensors"
 TREE_FILE = "tree.json"
 META_FILE = "meta.json"
@@ -189,6 +190,32 @@ def load_state_tree(directory: Path | str) -> Any:
     tensors = safetensors.torch.load_file(directory / TENSORS_FILE, device="cpu")
     skeleton = json.loads((directory / TREE_FILE).read_text(encoding="utf-8"))
     return _decode(skeleton, "state", tensors)
+
+
+def _tensor_keys(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        if set(node) == {_TENSOR_TAG}:
+            return [node[_TENSOR_TAG]]
+        return [key for value in node.values() for key in _tensor_keys(value)]
+    if isinstance(node, list):
+        return [key for value in node for key in _tensor_keys(value)]
+    return []
+
+
+def state_part_bytes(directory: Path | str, part: str) -> int:
+    """Bytes one top-level part (``"strategy"``) of a saved state tree takes: its JSON plus its tensors.
+
+    Reads only that part's tensors. Raises OSError, KeyError or ValueError for a directory
+    that holds no such tree.
+    """
+    directory = Path(directory)
+    subtree = json.loads((directory / TREE_FILE).read_text(encoding="utf-8"))[part]
+    tensor_bytes = 0
+    with safetensors.safe_open(str(directory / TENSORS_FILE), framework="pt") as tensors:
+        for key in _tensor_keys(subtree):
+            tensor = tensors.get_tensor(key)
+            tensor_bytes += tensor.numel() * tensor.element_size()
+    return tensor_bytes + len(json.dumps(subtree, separators=(",", ":")).encode("utf-8"))
 
 
 def _pid_alive(pid: int) -> bool:

@@ -1,0 +1,57 @@
+"""``mcit report``: write the HTML page, its figures and the exports for a set of run directories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mcit.errors import UserError
+from mcit.report.figures import curves, heatmap
+from mcit.report.html import RunFigures, render_page
+from mcit.report.runs import load_runs, matrix_view
+from mcit.report.tables import comparison_table, cost_table, environment_table, latex_tabular, matrices, write_csv
+
+
+def write_report(run_dirs: list[Path], out: Path) -> Path:
+    """Write ``index.html``, two PNG figures per run, ``comparison.csv``/``.tex``, ``cost.csv``, ``matrices.json``.
+
+    Every run directory is read before anything is written; existing files of the same
+    names in ``out`` are replaced, others left alone.
+
+    Args:
+        run_dirs: Run directories of ``mcit run`` (complete or not).
+        out: The report directory (created if needed).
+
+    Returns:
+        The path of ``index.html``.
+
+    Raises:
+        UserError: For no run directory, one without (or with a corrupt) ``results.json``,
+            or an ``out`` that is a file or cannot be created.
+    """
+    if not run_dirs:
+        raise UserError("give at least one RUN_DIR")
+    runs = load_runs([Path(run_dir) for run_dir in run_dirs])
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create report directory {out}: {e.strerror or e}") from None
+    figures = {}
+    for run in runs:
+        view = matrix_view(run.results)
+        title = f"{run.name} {run.note}".strip()
+        figures[run.name] = RunFigures(
+            heatmap(view, title, out / f"{run.slug}-matrix.png").name,
+            curves(view, title, out / f"{run.slug}-curves.png").name,
+        )
+    comparison, cost = comparison_table(runs), cost_table(runs)
+    write_csv(comparison, out / "comparison.csv")
+    write_csv(cost, out / "cost.csv")
+    (out / "comparison.tex").write_text(latex_tabular(comparison), encoding="utf-8")
+    (out / "matrices.json").write_text(json.dumps(matrices(runs), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    page = out / "index.html"
+    page.write_text(render_page(runs, figures, comparison, cost, environment_table(runs)), encoding="utf-8")
+    return page

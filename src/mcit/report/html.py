@@ -1,0 +1,116 @@
+"""The page of ``mcit report``: one self-contained HTML file (inline CSS, no scripts, no external resources).
+
+Every string that comes from a run (names, methods, task names, environment) is escaped;
+images are referenced by their file name, relative to the page.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+from mcit.report.runs import Run
+from mcit.report.tables import Table
+
+EXPORTS = {
+    "comparison.csv": "the comparison table (accuracies in points, unrounded; empty = undefined)",
+    "comparison.tex": "the comparison table as a LaTeX tabular",
+    "cost.csv": "the cost table",
+    "matrices.json": "each run's columns, row labels and accuracy matrix in points",
+}
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 80em; padding: 0 1em;
+       color: #222; }
+h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; } h3 { margin-top: 1.5em; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; }
+th { background: #f2f2f2; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.note { color: #a33; font-weight: normal; } .muted { color: #666; font-size: 0.9em; }
+figure { display: inline-block; margin: 0.5em 1em 0.5em 0; vertical-align: top; }
+figure img { max-width: 100%; border: 1px solid #ddd; } figcaption { font-size: 0.85em; color: #555; }
+code { background: #f5f5f5; padding: 0 0.2em; }
+"""
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    matrix: str  # file names, relative to the page
+    curves: str
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def table_html(table: Table) -> str:
+    head = "".join(f"<th>{_e(c.title)}</th>" for c in table.columns)
+    body = []
+    for cells in table.cells():
+        tds = "".join(
+            f'<td class="num">{_e(cell)}</td>' if c.kind != "text" else f"<td>{_e(cell)}</td>"
+            for c, cell in zip(table.columns, cells)
+        )
+        body.append(f"<tr>{tds}</tr>")
+    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
+
+
+def _run_list(runs: list[Run]) -> str:
+    items = []
+    for run in runs:
+        note = f' <span class="note">{_e(run.note)}</span>' if run.note else ""
+        items.append(f'<li><a href="#run-{_e(run.slug)}">{_e(run.name)}</a>{note}: <code>{_e(run.path)}</code></li>')
+    return "<ul>\n" + "\n".join(items) + "\n</ul>"
+
+
+def _run_section(run: Run, figures: RunFigures) -> str:
+    note = f' <span class="note">{_e(run.note)}</span>' if run.note else ""
+    methods = "+".join(run.results.get("methods") or []) or "-"
+    kind = "pool" if run.pool else "stream"
+    over = "skills" if run.pool else "tasks (* = eval-only, never trained)"
+    images = "".join(
+        f'<figure><img src="{_e(name)}" alt="{_e(caption)} of {_e(run.name)}"><figcaption>{_e(caption)}</figcaption></figure>'
+        for name, caption in (
+            (figures.matrix, f"accuracy matrix (%): rows = zero-shot then after each step, columns = {over}"),
+            (figures.curves, f"accuracy (%) of each of the {over.split(' ')[0]} over the stream"),
+        )
+    )
+    return (
+        f'<section id="run-{_e(run.slug)}">\n<h3>{_e(run.name)}{note}</h3>\n'
+        f'<p class="muted">{_e(kind)} scenario, methods {_e(methods)}, <code>{_e(run.path)}</code></p>\n{images}\n</section>'
+    )
+
+
+def render_page(
+    runs: list[Run], figures: dict[str, RunFigures], comparison: Table, cost: Table, environment: Table
+) -> str:
+    """The whole page as a string."""
+    exports = "\n".join(f'<li><a href="{_e(name)}">{_e(name)}</a>: {_e(what)}</li>' for name, what in EXPORTS.items())
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        '<head>\n<meta charset="utf-8">\n<title>mcit report</title>',
+        f"<style>{_CSS}</style>\n</head>\n<body>",
+        f"<h1>mcit report: {len(runs)} run{'s' if len(runs) != 1 else ''}</h1>",
+        _run_list(runs),
+        "<h2>Method comparison</h2>",
+        ('<p class="muted">Points (100 &times; the score): final average accuracy (MFN), mean fine-tune accuracy (MFT), '
+        "mean average accuracy (MAA), average forgetting, backward and forward transfer (BWT, FWT); for pool runs "
+        "LAMP's forgetting rate (%, over skills and steps); for eval-only tasks (*) the drop from their zero-shot "
+        "score after the last step. &ldquo;-&rdquo;: undefined, or not a metric of that run's scenario.</p>"),
+        table_html(comparison),
+        "<h2>Cost</h2>",
+        ('<p class="muted">Seconds summed over the steps done (the base stage not included); evaluation includes the '
+        "zero-shot evaluation. Strategy state: the bytes of the strategy's tensors and JSON in the newest task "
+        "checkpoint; the whole directory also holds the trainable weights and, unless save_models is off, the model "
+        "in its standard form.</p>"),
+        table_html(cost),
+        "<h2>Environment</h2>",
+        table_html(environment),
+        "<h2>Runs</h2>",
+        *[_run_section(run, figures[run.name]) for run in runs],
+        "<h2>Exports</h2>",
+        f"<ul>\n{exports}\n</ul>",
+        "</body>\n</html>\n",
+    ]
+    return "\n".join(parts)

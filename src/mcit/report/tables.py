@@ -1,0 +1,180 @@
+"""The comparison, cost and environment tables of ``mcit report``, and their CSV, LaTeX and JSON exports.
+
+A table holds raw values (accuracies in points, i.e. 100x the stored fractions); ``cells``
+formats them for the page and the LaTeX table (one decimal, "-" when absent or undefined),
+``write_csv`` writes them unrounded (an empty cell when absent).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mcit.report.runs import Run, directory_bytes, matrix_view, newest_checkpoint, points, strategy_state_bytes
+
+# results["metrics"] key -> column title; values are fractions.
+METRICS = {
+    "final_average_accuracy": "final avg acc",
+    "mean_finetune_accuracy": "MFT",
+    "mean_average_accuracy": "MAA",
+    "average_forgetting": "avg forgetting",
+    "backward_transfer": "BWT",
+    "forward_transfer": "FWT",
+}
+FORGETTING_RATE = "forgetting_rate"  # pool runs: LAMP's rate, already in percent (a float, or a dict with "overall")
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # the CSV header
+    title: str  # the page's and LaTeX's header
+    kind: str = "points"  # text, points, seconds, count
+
+
+@dataclass
+class Table:
+    columns: list[Column]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def cells(self) -> list[list[str]]:
+        return [[_display(row.get(c.key), c.kind) for c in self.columns] for row in self.rows]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _display(value: Any, kind: str) -> str:
+    if _missing(value):
+        return "-"
+    if kind == "points" or kind == "seconds":
+        return f"{value:.1f}"
+    if kind == "count":
+        return f"{value:,}"
+    return str(value)
+
+
+def _rate(value: Any) -> float | None:
+    if isinstance(value, dict):
+        value = value.get("overall")
+    return None if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) else float(value)
+
+
+def comparison_table(runs: list[Run]) -> Table:
+    """One row per run: methods, the stream metrics in points, LAMP's rate, each eval-only task's forgetting."""
+    columns = [Column("run", "run", "text"), Column("methods", "methods", "text"), Column("steps", "steps", "text")]
+    columns += [Column(key, title) for key, title in METRICS.items()]
+    if any(FORGETTING_RATE in (run.results.get("metrics") or {}) for run in runs):
+        columns.append(Column(FORGETTING_RATE, "forgetting rate (%)"))
+    language: list[str] = []
+    for run in runs:
+        language += [name for name in run.results.get("language") or {} if name not in language]
+    columns += [Column(f"language_forgetting:{name}", f"{name}* forgetting") for name in language]
+    table = Table(columns)
+    for run in runs:
+        metrics = run.results.get("metrics") or {}
+        done, total = run.steps
+        row: dict[str, Any] = {
+            "run": run.name, "methods": "+".join(run.results.get("methods") or []), "steps": f"{done}/{total}",
+        }
+        row.update({key: points(metrics.get(key)) for key in METRICS})
+        row[FORGETTING_RATE] = _rate(metrics.get(FORGETTING_RATE))
+        for name, entry in (run.results.get("language") or {}).items():
+            row[f"language_forgetting:{name}"] = points(entry.get("forgetting") if isinstance(entry, dict) else None)
+        table.rows.append(row)
+    return table
+
+
+def _sum(values: list[Any]) -> float | None:
+    present = [v for v in values if isinstance(v, (int, float)) and not _missing(v)]
+    return float(sum(present)) if present else None
+
+
+def cost_table(runs: list[Run]) -> Table:
+    """One row per run: training, evaluation (and selection) seconds, trainable parameters, checkpoint sizes."""
+    columns = [Column("run", "run", "text"), Column("train_seconds", "train (s)", "seconds"),
+               Column("eval_seconds", "eval incl. zero-shot (s)", "seconds")]
+    if any(run.pool for run in runs):
+        columns.append(Column("selection_seconds", "selection (s)", "seconds"))
+    columns += [
+        Column("trainable_parameters", "trainable parameters", "count"),
+        Column("checkpoint", "newest checkpoint", "text"),
+        Column("strategy_state_bytes", "strategy state (bytes: its tensors + JSON)", "count"),
+        Column("checkpoint_bytes", "whole checkpoint directory (bytes)", "count"),
+    ]
+    table = Table(columns)
+    for run in runs:
+        rows = run.results.get("rows") or []
+        evals = [row.get("eval_seconds") for row in rows] + [run.results.get("zero_shot_eval_seconds")]
+        parameters = run.results.get("parameters")
+        parameters = parameters if isinstance(parameters, list) else None
+        trainable = None if parameters is None else sum(int(p.get("trainable") or 0) for p in parameters if isinstance(p, dict))
+        checkpoint = newest_checkpoint(run.path)
+        table.rows.append({
+            "run": run.name,
+            "train_seconds": _sum([row.get("train_seconds") for row in rows]),
+            "eval_seconds": _sum(evals),
+            "selection_seconds": _sum([row.get("selection_seconds") for row in rows]),
+            "trainable_parameters": trainable,
+            "checkpoint": checkpoint.name if checkpoint else None,
+            "strategy_state_bytes": strategy_state_bytes(checkpoint) if checkpoint else None,
+            "checkpoint_bytes": directory_bytes(checkpoint) if checkpoint else None,
+        })
+    return table
+
+
+def environment_table(runs: list[Run]) -> Table:
+    """Where each run ran: python, torch, device, threads (``results["environment"]``)."""
+    keys = ("python", "torch", "device", "threads", "platform")
+    table = Table([Column("run", "run", "text")] + [Column(key, key, "text") for key in keys])
+    for run in runs:
+        environment = run.results.get("environment") or {}
+        row = {key: environment.get(key) for key in keys}
+        row["torch"] = (environment.get("packages") or {}).get("torch")
+        table.rows.append({"run": run.name, **row})
+    return table
+
+
+def write_csv(table: Table, path: Path) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([c.key for c in table.columns])
+        for row in table.rows:
+            writer.writerow(["" if _missing(row.get(c.key)) else row[c.key] for c in table.columns])
+
+
+_LATEX = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX.get(char, char) for char in text)
+
+
+def latex_tabular(table: Table) -> str:
+    """The table as a LaTeX ``tabular`` (no packages needed), every string escaped."""
+    spec = "".join("l" if c.kind == "text" else "r" for c in table.columns)
+    lines = [f"\\begin{{tabular}}{{{spec}}}", "\\hline", " & ".join(latex_escape(c.title) for c in table.columns) + r" \\"]
+    lines.append("\\hline")
+    lines += [" & ".join(latex_escape(cell) for cell in cells) + r" \\" for cells in table.cells()]
+    lines += ["\\hline", "\\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def matrices(runs: list[Run]) -> dict[str, Any]:
+    """Each run's columns, row labels and matrix in points (``matrices.json``)."""
+    out = []
+    for run in runs:
+        view = matrix_view(run.results)
+        out.append({
+            "run": run.name, "path": str(run.path), "scenario": run.results.get("scenario"),
+            "methods": run.results.get("methods") or [], "complete": bool(run.results.get("complete")),
+            "columns": view.columns, "eval_only": [] if run.pool else list(run.results.get("eval_only") or []),
+            "rows": view.rows, "matrix": view.values,
+        })
+    return {"unit": "points (100 x the score in results.json)", "runs": out}
