@@ -96,7 +96,7 @@ def _arithmetic(rng: random.Random) -> tuple[dict, str, None]:
 
 
 COLOR = _register(TaskSpec(
-    "color", "plain",
+    "color", "dark",
     ("What color is the object?", "Name the color of the shape.", "Which color do you see?"),
     _color,
 ))
@@ -116,7 +116,10 @@ CODE = _register(TaskSpec(
     _code,
 ))
 SHAPE = _register(TaskSpec(
-    "shape", "dark",
+    # Shape in the base stage's plain style: in the dark style the tiny model learnt shapes
+    # too slowly on some seeds (seed 2: 40-84% after 3 epochs; issue 10). Colour, which
+    # any style keeps visible, takes the dark style.
+    "shape", "plain",
     ("What shape is shown?", "Name the shape in the image.", "Which shape is this?"),
     _shape,
 ))
