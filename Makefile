@@ -9,16 +9,22 @@ TORCH ?= torch==2.13.0
 .PHONY: run test install clean
 install: $(VENV)/.installed
 
+# `make run` needs the package only; `make test` adds the test extra (pytest, and the ~100 MB
+# pycocoevalcap wheel the caption scorer's tests use).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
 run: install
 	$(BIN)/mcit run $(ARGS)
 
-test: install
+test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

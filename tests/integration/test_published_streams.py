@@ -37,7 +37,10 @@ def test_published_stream_needs_its_data_folder(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", STREAMS)
-def test_published_stream_validates_and_runs_on_a_fake_copy_of_its_layout(name, tmp_path):
+def test_published_stream_validates_and_runs_on_a_fake_copy_of_its_layout(name, tmp_path, monkeypatch):
+    # Caption tasks are scored after every step; starting METEOR's JVM each time would make
+    # this test minutes long. The Java path is tested in tests/unit/test_caption_scorer.py.
+    monkeypatch.setattr("mcit.evaluation.scorers.captions.java_available", lambda: False)
     data = tmp_path / "data"
     shipped = yaml.safe_load(published_path(name).read_text())
     write_layout(data, shipped["benchmark"])
