@@ -218,6 +218,25 @@ def state_part_bytes(directory: Path | str, part: str) -> int:
     return tensor_bytes + len(json.dumps(subtree, separators=(",", ":")).encode("utf-8"))
 
 
+def read_results_file(path: Path) -> dict | None:
+    """A run's ``results.json``, or None if absent; UserError if it is not a JSON object.
+
+    Reads only: :class:`RunStore` (whose constructor tidies the directory) and read-only
+    readers such as ``mcit report`` share it.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        results = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"corrupt results file {path}: {e}") from e
+    if not isinstance(results, dict):
+        raise UserError(f"corrupt results file {path}: not a JSON object")
+    return results
+
+
 def _pid_alive(pid: int) -> bool:
     """Whether a process with this pid exists (POSIX signal 0 probes without signalling)."""
     if pid <= 0:  # 0 and negatives address process groups, never a lock owner
@@ -314,17 +333,7 @@ class RunStore:
 
     def read_results(self) -> dict | None:
         """Return the saved results, or None if absent; UserError if not a JSON object."""
-        try:
-            data = self.results_path.read_bytes()
-        except FileNotFoundError:
-            return None
-        try:
-            results = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise UserError(f"corrupt results file {self.results_path}: {e}") from e
-        if not isinstance(results, dict):
-            raise UserError(f"corrupt results file {self.results_path}: not a JSON object")
-        return results
+        return read_results_file(self.results_path)
 
     # -- checkpoints
 

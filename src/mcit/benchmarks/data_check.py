@@ -102,8 +102,8 @@ def _manifest(path: Path, root: Path, datasets: list[LlavaDataset], extra: set[P
     if not path.exists():
         atomic_write_json(path, current)
         return f"wrote manifest {path} ({len(files)} files)"
-    found = differences(read_manifest(path), current)
-    problem = describe_differences(path, found, len(set(read_manifest(path)["files"]) | set(current["files"])))
+    saved = read_manifest(path)
+    problem = describe_differences(path, differences(saved, current), len(saved["files"].keys() | current["files"].keys()))
     if problem:
         raise UserError(problem)
     return f"matches manifest {path} ({len(files)} files)"

@@ -6,7 +6,6 @@ writing it), so the files are read here rather than through :class:`mcit.store.R
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mcit.errors import UserError
-from mcit.store import STEP_PREFIX, state_part_bytes
+from mcit.store import STEP_PREFIX, read_results_file, state_part_bytes
 
 
 @dataclass(frozen=True)
@@ -57,15 +56,10 @@ def read_results(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "results.json"
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is not a run directory (no such directory)")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{run_dir} is not a run directory: it has no results.json") from None
-    try:
-        results = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise UserError(f"corrupt results file {path}: {' '.join(str(e).split())}") from e
-    if not isinstance(results, dict) or not isinstance(results.get("rows", []), list):
+    results = read_results_file(path)
+    if results is None:
+        raise UserError(f"{run_dir} is not a run directory: it has no results.json")
+    if not isinstance(results.get("rows", []), list):
         raise UserError(f"corrupt results file {path}: not the results of a run")
     return results
 
