@@ -15,7 +15,7 @@ from mcit.config import RunConfig
 from mcit.errors import UserError
 from mcit.models.hf import configure_trainable, load_trainable_state, load_vlm
 from mcit.models.saving import is_peft, save_adapter, save_model
-from mcit.runner import BASE_DIR, STEP_PREFIX
+from mcit.runner import BASE_DIR, STEP_PREFIX, build_strategy
 from mcit.store import RunStore
 
 
@@ -23,7 +23,8 @@ def trained_model(run_dir: Path, task: int | None = None):
     """The run's model after task ``task`` (1-based; ``None``: the newest kept).
 
     Returns:
-        ``(model, processor, meta)``; ``meta`` holds the checkpoint's ``task`` and ``index``.
+        ``(model, processor, meta, strategy)``; ``meta`` holds the checkpoint's ``task`` and
+        ``index``; ``strategy`` is the run's method chain with the checkpoint's state.
 
     Raises:
         UserError: Not a run directory, no finished task, or that task's checkpoint is gone.
@@ -53,9 +54,12 @@ def trained_model(run_dir: Path, task: int | None = None):
         corpus = build_scenario(config).corpus
     model, processor = load_vlm(source, config.model.dtype, corpus, config.model.seed)
     model = configure_trainable(model, config.model.trainable, config.model.lora)
+    strategy = build_strategy(config)
+    strategy.load_state_dict(state["strategy"])
+    model = strategy.setup_model(model, config.seed)  # adapters the methods added or merged
     load_trainable_state(model, state["model"])
     model.eval()
-    return model, processor, meta
+    return model, processor, meta, strategy
 
 
 def export_run(run_dir: Path, out: Path, task: int | None = None, merge: bool = False) -> dict[str, Any]:
@@ -70,11 +74,11 @@ def export_run(run_dir: Path, out: Path, task: int | None = None, merge: bool = 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--out {out} exists and is not an empty directory; give a new one")
-    model, processor, meta = trained_model(run_dir, task)
-    if is_peft(model) and not merge:
+    model, processor, meta, strategy = trained_model(run_dir, task)
+    if is_peft(model) and not merge and strategy.adapter_export():
         save_adapter(model, out)
         form = "adapter"
     else:
-        save_model(model, processor, out)
+        save_model(strategy.export_model(model), processor, out)
         form = "model"
     return {"out": str(out), "task": meta.get("task"), "index": meta.get("index"), "form": form}

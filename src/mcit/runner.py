@@ -101,6 +101,7 @@ class Runner:
         self.progress = progress or Progress()
         self.force = force
         self.device = resolve_device(config.device)
+        self._said_no_standard_form = False
 
     # -- pieces -------------------------------------------------------------------------
 
@@ -143,6 +144,19 @@ class Runner:
         ]
         self.store.write_json(f"{EVALUATIONS_DIR}/{record}.json", {e.task.name: e.record() for e in evaluations})
         return {e.task.name: e.score for e in evaluations}, time.perf_counter() - start
+
+    def _standard_form(self, model, processor, strategy: Strategy) -> Callable[[Path], Any]:
+        """Writes a checkpoint's model in its standard form (``save_models``); skipped, and said once, where the methods' modules cannot be folded exactly."""
+
+        def write(directory: Path) -> None:
+            try:
+                save_standard(model, processor, directory, strategy)
+            except UserError as error:
+                if not self._said_no_standard_form:
+                    self.progress.message(f"task checkpoints keep mcit's form only: {error}")
+                    self._said_no_standard_form = True
+
+        return write
 
     def _needs_base_stage(self, scenario: Scenario) -> bool:
         return scenario.base_train is not None and self.config.benchmark.base is not None
@@ -228,23 +242,27 @@ class Runner:
             results = self.store.read_results() or self._new_results(scenario)
             model, processor = self._stream_model(scenario, source)
             model = configure_trainable(model, self.config.model.trainable, self.config.model.lora).to(self.device)
+            collator = Collator(processor, self.config.model.max_length)
+            strategy = build_strategy(self.config)
+            done = len(results["rows"])
+            state = self.store.load_checkpoint(f"{STEP_PREFIX}{done:03d}")[0] if done else None
+            if state is not None:
+                strategy.load_state_dict(state["strategy"])
+                scenario.load_state_dict(state["scenario"])
+            # What the methods changed outside the trainable weights (added or merged adapters)
+            # is rebuilt from their state before the trained weights are loaded into it.
+            model = strategy.setup_model(model, self.config.seed)
+            if state is not None:
+                load_trainable_state(model, state["model"])
+                self.progress.message(f"resuming after {scenario.step_label} {done}/{len(scenario.steps)} ({scenario.steps[done - 1]})")
             results["parameters"] = [
                 {"part": part, "total": total, "trainable": trainable} for part, total, trainable in parameter_table(model)
             ]
             self.progress.parameters(results["parameters"])
-            collator = Collator(processor, self.config.model.max_length)
-            strategy = build_strategy(self.config)
             if results["zero_shot"] is None:
                 results["zero_shot"], seconds = self._evaluate(model, collator, scenario.columns, "zero-shot eval", "00-zero-shot")
                 results["zero_shot_eval_seconds"] = seconds
                 self.store.write_results(results)
-            done = len(results["rows"])
-            if done:
-                state, _ = self.store.load_checkpoint(f"{STEP_PREFIX}{done:03d}")
-                load_trainable_state(model, state["model"])
-                strategy.load_state_dict(state["strategy"])
-                scenario.load_state_dict(state["scenario"])
-                self.progress.message(f"resuming after {scenario.step_label} {done}/{len(scenario.steps)} ({scenario.steps[done - 1]})")
             for index in range(done, len(scenario.steps)):
                 self._run_step(index, scenario, model, collator, strategy, results)
             results["complete"] = True
@@ -282,7 +300,7 @@ class Runner:
         for relative, content in end.files.items():
             self.store.write_json(relative, content)
         state = {"model": trainable_state(model), "strategy": strategy.state_dict(), "scenario": scenario.state_dict()}
-        standard = (lambda directory: save_standard(model, collator.processor, directory)) if self.config.save_models else None
+        standard = self._standard_form(model, collator.processor, strategy) if self.config.save_models else None
         # Checkpoint first, then the results that point at it: each write is atomic.
         self.store.save_checkpoint(f"{STEP_PREFIX}{index + 1:03d}", state, {"task": step.name, "index": index}, standard)
         results["rows"].append(row)

@@ -53,7 +53,7 @@ def batch_logits(model, processor) -> torch.Tensor:
 
 
 def test_checkpoints_hold_a_peft_adapter_with_the_trained_projector(lora_run, data):
-    trained, processor, meta = trained_model(lora_run, 2)
+    trained, processor, meta, _ = trained_model(lora_run, 2)
     assert meta["task"] == "shape"
     adapter = lora_run / "checkpoints" / "task-002" / "adapter"
     assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
@@ -73,7 +73,7 @@ def test_export_merge_is_a_plain_model_that_behaves_like_the_run(lora_run, tmp_p
     assert result.exit_code == 0, result.output
     assert "model after task 2 (shape)" in result.output
     merged = AutoModelForImageTextToText.from_pretrained(tmp_path / "merged")
-    trained, processor, _ = trained_model(lora_run)
+    trained, processor, _, _ = trained_model(lora_run)
     assert torch.allclose(batch_logits(merged, processor), batch_logits(trained, processor), atol=1e-4)
     earlier = CliRunner().invoke(app, ["export", str(lora_run), "--task", "1", "--out", str(tmp_path / "first")])
     assert earlier.exit_code == 0 and "adapter after task 1 (color)" in earlier.output
@@ -91,7 +91,7 @@ def test_eval_scores_an_exported_model_like_the_run_did(projector_run, data, tmp
     results = json.loads((projector_run / "results.json").read_text())
     assert scored["columns"] == ["color", "shape", "arithmetic"]
     assert scored["scores"] == results["rows"][-1]["scores"]
-    trained, processor, _ = trained_model(projector_run)
+    trained, processor, _, _ = trained_model(projector_run)
     eval_set = TASKS.get("color").generate(6, 0, "eval")
     expected = generate_answers(trained, Collator(processor), eval_set, max_new_tokens=6)
     color = scored["evaluations"]["color"]
@@ -119,3 +119,23 @@ def test_mistakes_are_one_line(projector_run, tmp_path, args, message):
     assert result.exit_code == 2, result.output
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_a_merging_lora_run_saves_and_exports_whole_models_that_score_like_the_run(data, tmp_path):
+    """After a merge the adapter alone misses the earlier tasks: checkpoints and export write the whole model."""
+    run = run_stream(data, tmp_path / "run", "method=[lora]", "model.trainable=[]", "model.lora={r: 4}")
+    checkpoint = run / "checkpoints" / "task-002"
+    assert (checkpoint / "model" / "config.json").is_file() and not (checkpoint / "adapter").exists()
+    exported = tmp_path / "exported"
+    result = CliRunner().invoke(app, ["export", str(run), "--out", str(exported)])
+    assert result.exit_code == 0 and "model after task 2" in result.output, result.output
+    trained, processor, _, strategy = trained_model(run)
+    assert len(strategy.strategies[0][1].merged) == 2
+    base = AutoModelForImageTextToText.from_pretrained(data / "model")
+    for directory in (exported, checkpoint / "model"):
+        plain = AutoModelForImageTextToText.from_pretrained(directory)
+        assert torch.allclose(batch_logits(plain, processor), batch_logits(trained, processor), atol=1e-4)
+    assert not torch.allclose(batch_logits(base, processor), batch_logits(trained, processor), atol=1e-4)
+    out = tmp_path / "scores.json"
+    assert CliRunner().invoke(app, ["eval", str(data / "stream.yaml"), "--model", str(exported), "--out", str(out)]).exit_code == 0
+    assert json.loads(out.read_text())["scores"] == json.loads((run / "results.json").read_text())["rows"][-1]["scores"]

@@ -23,6 +23,10 @@ class LoraConfig(_Strict):
     alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator (scale = alpha / r, or alpha / sqrt(r) with rslora).")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input.")
     rslora: bool = Field(False, description="Rank-stabilised LoRA scaling.")
+    target_modules: list[str] | None = Field(
+        None,
+        description="Linear layers of the language model that get adapters, by name or name suffix (e.g. [q_proj, v_proj]); null: every linear layer of the language model except the output head.",
+    )
 
 
 class ModelConfig(_Strict):
@@ -227,4 +231,25 @@ class RunConfig(_Strict):
             for role, hint in strategy_class.requires(o).items():
                 if role not in provided:
                     raise ValueError(f"method {name!r} needs a {role} method in the chain: {hint}")
+        owners: dict[str, str] = {}
+        for name, strategy_class, o in zip(names, classes, options):
+            for role in strategy_class.owns(o):
+                if role in owners:
+                    raise ValueError(f"methods {owners[role]!r} and {name!r} both manage the {role}; keep one of them")
+                owners[role] = name
         return value
+
+    @model_validator(mode="after")
+    def _adapter(self) -> RunConfig:
+        """A method on the peft adapter gets ``model.lora``'s defaults when none is set; one that brings its own refuses it."""
+        from mcit.strategies import STRATEGIES
+
+        for method in self.method:
+            wants = STRATEGIES.get(method.name).peft_lora
+            if wants == "required" and self.model.lora is None:
+                self.model.lora = LoraConfig()
+            elif wants == "refused" and self.model.lora is not None:
+                raise ValueError(
+                    f"method {method.name!r} brings its own adapters: set model.lora: null and give their shape as options of {method.name!r}"
+                )
+        return self

@@ -139,6 +139,35 @@ def load_vlm(name_or_path: str | Path, dtype: str = "float32", corpus: Iterable[
     return model, processor
 
 
+def lora_targets(model: torch.nn.Module, wanted: Iterable[str] | None = None) -> list[str]:
+    """Names of the language model's linear layers (not the output head) that get adapters.
+
+    Args:
+        wanted: Layer names or name suffixes (``q_proj`` matches ``...self_attn.q_proj``);
+            ``None`` for every linear layer of the language model.
+
+    Raises:
+        UserError: If a wanted name matches no linear layer of the language model.
+    """
+    linears = [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and part_of(name) == "language_model" and not name.endswith("lm_head")
+    ]
+    if wanted is None:
+        return linears
+    wanted = list(wanted)
+    matches = {w: [n for n in linears if n == w or n.endswith(f".{w}")] for w in wanted}
+    unmatched = [w for w, found in matches.items() if not found]
+    if unmatched:
+        suffixes = sorted({n.rsplit(".", 1)[-1] for n in linears})
+        raise UserError(
+            f"model.lora.target_modules: {unmatched[0]!r} matches no linear layer of the language model; "
+            f"its linear layers end in: {', '.join(suffixes)}"
+        )
+    return [n for n in linears if any(n in found for found in matches.values())]
+
+
 def configure_trainable(model: torch.nn.Module, trainable: Iterable[str], lora=None) -> torch.nn.Module:
     """Freeze everything, then unfreeze the named parts; optionally add LoRA to the LM.
 
@@ -156,11 +185,7 @@ def configure_trainable(model: torch.nn.Module, trainable: Iterable[str], lora=N
     if lora is not None:
         from peft import LoraConfig, get_peft_model
 
-        targets = [
-            name
-            for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear) and part_of(name) == "language_model" and not name.endswith("lm_head")
-        ]
+        targets = lora_targets(model, lora.target_modules)
         peft_config = LoraConfig(
             r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, use_rslora=lora.rslora, target_modules=targets
         )

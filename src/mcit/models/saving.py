@@ -15,6 +15,7 @@ base model its ``adapter_config.json`` names.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import safetensors.torch
@@ -57,11 +58,21 @@ def save_model(model: torch.nn.Module, processor, target: Path) -> Path:
     return Path(target)
 
 
-def save_standard(model: torch.nn.Module, processor, directory: Path) -> Path:
-    """Write ``directory/adapter`` (LoRA on) or ``directory/model`` (LoRA off); returns it."""
-    if is_peft(model):
+def save_standard(model: torch.nn.Module, processor, directory: Path, strategy=None) -> Path:
+    """Write ``directory/adapter`` (LoRA on) or ``directory/model`` (LoRA off); returns it.
+
+    With the run's ``strategy`` (a :class:`mcit.strategies.Strategy`), its methods decide:
+    where the adapter alone does not reproduce the model (e.g. earlier adapters merged into
+    the weights) the whole model is written, and modules a method added are folded in by
+    its ``export_model`` (which raises UserError where that is not exact). The live model
+    is never changed: folding and merging work on a copy.
+    """
+    if is_peft(model) and (strategy is None or strategy.adapter_export()):
         return save_adapter(model, Path(directory) / ADAPTER_DIR)
-    return save_model(model, processor, Path(directory) / MODEL_DIR)
+    plain = model if strategy is None else strategy.export_model(model)  # export_model never changes its input
+    if is_peft(plain) and plain is model:
+        plain = copy.deepcopy(model)  # merge_and_unload merges in place
+    return save_model(plain, processor, Path(directory) / MODEL_DIR)
 
 
 def load_adapter(base: torch.nn.Module, adapter: Path) -> torch.nn.Module:

@@ -118,9 +118,19 @@ class BufferOptions(StrategyOptions):
         "'random' keeps buffer_per_task per task; the others fill a total capacity.",
     )
     buffer_per_task: int = Field(200, ge=1, description="Samples kept from each finished task (selector 'random').")
+    buffer_fraction: float | None = Field(
+        None, gt=0, le=1,
+        description="Keep this fraction of each finished task instead (at least 1 sample; selector 'random'; e.g. 0.01 for 1% rehearsal); null uses buffer_per_task.",
+    )  # fmt: skip
     capacity: int = Field(
         1000, ge=1, description="Total samples kept over all tasks (selectors 'reservoir' and 'per_task_quota')."
     )
+
+    def per_task(self, task_size: int) -> int:
+        """Samples kept from a finished task of ``task_size`` training samples."""
+        if self.buffer_fraction is None:
+            return self.buffer_per_task
+        return max(1, round(self.buffer_fraction * task_size))
 
     @field_validator("selector")
     @classmethod
@@ -164,7 +174,7 @@ class ReplayBuffer:
             self.buffers(lookup),
             name,
             samples,
-            per_task=self.options.buffer_per_task,
+            per_task=self.options.per_task(len(samples)),
             capacity=self.options.capacity,
             seen=self.seen,
             seed=f"{self.purpose}/{task_seed}",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -73,6 +73,10 @@ class Strategy:
     # False for methods that define the whole training regime (e.g. the joint upper bound)
     # and so cannot be chained with others.
     composable: ClassVar[bool] = True
+    # Whether the method works on the peft LoRA adapter of ``model.lora``: "required" (the
+    # config adds the default adapter when none is set), "refused" (the method brings its
+    # own adapters) or "any".
+    peft_lora: ClassVar[Literal["any", "required", "refused"]] = "any"
 
     @classmethod
     def provides(cls, options: StrategyOptions) -> frozenset[str]:
@@ -84,8 +88,40 @@ class Strategy:
         """Roles another method of the chain must provide, each with the hint shown when none does."""
         return {}
 
+    @classmethod
+    def owns(cls, options: StrategyOptions) -> frozenset[str]:
+        """Parts of the model whose layout this method manages; two methods of a chain cannot own the same one."""
+        return frozenset()
+
     def __init__(self, options: StrategyOptions | None = None) -> None:
         self.options = options if options is not None else self.options_class()
+
+    def setup_model(self, model: torch.nn.Module, seed: int) -> torch.nn.Module:
+        """Rebuild what this method changed in the model outside its trainable weights.
+
+        Called once on a freshly built model, after :meth:`load_state_dict` when a run
+        resumes (or is exported) and before the trainable weights are loaded: re-add the
+        modules a method added (adapters of finished tasks, experts) and re-apply what it
+        wrote into frozen weights (merged adapters), from its state. On a fresh run the
+        state is empty: a method may add modules here but must leave the model's outputs
+        unchanged. ``seed`` is the run's seed. Returns the model (possibly wrapped).
+        """
+        return model
+
+    def export_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model in a form other tools load, e.g. added modules folded into the weights.
+
+        Must not change ``model`` (the live one, during a run): a method that folds works
+        on a copy and returns it.
+
+        Raises:
+            UserError: If that cannot be done exactly; the message says where.
+        """
+        return model
+
+    def adapter_export(self) -> bool:
+        """Whether the peft adapter alone, on the base model, reproduces the trained model."""
+        return True
 
     def before_task(self, ctx: Context) -> None:
         """Called before training on ``ctx.task``."""
@@ -124,6 +160,19 @@ class StrategyChain(Strategy):
     def __init__(self, strategies: Sequence[tuple[str, Strategy]]) -> None:
         super().__init__()
         self.strategies = list(strategies)
+
+    def setup_model(self, model: torch.nn.Module, seed: int) -> torch.nn.Module:
+        for _, strategy in self.strategies:
+            model = strategy.setup_model(model, seed)
+        return model
+
+    def export_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        for _, strategy in self.strategies:
+            model = strategy.export_model(model)
+        return model
+
+    def adapter_export(self) -> bool:
+        return all(strategy.adapter_export() for _, strategy in self.strategies)
 
     def before_task(self, ctx: Context) -> None:
         for _, strategy in self.strategies:

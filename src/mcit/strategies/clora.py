@@ -9,6 +9,7 @@ from pydantic import Field
 
 from mcit.data.collate import Batch
 from mcit.strategies._importance import Tensors, tensors_state, to_device
+from mcit.strategies._lora import lora_units
 from mcit.strategies.base import STRATEGIES, Context, Strategy, StrategyOptions
 
 
@@ -19,22 +20,6 @@ class CLoRAOptions(StrategyOptions):
     normalise: bool = Field(
         True, description="Divide the penalty by mean(P^2) over all elements of all adapted weights (scale-free lambda)."
     )
-
-
-def lora_units(model: torch.nn.Module) -> dict[str, tuple[torch.nn.Module, str]]:
-    """Trainable peft LoRA adapters on 2-D weights, as ``"<module name>/<adapter>" -> (module, adapter)``."""
-    from peft.tuners.lora import LoraLayer  # peft is slow to import; only needed once a task starts
-
-    units = {}
-    for name, module in model.named_modules():
-        if not isinstance(module, LoraLayer):
-            continue
-        for adapter, lora_a in module.lora_A.items():
-            lora_b = module.lora_B[adapter]
-            matrices = lora_a.weight.dim() == 2 and lora_b.weight.dim() == 2
-            if matrices and (lora_a.weight.requires_grad or lora_b.weight.requires_grad):
-                units[f"{name}/{adapter}"] = (module, adapter)
-    return units
 
 
 def _factors(module: torch.nn.Module, adapter: str, detach: bool) -> tuple[torch.Tensor, torch.Tensor]:

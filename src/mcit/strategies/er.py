@@ -20,7 +20,7 @@ class ExperienceReplay(Strategy):
 
     After task t a buffer selector (option ``selector``) chooses which of its training
     samples to keep; the strategy state holds their references (task and id), not pixels. The default, ``random``, keeps
-    ``buffer_per_task`` samples drawn uniformly (seeded by the task seed); ``reservoir`` and
+    ``buffer_per_task`` samples (or ``buffer_fraction`` of the task) drawn uniformly (seeded by the task seed); ``reservoir`` and
     ``per_task_quota`` keep a total ``capacity`` over all tasks. Training on task t+1 uses
     its own data plus every buffer, shuffled together by the loop (concatenation, not a
     fixed replay fraction per batch).

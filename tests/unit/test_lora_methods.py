@@ -1,0 +1,132 @@
+"""Continual LoRA: merge after each task, restart, and rebuild the merges on resume."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from mcit.config import LoraConfig, load_config
+from mcit.errors import UserError
+from mcit.models.hf import configure_trainable, load_vlm, lora_targets
+from mcit.store import load_state_tree, save_state_tree
+from mcit.strategies import Context, TaskView
+from mcit.strategies._lora import lora_layers
+from mcit.strategies.lora import ContinualLoRA, LoRAOptions
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return load_vlm("tiny")[0]
+
+
+def lora_model(tiny_model, **lora):
+    return configure_trainable(copy.deepcopy(tiny_model), [], LoraConfig(r=2, alpha=6.0, **lora))
+
+
+def train_adapters(model, seed: int) -> None:
+    """Stand-in for a task's training: move every LoRA factor by a seeded step."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_" in name:
+                param.add_(0.1 * torch.randn(param.shape, generator=generator))
+
+
+def outputs(model) -> torch.Tensor:
+    ids = torch.arange(3, 15).unsqueeze(0)
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def base_weights(model) -> dict[str, torch.Tensor]:
+    return {name: m.get_base_layer().weight.detach().clone() for name, m in lora_layers(model).items()}
+
+
+def test_merge_keeps_the_function_and_restarts_the_adapter(tiny_model):
+    model = lora_model(tiny_model)
+    lora = ContinualLoRA(LoRAOptions(merge=True))
+    ctx = Context(model, TaskView(0, "a", []), seed=7, device=torch.device("cpu"))
+    before = base_weights(model)
+    train_adapters(model, 0)
+    trained = outputs(model)
+    lora.after_task(ctx)
+
+    torch.testing.assert_close(outputs(model), trained, atol=1e-5, rtol=1e-5)  # the update moved into W
+    changed = [name for name, w in base_weights(model).items() if not torch.equal(w, before[name])]
+    assert len(changed) == len(before) > 0
+    for layer in lora_layers(model).values():
+        assert torch.count_nonzero(layer.lora_B["default"].weight) == 0  # a fresh adapter: zero update
+        assert layer.lora_A["default"].weight.abs().sum() > 0
+    assert len(lora.merged) == 1 and set(lora.merged[0]) == set(before)
+
+
+def test_keep_mode_leaves_the_base_weights_alone(tiny_model):
+    model = lora_model(tiny_model)
+    lora = ContinualLoRA(LoRAOptions(merge=False))
+    before = base_weights(model)
+    train_adapters(model, 0)
+    lora.after_task(Context(model, TaskView(0, "a", []), seed=7, device=torch.device("cpu")))
+    assert all(torch.equal(w, before[n]) for n, w in base_weights(model).items())
+    assert lora.merged == [] and lora.adapter_export()
+
+
+def test_resume_rebuilds_merged_weights_bit_for_bit(tiny_model, tmp_path):
+    straight, lora = lora_model(tiny_model), ContinualLoRA()
+    for task in range(2):
+        train_adapters(straight, task)
+        lora.after_task(Context(straight, TaskView(task, f"t{task}", []), seed=task, device=torch.device("cpu")))
+    save_state_tree(lora.state_dict(), tmp_path / "state")
+
+    resumed = ContinualLoRA()
+    resumed.load_state_dict(load_state_tree(tmp_path / "state"))
+    rebuilt = resumed.setup_model(lora_model(tiny_model), seed=0)
+    a, b = base_weights(straight), base_weights(rebuilt)
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    assert not resumed.adapter_export(), "the adapter alone no longer reproduces a merged model"
+
+
+def test_target_modules_pick_layers_by_suffix_and_unknown_names_are_refused(tiny_model):
+    every = lora_targets(tiny_model)
+    some = lora_targets(tiny_model, ["q_proj"])
+    assert some and all(n.endswith("q_proj") for n in some) and len(some) < len(every)
+    model = lora_model(tiny_model, target_modules=["q_proj"])
+    assert set(lora_layers(model)) == {f"base_model.model.{n}" for n in some}
+    with pytest.raises(UserError, match="matches no linear layer"):
+        lora_targets(tiny_model, ["nope_proj"])
+
+
+def test_config_adds_the_default_adapter_for_lora_and_refuses_two_adapter_owners():
+    config = load_config(None, ["method=[lora]"])
+    assert config.model.lora == LoraConfig()
+    assert load_config(None, ["method=[lora]", "model.lora={r: 4}"]).model.lora.r == 4
+    with pytest.raises(UserError, match="both manage"):
+        load_config(None, ["method=[lora, msgm]"])
+
+
+def test_msgm_is_soft_targets_on_a_merged_lora_with_fractional_rehearsal(tiny_model):
+    from mcit.data.sample import Sample
+    from mcit.strategies.msgm import MSGM, MSGMOptions
+
+    msgm = MSGM(MSGMOptions(alpha=0.1, rehearsal=0.02))
+    assert [name for name, _ in msgm.strategies] == ["soft_targets", "lora", "er"]
+    assert msgm.strategies[0][1].options.alpha == 0.1 and msgm.strategies[1][1].options.merge
+    assert MSGM.provides(msgm.options) == {"replay"} and MSGM.provides(MSGMOptions()) == frozenset()
+    samples = [Sample(f"a-{i}", "q", "x", (), skill="a") for i in range(150)]
+    model = lora_model(tiny_model)
+    before = base_weights(model)
+    train_adapters(model, 0)
+    msgm.after_task(Context(model, TaskView(0, "a", samples), seed=3, device=torch.device("cpu")))
+    kept = msgm.strategies[2][1].buffers["a"]
+    assert len(kept) == 3  # 2% of 150
+    assert any(not torch.equal(w, before[n]) for n, w in base_weights(model).items()), "merged after the task"
+    assert set(msgm.state_dict()) == {"0:soft_targets", "1:lora", "2:er"}
+
+
+def test_er_buffer_fraction_keeps_at_least_one_sample():
+    from mcit.strategies._buffer import BufferOptions
+
+    assert BufferOptions(buffer_fraction=0.01).per_task(2000) == 20
+    assert BufferOptions(buffer_fraction=0.01).per_task(30) == 1
+    assert BufferOptions().per_task(2000) == 200
