@@ -276,6 +276,7 @@ class Runner:
         seed = derive_seed(self.config.seed, index, "train")
         ctx = Context(model, TaskView(index, step.name, step.train), seed, self.device, collator, lookup=scenario.lookup(index))
         strategy.before_task(ctx)
+        trained_parameters = sum(p.numel() for _, p in ctx.trainable())  # after the methods added this task's modules
         data = strategy.train_data(ctx, step.train)
         label = f"{scenario.step_label} {index + 1}/{len(scenario.steps)} {step.name}"
         stats = self._train(ctx, data, strategy, self.config.train, label, partial=True)
@@ -294,6 +295,8 @@ class Runner:
             "final_loss": stats.final_loss,
             "skipped_batches": stats.skipped_batches,
             "eval_seconds": eval_seconds,
+            "trained_parameters": trained_parameters,
+            "model_parameters": sum(p.numel() for p in model.parameters()),  # grows where a method adds modules per task
             **step.facts,
             **end.facts,
         }

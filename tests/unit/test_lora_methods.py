@@ -26,11 +26,11 @@ def lora_model(tiny_model, **lora):
 
 
 def train_adapters(model, seed: int) -> None:
-    """Stand-in for a task's training: move every LoRA factor by a seeded step."""
+    """Stand-in for a task's training: move every trainable LoRA factor by a seeded step."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if "lora_" in name:
+            if "lora_" in name and param.requires_grad:
                 param.add_(0.1 * torch.randn(param.shape, generator=generator))
 
 
@@ -130,3 +130,43 @@ def test_er_buffer_fraction_keeps_at_least_one_sample():
     assert BufferOptions(buffer_fraction=0.01).per_task(2000) == 20
     assert BufferOptions(buffer_fraction=0.01).per_task(30) == 1
     assert BufferOptions().per_task(2000) == 200
+
+
+def test_olora_adds_one_frozen_active_adapter_per_task_and_penalises_overlap(tiny_model, tmp_path):
+    from mcit.strategies.olora import OLoRA, OLoRAOptions
+
+    model, olora = lora_model(tiny_model), OLoRA(OLoRAOptions(lambda1=0.5, lambda2=0.1))
+    layers = lambda m: lora_layers(m)  # noqa: E731
+    zero = torch.tensor(0.0)
+    contexts = [Context(model, TaskView(i, f"t{i}", []), seed=i, device=torch.device("cpu")) for i in range(3)]
+    olora.before_task(contexts[0])
+    train_adapters(model, 0)
+    first = olora.loss(contexts[0], None, None, zero)
+    squared = sum(p.square().sum() for n, p in model.named_parameters() if "lora_" in n)
+    torch.testing.assert_close(first, 0.1 * squared)  # no earlier task: only the lambda2 term
+    olora.after_task(contexts[0])
+    assert not any(p.requires_grad for n, p in model.named_parameters() if "lora_" in n)
+
+    olora.before_task(contexts[1])
+    trainable = {n.split(".")[-2] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"task1"} and model.active_adapters == ["default", "task1"]
+    layer = next(iter(layers(model).values()))
+    assert torch.count_nonzero(layer.lora_B["task1"].weight) == 0  # a new task's update starts at 0
+    expected = sum(
+        (l.lora_A["default"].weight @ l.lora_A["task1"].weight.T).abs().sum() for l in layers(model).values()
+    ) * 0.5 + 0.1 * sum(l.lora_A["task1"].weight.square().sum() for l in layers(model).values())
+    torch.testing.assert_close(olora.loss(contexts[1], None, None, zero), expected)
+    penalty = olora.loss(contexts[1], None, None, zero)
+    penalty.backward()
+    assert layer.lora_A["task1"].weight.grad is not None and layer.lora_A["default"].weight.grad is None
+    train_adapters(model, 1)
+    olora.after_task(contexts[1])
+    trained = outputs(model)
+    assert not olora.adapter_export(), "two active adapters: the first adapter alone is not the model"
+
+    save_state_tree(olora.state_dict(), tmp_path / "state")
+    resumed = OLoRA(OLoRAOptions(lambda1=0.5, lambda2=0.1))
+    resumed.load_state_dict(load_state_tree(tmp_path / "state"))
+    rebuilt = resumed.setup_model(lora_model(tiny_model), seed=0)
+    assert rebuilt.active_adapters == ["default", "task1"]
+    assert torch.equal(outputs(rebuilt), trained)
