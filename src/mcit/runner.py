@@ -29,6 +29,7 @@ from mcit.data.sample import Task
 from mcit.device import resolve_device
 from mcit.errors import UserError
 from mcit.evaluation.evaluate import evaluate_task
+from mcit.evaluation.language_harness import lm_eval_available, run_language_harness
 from mcit.models.hf import configure_trainable, load_trainable_state, load_vlm, parameter_table, trainable_state
 from mcit.models.saving import save_standard
 from mcit.scenarios import Scenario, build_scenario
@@ -235,6 +236,10 @@ class Runner:
         torch.set_num_threads(self.config.threads)
         scenario = build_scenario(self.config)
         scenario.check()
+        harness = self.config.language_harness
+        if harness is not None:
+            harness.check_after(scenario.steps)
+            lm_eval_available()
         source = self._load_source(scenario)  # checks the model path first (check_model_dir)
         with self.store.lock():
             self._check_config(resolved)  # again, now that no other process can write it
@@ -285,6 +290,11 @@ class Runner:
         scores, eval_seconds = self._evaluate(
             model, collator, scenario.columns, f"eval after {step.name}", f"{index + 1:02d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', step.name)}"
         )
+        if self.config.language_harness is not None and self.config.language_harness.runs_after(step.name, scenario.steps):
+            self.progress.message(f"language harness after {step.name}: {', '.join(self.config.language_harness.tasks)}")
+            facts_harness = {"language_harness": run_language_harness(model, collator.processor, self.config.language_harness, self.device)}
+        else:
+            facts_harness = {}
         end = scenario.end(index, selection)
         row = {
             "after": step.name,
@@ -299,6 +309,7 @@ class Runner:
             "model_parameters": sum(p.numel() for p in model.parameters()),  # grows where a method adds modules per task
             **step.facts,
             **end.facts,
+            **facts_harness,
         }
         for relative, content in end.files.items():
             self.store.write_json(relative, content)

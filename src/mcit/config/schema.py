@@ -14,6 +14,7 @@ from pydantic_core import PydanticUndefined
 
 from mcit.config.base import _Strict
 from mcit.config.benchmark import BenchmarkConfig, StreamInfo
+from mcit.config.language_harness import LanguageHarnessConfig
 from mcit.errors import UserError, first_error
 from mcit.training.settings import TrainConfig
 
@@ -158,6 +159,9 @@ class RunConfig(_Strict):
     # docs/RESULTS.md), so each task of the stream warms up over its first 20% of steps.
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(warmup_ratio=0.2), description="Training settings for each task of the stream (warmup_ratio 0.2 by default, see docs/RESULTS.md).")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation settings.")
+    language_harness: LanguageHarnessConfig | None = Field(
+        None, description="lm-evaluation-harness text tasks scored on the live language model after chosen stream tasks (extra `mcit[lm-eval]`, docs/language-harness.md); null for none."
+    )
     pool: PoolConfig | None = Field(None, description="Selection and budgets of the pool scenario (defaults filled in when scenario is 'pool').")
     save_models: bool = Field(
         True, description="Write each task checkpoint's model in its standard form too: the peft adapter when LoRA is on (small), else the whole model with save_pretrained (a full copy per kept checkpoint; turn off for large models and use `mcit export`)."
