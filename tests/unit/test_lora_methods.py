@@ -170,3 +170,49 @@ def test_olora_adds_one_frozen_active_adapter_per_task_and_penalises_overlap(tin
     rebuilt = resumed.setup_model(lora_model(tiny_model), seed=0)
     assert rebuilt.active_adapters == ["default", "task1"]
     assert torch.equal(outputs(rebuilt), trained)
+
+
+def test_moelora_mixes_experts_by_a_dense_softmax_and_folds_only_when_exact(tiny_model):
+    from mcit.strategies.moelora import MoELoRA, MoELoRALinear, MoELoRAOptions
+
+    model = configure_trainable(copy.deepcopy(tiny_model), ["projector", "language_model"])
+    plain = outputs(model)
+    moelora = MoELoRA(MoELoRAOptions(r=4, alpha=8.0, experts=2, target_modules=["q_proj", "v_proj"]))
+    model = moelora.setup_model(model, seed=0)
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, MoELoRALinear)}
+    assert len(layers) == 2 * len(lora_targets(tiny_model, ["q_proj"])) > 0
+    assert torch.equal(outputs(model), plain), "B starts at zero: the wrapped model computes what the plain one did"
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("moelora_" in n or "projector" in n for n in trainable)
+
+    layer = next(iter(layers.values()))
+    with torch.no_grad():
+        layer.moelora_B.normal_(generator=torch.Generator().manual_seed(1))
+    x = torch.randn(3, layer.base.in_features, generator=torch.Generator().manual_seed(2))
+    gates = torch.softmax(x @ layer.moelora_router.T, dim=-1)
+    expected = layer.base(x)
+    for e in range(2):
+        a, b = layer.moelora_A[2 * e : 2 * e + 2], layer.moelora_B[:, 2 * e : 2 * e + 2]
+        expected = expected + 2.0 * gates[:, e : e + 1] * (x @ a.T @ b.T)  # alpha / r = 8 / 4
+    torch.testing.assert_close(layer(x), expected)
+
+    def make_constant(m):
+        with torch.no_grad():
+            m.moelora_router.copy_(m.moelora_router[:1].expand_as(m.moelora_router))  # every expert gets 1/E
+
+    make_constant(layer)
+    with pytest.raises(UserError, match="3 of 4 adapted layers have an input-dependent router"):
+        moelora.export_model(model)
+    for m in layers.values():
+        make_constant(m)
+    folded = moelora.export_model(model)
+    assert not any(isinstance(m, MoELoRALinear) for m in folded.modules())
+    torch.testing.assert_close(outputs(folded), outputs(model), atol=1e-5, rtol=1e-5)
+    assert any(isinstance(m, MoELoRALinear) for m in model.modules()), "export works on a copy"
+
+
+def test_moelora_refuses_a_peft_adapter_and_ranks_that_do_not_split():
+    with pytest.raises(UserError, match="brings its own adapters"):
+        load_config(None, ["method=[moelora]", "model.lora={r: 4}"])
+    with pytest.raises(UserError, match="multiple of experts"):
+        load_config(None, ["method=[{name: moelora, r: 6, experts: 4}]"])
