@@ -4,9 +4,11 @@ Usage: .venv/bin/python experiments/methods_quality.py [--seeds 0,1,2] [--method
        [--out runs/methods-bench] [--set key=value ...]
        (a method may be given as name:option=value for sweeps, e.g. ewc:strength=10)
 
-Columns: final average accuracy, average forgetting, BWT, FWT (points), wall seconds of the
-stream (training + evaluation, base stage excluded), trainable parameters, and the bytes of
-strategy state stored in the final checkpoint. Every method of a seed starts from the same
+Columns: final average accuracy, average forgetting, BWT, FWT, the linguistic forgetting Delta
+of the NLU and NLG eval-only groups and the vision-language Delta (points; Srivastava et al.'s
+omega, see README), wall seconds of the stream (training + evaluation, base stage excluded),
+parameters trained per task (mean over tasks), the model's parameters after the last task
+(what isolation methods add) and the bytes of strategy state stored in the final checkpoint. Every method of a seed starts from the same
 base model (the first method's base stage), so rows differ only in the method. Runs resume
 from their directories, so an interrupted benchmark picks up where it stopped.
 """
@@ -35,6 +37,15 @@ METHODS = {
     "si": "[si]",
     "tir": "[tir]",
     "clora": "[clora]",
+    "lwf": "[lwf]",
+    "soft_targets": "[soft_targets]",
+    "lora": "[lora]",
+    "lora-keep": "[{name: lora, merge: false}]",
+    "msgm": "[msgm]",
+    "msgm+1%": "[{name: msgm, rehearsal: 0.01}]",
+    "olora": "[olora]",
+    "moelora": "[moelora]",
+    "eproj": "[eproj]",
 }
 KEYS = ("final_average_accuracy", "average_forgetting", "backward_transfer", "forward_transfer")
 
@@ -90,20 +101,25 @@ def main() -> None:
             state, _ = RunStore(run_dir).load_checkpoint(f"task-{len(rows):03d}")
             values = {key: results["metrics"][key] for key in KEYS}
             values["stream s"] = sum(r["train_seconds"] + r["eval_seconds"] for r in rows)
-            values["trainable"] = sum(p["trainable"] for p in results["parameters"])
+            values["trained"] = statistics.mean(r["trained_parameters"] for r in rows)
+            values["stored"] = rows[-1]["model_parameters"]
             values["state bytes"] = state_bytes(state["strategy"])
-            values["language"] = rows[-1]["scores"]["arithmetic"] if "arithmetic" in rows[-1]["scores"] else float("nan")
+            groups = results.get("linguistic_forgetting", {})
+            for kind in ("nlu", "nlg"):
+                values[f"{kind} delta"] = groups[kind]["forgetting"] if kind in groups else float("nan")
+            values["vl delta"] = results.get("vision_language_forgetting", {}).get("forgetting", float("nan"))
             for key, value in values.items():
                 table[method].setdefault(key, []).append(value)
             print(f"seed {seed} {method}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()), flush=True)
-    print("\n| method | final acc | forgetting | BWT | FWT | arithmetic* | stream s | trainable | state bytes |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| method | final acc | forgetting | BWT | FWT | NLU Δ | NLG Δ | VL Δ | stream s | trained/task | stored | state bytes |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for method in methods:
         t = table[method]
         print(
             f"| {method} | {spread(t['final_average_accuracy'], 100)} | {spread(t['average_forgetting'], 100)} | "
-            f"{spread(t['backward_transfer'], 100)} | {spread(t['forward_transfer'], 100)} | {spread(t['language'], 100)} | "
-            f"{spread(t['stream s'], digits=0)} | {int(t['trainable'][0]):,} | {int(statistics.mean(t['state bytes'])):,} |"
+            f"{spread(t['backward_transfer'], 100)} | {spread(t['forward_transfer'], 100)} | {spread(t['nlu delta'], 100)} | "
+            f"{spread(t['nlg delta'], 100)} | {spread(t['vl delta'], 100)} | {spread(t['stream s'], digits=0)} | "
+            f"{int(statistics.mean(t['trained'])):,} | {int(t['stored'][-1]):,} | {int(statistics.mean(t['state bytes'])):,} |"
         )
 
 

@@ -26,6 +26,7 @@ import torch
 from mcit.config import RunConfig, config_to_dict
 from mcit.data.collate import Collator
 from mcit.data.sample import Task
+from mcit.costs import MemoryPeaks
 from mcit.device import resolve_device
 from mcit.errors import UserError
 from mcit.evaluation.evaluate import evaluate_task
@@ -159,6 +160,14 @@ class Runner:
 
         return write
 
+    def _language_harness(self, step: str, scenario: Scenario, model, collator) -> dict[str, Any]:
+        """``{"language_harness": scores}`` when the config asks for the harness after ``step``, else ``{}``."""
+        harness = self.config.language_harness
+        if harness is None or not harness.runs_after(step, scenario.steps):
+            return {}
+        self.progress.message(f"language harness after {step}: {', '.join(harness.tasks)}")
+        return {"language_harness": run_language_harness(model, collator.processor, harness, self.device)}
+
     def _needs_base_stage(self, scenario: Scenario) -> bool:
         return scenario.base_train is not None and self.config.benchmark.base is not None
 
@@ -276,6 +285,7 @@ class Runner:
 
     def _run_step(self, index: int, scenario: Scenario, model, collator, strategy: StrategyChain, results) -> None:
         """One step: what to train on -> hooks -> train -> hooks -> evaluate -> what else to commit -> commit."""
+        peaks = MemoryPeaks(self.device)
         selection = SelectionContext(model, collator, self.device, 0, self.store.run_dir / "features", self.progress.phase)
         step = scenario.begin(index, selection)
         seed = derive_seed(self.config.seed, index, "train")
@@ -290,11 +300,7 @@ class Runner:
         scores, eval_seconds = self._evaluate(
             model, collator, scenario.columns, f"eval after {step.name}", f"{index + 1:02d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', step.name)}"
         )
-        if self.config.language_harness is not None and self.config.language_harness.runs_after(step.name, scenario.steps):
-            self.progress.message(f"language harness after {step.name}: {', '.join(self.config.language_harness.tasks)}")
-            facts_harness = {"language_harness": run_language_harness(model, collator.processor, self.config.language_harness, self.device)}
-        else:
-            facts_harness = {}
+        harness = self._language_harness(step.name, scenario, model, collator)
         end = scenario.end(index, selection)
         row = {
             "after": step.name,
@@ -307,9 +313,10 @@ class Runner:
             "eval_seconds": eval_seconds,
             "trained_parameters": trained_parameters,
             "model_parameters": sum(p.numel() for p in model.parameters()),  # grows where a method adds modules per task
+            **peaks.read(),
             **step.facts,
             **end.facts,
-            **facts_harness,
+            **harness,
         }
         for relative, content in end.files.items():
             self.store.write_json(relative, content)
