@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import json
 import shutil
 
@@ -117,3 +118,43 @@ def test_a_directory_without_results_is_one_line_and_writes_nothing(runs, tmp_pa
     line = one_line_error(report(runs / "seqft", empty, "--out", tmp_path / "report"))
     assert "not-a-run" in line and "results.json" in line
     assert not (tmp_path / "report").exists()
+
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--enable-logging=stderr", "--v=0", "--window-size=1280,2000",
+]
+
+
+def open_in_chromium(page, screenshot, profile) -> list[str]:
+    """Open ``page`` in headless Chromium, write a screenshot; return the page's console messages."""
+    import subprocess
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("MCIT_REQUIRE_BROWSER"):
+            pytest.fail("MCIT_REQUIRE_BROWSER is set but no chromium is installed (.ci/run installs Debian's chromium)")
+        pytest.skip("no chromium on this machine (apt install chromium)")
+    done = subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={screenshot}", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+
+
+def test_a_real_browser_renders_the_report_without_console_messages(runs, tmp_path):
+    out = tmp_path / "report"
+    assert report(runs / "seqft", runs / "er", "--out", out).exit_code == 0
+    # The control: a page with a script error is caught, so a clean result below means something.
+    broken = tmp_path / "broken.html"
+    broken.write_text("<html><body><script>notDefined();</script></body></html>", encoding="utf-8")
+    assert any("notDefined" in line for line in open_in_chromium(broken, tmp_path / "broken.png", tmp_path / "p1"))
+
+    messages = open_in_chromium(out / "index.html", tmp_path / "shot.png", tmp_path / "p2")
+    assert messages == []
+    with Image.open(tmp_path / "shot.png") as shot:
+        assert shot.size == (1280, 2000)
+        colours = shot.convert("L").getextrema()
+    assert colours[1] - colours[0] > 100, "the screenshot shows content, not a blank page"
