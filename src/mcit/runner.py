@@ -39,6 +39,7 @@ from mcit.selection import SelectionContext
 from mcit.store import STEP_PREFIX, RunStore
 from mcit.strategies import STRATEGIES, Context, Strategy, StrategyChain, TaskView
 from mcit.training.loop import steps_for, train
+from mcit.tracking import RunTrackers, check_trackers
 from mcit.training.settings import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,8 @@ class Runner:
         self.force = force
         self.device = resolve_device(config.device)
         self._said_no_standard_form = False
+        self.trackers = RunTrackers([], self.store.run_dir, "", {})
+        self._steps_before = 0  # optimizer steps of the committed steps (the trackers' x axis)
 
     # -- pieces -------------------------------------------------------------------------
 
@@ -122,7 +125,11 @@ class Runner:
                 state = {"model": trainable_state(ctx.model), "strategy": strategy.state_dict(), "train": progress}
                 self.store.save_checkpoint(PARTIAL, state, {"index": ctx.task.index, "task": ctx.task.name})
 
-        return train(ctx, data, strategy, settings, lambda step, steps, loss: advance(1), on_checkpoint, resume)
+        def on_step(step: int, steps: int, loss: float) -> None:
+            advance(1)
+            self.trackers.train_loss(self._steps_before + step, loss, last=step == steps)
+
+        return train(ctx, data, strategy, settings, on_step, on_checkpoint, resume)
 
     def _load_partial(self, ctx: Context, strategy: Strategy) -> dict[str, Any] | None:
         """Restore a mid-task checkpoint of this task, if one exists; returns the loop's progress."""
@@ -249,6 +256,7 @@ class Runner:
         if harness is not None:
             harness.check_after(scenario.steps)
             lm_eval_available()
+        check_trackers(self.config.trackers)
         source = self._load_source(scenario)  # checks the model path first (check_model_dir)
         with self.store.lock():
             self._check_config(resolved)  # again, now that no other process can write it
@@ -277,8 +285,14 @@ class Runner:
                 results["zero_shot"], seconds = self._evaluate(model, collator, scenario.columns, "zero-shot eval", "00-zero-shot")
                 results["zero_shot_eval_seconds"] = seconds
                 self.store.write_results(results)
-            for index in range(done, len(scenario.steps)):
-                self._run_step(index, scenario, model, collator, strategy, results)
+            self.trackers = RunTrackers(self.config.trackers, self.store.run_dir, self.store.run_dir.name, resolved)
+            try:
+                for index in range(done, len(scenario.steps)):
+                    self._steps_before = sum(row["train_steps"] for row in results["rows"])
+                    self._run_step(index, scenario, model, collator, strategy, results)
+                    self.trackers.step_done(index + 1, results["rows"][-1], results["metrics"])
+            finally:
+                self.trackers.finish()
             results["complete"] = True
             self.store.write_results(results)
             return results

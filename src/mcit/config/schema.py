@@ -163,6 +163,10 @@ class RunConfig(_Strict):
         None, description="lm-evaluation-harness text tasks scored on the live language model after chosen stream tasks (extra `mcit[lm-eval]`, docs/language-harness.md); null for none."
     )
     pool: PoolConfig | None = Field(None, description="Selection and budgets of the pool scenario (defaults filled in when scenario is 'pool').")
+    trackers: list[Literal["tensorboard", "wandb"]] = Field(
+        default_factory=list,
+        description="Live logging through accelerate's trackers as the run goes (TensorBoard to RUN/logs, Weights & Biases); extras mcit[tensorboard] / mcit[wandb]; the run directory stays the record.",
+    )
     save_models: bool = Field(
         True, description="Write each task checkpoint's model in its standard form too: the peft adapter when LoRA is on (small), else the whole model with save_pretrained (a full copy per kept checkpoint; turn off for large models and use `mcit export`)."
     )
