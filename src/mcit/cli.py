@@ -1,4 +1,4 @@
-"""The ``mcit`` command line: run, select, eval, export, data check, ls, validate.
+"""The ``mcit`` command line: run, sweep, select, eval, export, report, data check, ls, validate.
 
 A user error (bad config, unknown name, unusable run directory) prints one line and exits
 with status 2; no traceback.
@@ -50,12 +50,18 @@ def _quiet_libraries() -> None:
 
 
 @contextmanager
-def progress_bars() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
-    """Rich progress bars; yields ``phase(description, total) -> advance(n)``, one bar per phase."""
+def progress_bars(keep: bool = True) -> Iterator[Callable[[str, int], Callable[[int], None]]]:
+    """Rich progress bars; yields ``phase(description, total) -> advance(n)``, one bar per phase.
+
+    With ``keep=False`` only the current phase's bar shows (a sweep has too many phases to keep).
+    """
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as bars:
+    with Progress(*columns, console=console, transient=not keep) as bars:
 
         def phase(description: str, total: int) -> Callable[[int], None]:
+            if not keep:
+                for task in list(bars.tasks):
+                    bars.remove_task(task.id)
             task_id = bars.add_task(description, total=total)
             return lambda advance: bars.advance(task_id, advance)
 
@@ -72,6 +78,19 @@ def _split_args(args: list[str]) -> tuple[Path | None, list[str]]:
         else:
             raise UserError(f"unexpected argument {arg!r}: give one CONFIG.yaml and key=value overrides")
     return config_path, overrides
+
+
+def _numbers(text: str, what: str) -> list[int]:
+    """``"0,1,2"`` -> [0, 1, 2]; UserError for a non-integer, a negative order or a repeat."""
+    try:
+        numbers = [int(item) for item in text.split(",")]
+    except ValueError:
+        raise UserError(f"--{what} {text!r}: give whole numbers separated by commas (e.g. 0,1,2)") from None
+    if len(set(numbers)) != len(numbers):
+        raise UserError(f"--{what} {text!r} repeats a value")
+    if what == "orders" and min(numbers) < 0:
+        raise UserError(f"--orders {text!r}: orders count from 0 (the stream as configured)")
+    return numbers
 
 
 def default_out(config) -> Path:
@@ -113,6 +132,52 @@ def run(
     for note in zero_shot_notes(results):
         console.print(f"[yellow]note[/]: {note}", highlight=False)
     console.print(f"results: {run_dir / 'results.json'}")
+
+
+@app.command()
+@user_errors
+def sweep(
+    args: Annotated[Optional[list[str]], typer.Argument(help="[CONFIG.yaml] [key=value ...]: the config every cell shares")] = None,
+    methods: Annotated[Optional[str], typer.Option(help="Methods, comma-separated; each a registered name or a YAML flow list: a chain '[er, dgg]', options '[{name: er, buffer_per_task: 50}]' (commas inside [ ] and { } stay in their entry). Default: the config's method.")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Seeds, comma-separated (e.g. 0,1,2); default: the config's seed.")] = None,
+    orders: Annotated[str, typer.Option(help="Task orders, comma-separated: 0 = the stream as configured, K > 0 = a permutation of its tasks seeded by K.")] = "0",
+    out: Annotated[Optional[Path], typer.Option(help="Sweep directory: sweep.json and one run directory per cell, seed<S>/order<K>/<method>/. An existing one is resumed.")] = None,
+) -> None:
+    """Run (or resume) a grid of methods x seeds x task orders, one run directory per cell; print each method's mean and 95% interval."""
+    from mcit.report.groups import SweepCell, group_table, spread
+    from mcit.runner import Progress as RunProgress
+    from mcit.sweep import plan_sweep, run_sweep, split_methods
+
+    if out is None:
+        raise UserError("give the sweep directory with --out DIR")
+    config_path, overrides = _split_args(args or [])
+    plan = plan_sweep(
+        config_path, overrides, split_methods(methods) if methods is not None else None,
+        _numbers(seeds, "seeds") if seeds is not None else None, _numbers(orders, "orders"), out,
+    )
+    _quiet_libraries()
+    grid = plan.grid
+    console.print(
+        f"sweep directory: [bold]{plan.out}[/] ({len(plan.cells)} cells: {len(grid['methods'])} methods x "
+        f"{len(grid['seeds'])} seeds x {len(grid['orders'])} orders)", highlight=False,
+    )
+    for order, tasks in grid["orders"].items():
+        console.print(f"  order {order}: {' -> '.join(tasks)}", highlight=False)
+
+    def show_cell(index: int, cell, status: str) -> None:
+        doing = {"complete": "complete, skipped", "resume": "resuming", "run": "running"}[status]
+        console.print(f"cell {index + 1}/{len(plan.cells)} [bold]{cell.path}[/]: {doing}", highlight=False)
+
+    with progress_bars(keep=False) as phase:
+        outcomes = run_sweep(plan, RunProgress(phase=phase, message=console.print), show_cell)
+    groups = group_table([(SweepCell(c.method, c.seed, c.order, plan.out / c.path), r) for c, r in zip(plan.cells, outcomes)])
+    table = Table(title="each method: mean ± 95% CI (Student t), points", title_justify="left")
+    for title in ("method", "metric", "over seeds", "over orders"):
+        table.add_column(title, justify="left" if title in ("method", "metric") else "right")
+    for row in groups.rows:
+        table.add_row(row["method"], row["metric"], spread(row, "seeds"), spread(row, "orders"))
+    console.print(table)
+    console.print(f"sweep: {plan.out / 'sweep.json'} (report: mcit report {plan.out} --out DIR)", highlight=False, soft_wrap=True)
 
 
 @app.command()

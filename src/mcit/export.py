@@ -15,8 +15,8 @@ from mcit.config import RunConfig
 from mcit.errors import UserError
 from mcit.models.hf import configure_trainable, load_trainable_state, load_vlm
 from mcit.models.saving import is_peft, save_adapter, save_model
-from mcit.runner import BASE_DIR, STEP_PREFIX, build_strategy
-from mcit.store import RunStore
+from mcit.runner import build_strategy
+from mcit.store import BASE_DIR, STEP_PREFIX, RunStore
 
 
 def trained_model(run_dir: Path, task: int | None = None):

@@ -36,14 +36,13 @@ from mcit.models.saving import save_standard
 from mcit.scenarios import Scenario, build_scenario
 from mcit.seeds import derive_seed
 from mcit.selection import SelectionContext
-from mcit.store import STEP_PREFIX, RunStore
+from mcit.store import BASE_DIR, STEP_PREFIX, RunStore
 from mcit.strategies import STRATEGIES, Context, Strategy, StrategyChain, TaskView
 from mcit.training.loop import steps_for, train
 from mcit.tracking import RunTrackers, check_trackers
 from mcit.training.settings import TrainConfig
 
 logger = logging.getLogger(__name__)
-BASE_DIR = "base_model"
 PARTIAL = "partial"  # the mid-task checkpoint (train.checkpoint_every)
 EVALUATIONS_DIR = "evaluations"  # 00-zero-shot.json, 01-<step>.json, ...: every sample's answer and score
 

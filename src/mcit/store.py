@@ -27,6 +27,7 @@ import yaml
 
 from mcit.errors import UserError
 
+BASE_DIR = "base_model"  # the run's base-stage model, saved with save_pretrained
 STEP_PREFIX = "task-"  # checkpoints/task-001, task-002, ...: the runner's checkpoint after each committed step
 TENSORS_FILE = "tensors.safetensors"
 TREE_FILE = "tree.json"

@@ -82,7 +82,7 @@ def test_validate_good_config(cli, tmp_path):
     # the resolved config is printed as YAML and validates back
     printed = yaml.safe_load(result.stdout.split("ok:")[0])
     config = RunConfig.model_validate(printed)
-    assert config.seed == 4 and config.method[0].options() == {"buffer_per_task": 5, "selector": "random", "capacity": 1000}
+    assert config.seed == 4 and config.method[0].options() == {"buffer_per_task": 5, "selector": "random", "capacity": 1000, "buffer_fraction": None}
     assert config.train.lr == pytest.approx(5e-4)
 
 

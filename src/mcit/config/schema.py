@@ -16,7 +16,7 @@ from mcit.config.base import _Strict
 from mcit.config.benchmark import BenchmarkConfig, StreamInfo
 from mcit.config.language_harness import LanguageHarnessConfig
 from mcit.errors import UserError, first_error
-from mcit.training.settings import TrainConfig
+from mcit.training.settings import STREAM_DEFAULTS, StreamSettings, TrainConfig
 
 
 class LoraConfig(_Strict):
@@ -154,10 +154,7 @@ class RunConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig, description="Which model and which parts train.")
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig, description="The task stream.")
     method: list[MethodConfig] = Field(default_factory=lambda: [MethodConfig(name="seqft")], description="Continual-learning methods, chained in order (e.g. [er, ewc]).")
-    # A new task's first gradients are large (the model still answers in the previous task's
-    # format); with 5% warmup they knocked the tiny model off course on some seeds (issue 10,
-    # docs/RESULTS.md), so each task of the stream warms up over its first 20% of steps.
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(warmup_ratio=0.2), description="Training settings for each task of the stream (warmup_ratio 0.2 by default, see docs/RESULTS.md).")
+    train: StreamSettings = Field(default_factory=lambda: TrainConfig(**STREAM_DEFAULTS), description="Training settings for each task of the stream (warmup_ratio 0.2 by default, see docs/RESULTS.md); settings not given keep these defaults.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation settings.")
     language_harness: LanguageHarnessConfig | None = Field(
         None, description="lm-evaluation-harness text tasks scored on the live language model after chosen stream tasks (extra `mcit[lm-eval]`, docs/language-harness.md); null for none."

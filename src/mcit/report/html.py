@@ -18,6 +18,10 @@ EXPORTS = {
     "cost.csv": "the cost table",
     "matrices.json": "each run's columns, row labels and accuracy matrix in points",
 }
+GROUP_EXPORTS = {
+    "groups.csv": "the group table of the sweeps (points, unrounded; empty = undefined or no interval)",
+    "groups.tex": "the group table as a LaTeX tabular",
+}
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 80em; padding: 0 1em;
@@ -81,11 +85,27 @@ def _run_section(run: Run, figures: RunFigures) -> str:
     )
 
 
+def _groups_section(groups: Table | None) -> list[str]:
+    if groups is None:
+        return []
+    return [
+        "<h2>Method groups (sweeps)</h2>",
+        ('<p class="muted">The cells of one method in the sweeps, complete cells only (an unfinished cell is left out '
+         "until it finishes). Points: the mean and the half-width of the 95% Student-t confidence interval "
+         "(t<sub>0.975, n&minus;1</sub> &times; s / &radic;n) over seeds, each seed's value the mean over its orders, and "
+         "over orders, each order's value the mean over seeds; n counts the seeds (orders) with a value. "
+         "&ldquo;-&rdquo; as the interval: n = 1, and one value gives no interval.</p>"),
+        table_html(groups),
+    ]
+
+
 def render_page(
-    runs: list[Run], figures: dict[str, RunFigures], comparison: Table, cost: Table, environment: Table
+    runs: list[Run], figures: dict[str, RunFigures], comparison: Table, cost: Table, environment: Table,
+    groups: Table | None = None,
 ) -> str:
-    """The whole page as a string."""
-    exports = "\n".join(f'<li><a href="{_e(name)}">{_e(name)}</a>: {_e(what)}</li>' for name, what in EXPORTS.items())
+    """The whole page as a string (``groups``: the group table of the sweeps among the runs, if any)."""
+    listed = {**EXPORTS, **(GROUP_EXPORTS if groups is not None else {})}
+    exports = "\n".join(f'<li><a href="{_e(name)}">{_e(name)}</a>: {_e(what)}</li>' for name, what in listed.items())
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -93,6 +113,7 @@ def render_page(
         f"<style>{_CSS}</style>\n</head>\n<body>",
         f"<h1>mcit report: {len(runs)} run{'s' if len(runs) != 1 else ''}</h1>",
         _run_list(runs),
+        *_groups_section(groups),
         "<h2>Method comparison</h2>",
         ('<p class="muted">Points (100 &times; the score): final average accuracy (MFN), mean fine-tune accuracy (MFT), '
         "mean average accuracy (MAA), average forgetting, backward and forward transfer (BWT, FWT); for pool runs "

@@ -64,13 +64,16 @@ def read_results(run_dir: Path) -> dict[str, Any]:
     return results
 
 
-def load_runs(run_dirs: list[Path]) -> list[Run]:
-    """Every run directory's results, in the order given, each under a unique name and file-name slug."""
+def load_runs(run_dirs: list[Path], names: list[str] | None = None) -> list[Run]:
+    """Every run directory's results, in the order given, each under a unique name and file-name slug.
+
+    Names are the directories' own (or ``names``, one per directory), suffixed -2, -3, ... where two share one.
+    """
     runs: list[Run] = []
-    for run_dir in run_dirs:
+    for index, run_dir in enumerate(run_dirs):
         run_dir = Path(run_dir)
         results = read_results(run_dir)
-        base = run_dir.resolve().name or "run"
+        base = names[index] if names is not None else run_dir.resolve().name or "run"
         name, slug, count = base, _slug(base), 1
         while any(name == r.name or slug.lower() == r.slug.lower() for r in runs):  # case: macOS file systems
             count += 1

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 
 class TrainConfig(BaseModel):
@@ -25,3 +26,27 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(
         0, ge=0, description="Also checkpoint every N optimizer steps within a task, so a killed run resumes mid-task (0: only after each task)."
     )
+
+
+def stage_settings(**defaults: Any) -> Any:
+    """The type of a phase's settings whose defaults differ from the class's (e.g. the stream's warmup).
+
+    A partial mapping given for that phase (``train.lr=5e-4``) is completed from these
+    defaults, not from :class:`TrainConfig`'s, so overriding one setting keeps the others
+    the phase had. Use with ``Field(default_factory=lambda: TrainConfig(**defaults))``.
+    """
+
+    def fill(value: Any) -> Any:
+        return {**defaults, **value} if isinstance(value, dict) else value
+
+    fill_defaults: Callable[[Any], Any] = fill
+    return Annotated[TrainConfig, BeforeValidator(fill_defaults)]
+
+
+STREAM_DEFAULTS = {"warmup_ratio": 0.2}
+"""The stream's own defaults: a new task's first gradients are large (the model still answers
+in the previous task's format); with 5% warmup they knocked the tiny model off course on some
+seeds (issue 10, docs/RESULTS.md), so each task warms up over its first 20% of steps."""
+BASE_STAGE_DEFAULTS = {"epochs": 4.0}
+StreamSettings = stage_settings(**STREAM_DEFAULTS)
+BaseStageSettings = stage_settings(**BASE_STAGE_DEFAULTS)

@@ -1,0 +1,265 @@
+"""Sweeps: a grid of methods x seeds x task orders, each cell a run directory of its own.
+
+Layout: ``DIR/sweep.json`` (the grid and every cell) and ``DIR/seed<S>/order<K>/<method>/``,
+each a normal run directory. Order 0 is the stream as configured; order K > 0 is a seeded
+permutation of its tasks drawn from K alone (never the configured order itself), so every
+seed and method sees the same orders and cells differ only in what the grid says. Within a
+seed the first cell with a base stage trains it and the others start from its saved
+``base_model`` (``benchmark.base=null``): the base stage depends on neither the task order
+nor the method. Every cell's config is validated before anything is written; a re-run skips
+complete cells without loading a model and resumes an incomplete one (the Runner does that),
+so a killed sweep continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mcit.config import RunConfig, config_to_dict, load_config, method_list
+from mcit.errors import UserError
+from mcit.seeds import derive_seed
+from mcit.store import BASE_DIR, atomic_write_json, read_results_file
+
+SWEEP_FILE = "sweep.json"
+FORMAT = 1  # of sweep.json
+
+
+@dataclass(frozen=True)
+class Method:
+    label: str  # the cell directory's name
+    spec: str  # a YAML value for the config's ``method`` key
+
+
+@dataclass(frozen=True)
+class Cell:
+    method: str  # the method's label
+    seed: int
+    order: int
+    tasks: list[str]  # the stream's task names in this cell's order
+    path: str  # relative to the sweep directory
+    base_from: str | None  # the cell whose base_model this one starts from
+    overrides: list[str]  # what this cell adds to the sweep's overrides (a `mcit run` reproduces it)
+
+
+@dataclass
+class Sweep:
+    """A validated grid: :func:`plan_sweep` builds it, :func:`run_sweep` runs it."""
+
+    out: Path
+    grid: dict[str, Any]  # what must match for a re-run in the same directory
+    cells: list[Cell]
+    configs: list[RunConfig]  # one per cell
+
+
+def split_methods(text: str) -> list[str]:
+    """``--methods`` split on its top-level commas: ``"seqft,[er, dgg]"`` -> ``["seqft", "[er, dgg]"]``."""
+    items, depth, current = [], 0, ""
+    for char in text:
+        depth += (char in "[{") - (char in "]}")
+        if char == "," and depth == 0:
+            items.append(current.strip())
+            current = ""
+        else:
+            current += char
+    items.append(current.strip())
+    if any(not item for item in items):
+        raise UserError(f"--methods {text!r} has an empty entry")
+    return items
+
+
+def parse_method(spec: str) -> Method:
+    """A registered name, or a YAML flow list (a chain, entries with options), labelled by what it gives.
+
+    ``er`` -> ``er``; ``[er, dgg]`` -> ``er+dgg``; ``[{name: er, buffer_per_task: 50}]`` -> ``er-buffer_per_task=50``.
+    """
+    try:
+        entries = method_list(yaml.safe_load(spec))
+    except yaml.YAMLError:
+        raise UserError(f"--methods entry {spec!r} is not a method name nor a YAML list") from None
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in entries):
+        raise UserError(f"--methods entry {spec!r}: give a method name, or a list of names and {{name: ..., option: value}} mappings")
+    parts = ["-".join([entry["name"], *(f"{key}={value}" for key, value in entry.items() if key != "name")]) for entry in entries]
+    label = re.sub(r"[^A-Za-z0-9_.=+-]+", "_", "+".join(parts)).strip("_.")
+    return Method(label, spec)
+
+
+def task_order(count: int, order: int) -> list[int]:
+    """Positions of the configured tasks in order ``order``: 0 keeps them; K > 0 draws a permutation from K alone."""
+    configured = list(range(count))
+    if order == 0 or count < 2:
+        return configured
+    rng, positions = random.Random(derive_seed("order", order)), list(configured)
+    while positions == configured:  # the configured order is order 0's, so a drawn one differs from it
+        rng.shuffle(positions)
+    return positions
+
+
+def _orders(config: RunConfig, orders: list[int]) -> dict[int, list[int]]:
+    """Each order's task positions; UserError where orders cannot apply or two give the same one."""
+    from mcit.scenarios import SCENARIOS
+
+    tasks = config.benchmark.task_names()
+    if orders != [0]:
+        if SCENARIOS.get(config.scenario).runs_on != "stream":
+            raise UserError(f"--orders permute a task stream; scenario {config.scenario!r} has no task order (give --orders 0)")
+        if len(tasks) < 2:
+            raise UserError(f"--orders permute the stream's tasks; it has {len(tasks)} (give --orders 0)")
+    drawn = {order: task_order(len(tasks), order) for order in orders}
+    seen: dict[tuple[int, ...], int] = {}
+    for order, positions in drawn.items():
+        if tuple(positions) in seen:
+            raise UserError(
+                f"orders {seen[tuple(positions)]} and {order} give the same task order {[tasks[i] for i in positions]} "
+                f"(the stream has {len(tasks)} tasks); choose other --orders"
+            )
+        seen[tuple(positions)] = order
+    return drawn
+
+
+def plan_sweep(
+    config_path: Path | None, overrides: list[str], methods: list[str] | None, seeds: list[int] | None,
+    orders: list[int] | None, out: Path,
+) -> Sweep:
+    """Build and validate every cell of the grid; nothing is written.
+
+    Args:
+        config_path: The config file (or published stream name), or None for the default run.
+        overrides: ``key=value`` overrides applied to every cell.
+        methods: Method specs (see :func:`parse_method`); None: the config's method.
+        seeds: Seeds; None: the config's seed.
+        orders: Task orders; None: [0], the stream as configured.
+        out: The sweep directory.
+
+    Raises:
+        UserError: For a config or cell that does not validate (naming the cell), a method
+            spec that does not parse, orders that cannot apply, or an ``out`` that holds a
+            run or a sweep of another grid.
+    """
+    base = load_config(config_path, overrides)
+    if methods is not None and any(o.split("=", 1)[0].split(".")[0] == "method" for o in overrides):
+        raise UserError("give method options in --methods (e.g. '[{name: er, buffer_per_task: 50}]'), not as method... overrides")
+    if seeds is not None and any(o.split("=", 1)[0] == "seed" for o in overrides):
+        raise UserError("give the seeds with --seeds, not seed=...")
+    if methods is None:
+        grid_methods = [Method("+".join(m.name for m in base.method), json.dumps(config_to_dict(base)["method"]))]
+    else:
+        grid_methods = [parse_method(spec) for spec in methods]
+    labels = [m.label for m in grid_methods]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise UserError(f"--methods gives method {repeated[0]!r} twice")
+    seeds = [base.seed] if seeds is None else seeds
+    orders = [0] if orders is None else orders
+    positions = _orders(base, orders)
+    configured_tasks = config_to_dict(base)["benchmark"]["tasks"]
+    out = Path(out).resolve()
+    cells, configs = [], []
+    for seed in seeds:
+        base_cell: Cell | None = None
+        for order in orders:
+            for method in grid_methods:
+                path = f"seed{seed}/order{order}/{method.label}"
+                extra = [f"seed={seed}", f"method={method.spec}"]
+                if order != 0:
+                    extra.append(f"benchmark.tasks={json.dumps([configured_tasks[i] for i in positions[order]])}")
+                if base_cell is not None:
+                    extra += [f"model.name={json.dumps(str(out / base_cell.path / BASE_DIR))}", "benchmark.base=null"]
+                try:
+                    config = load_config(config_path, [*overrides, *extra])
+                except UserError as error:
+                    raise UserError(f"cell {path}: {error}") from None
+                base_from = base_cell.path if base_cell is not None else None
+                cell = Cell(method.label, seed, order, config.benchmark.task_names(), path, base_from, extra)
+                if base_cell is None and config.benchmark.base is not None:
+                    base_cell = cell
+                cells.append(cell)
+                configs.append(config)
+    tasks = base.benchmark.task_names()
+    grid = {
+        "methods": [{"label": m.label, "method": config_to_dict(c)["method"]} for m, c in zip(grid_methods, configs)],
+        "seeds": seeds,
+        "orders": {str(order): [tasks[i] for i in positions[order]] for order in orders},
+        "config": {k: v for k, v in config_to_dict(base).items() if k not in ("seed", "method")},
+    }
+    _check_out(out, grid)
+    from mcit.models.hf import check_model_dir
+
+    check_model_dir(configs[0].model.name)
+    return Sweep(out, grid, cells, configs)
+
+
+def read_sweep(directory: Path) -> dict[str, Any] | None:
+    """``directory/sweep.json``, or None if there is none; UserError if it is not a sweep's."""
+    path = Path(directory) / SWEEP_FILE
+    if not path.is_file():
+        return None
+    try:
+        description = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read {path}: {error}") from None
+    cells = description.get("cells") if isinstance(description, dict) else None
+    if not isinstance(cells, list) or not all(isinstance(c, dict) and {"method", "seed", "order", "path"} <= set(c) for c in cells):
+        raise UserError(f"corrupt {path}: not the description of a sweep")
+    return description
+
+
+def _check_out(out: Path, grid: dict[str, Any]) -> None:
+    """Refuse a directory that holds a run, or a sweep of another grid."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a directory")
+    if (out / "results.json").exists() or (out / "config.yaml").exists():
+        raise UserError(f"--out {out} holds a run directory of `mcit run`; give another directory for the sweep")
+    existing = (read_sweep(out) or {}).get("grid")
+    if existing is not None and existing != grid:
+        changed = [key for key in grid if existing.get(key) != grid[key]]
+        raise UserError(f"{out} holds a sweep of another grid (differs in: {', '.join(changed)}); use another --out")
+
+
+def _check_saved_config(run_dir: Path, config: RunConfig) -> None:
+    """A complete cell must hold this cell's run (read only; the Runner checks incomplete ones)."""
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) if (run_dir / "config.yaml").is_file() else None
+    if saved != config_to_dict(config):
+        raise UserError(f"{run_dir} holds a run of another config than its cell's; move it away to run the cell again")
+
+
+def run_sweep(sweep: Sweep, progress=None, on_cell: Callable[[int, Cell, str], None] | None = None) -> list[dict[str, Any]]:
+    """Run (or resume) every cell in order; returns each cell's results.
+
+    Args:
+        sweep: From :func:`plan_sweep`.
+        progress: A :class:`mcit.runner.Progress` every cell's Runner reports to.
+        on_cell: Called before each cell with its index, the cell and ``"complete"`` (skipped),
+            ``"resume"`` or ``"run"``.
+
+    Raises:
+        UserError: From a cell's Runner, or for a cell whose base model is missing.
+    """
+    from mcit.runner import Runner
+
+    sweep.out.mkdir(parents=True, exist_ok=True)
+    if read_sweep(sweep.out) is None:
+        atomic_write_json(sweep.out / SWEEP_FILE, {"format": FORMAT, "grid": sweep.grid, "cells": [asdict(c) for c in sweep.cells]})
+    outcomes = []
+    for index, (cell, config) in enumerate(zip(sweep.cells, sweep.configs)):
+        run_dir = sweep.out / cell.path
+        results = read_results_file(run_dir / "results.json")
+        if results is not None and results.get("complete") is True:
+            _check_saved_config(run_dir, config)
+            if on_cell is not None:
+                on_cell(index, cell, "complete")
+            outcomes.append(results)
+            continue
+        if on_cell is not None:
+            on_cell(index, cell, "run" if results is None else "resume")
+        if cell.base_from is not None and not (sweep.out / cell.base_from / BASE_DIR / "config.json").is_file():
+            raise UserError(f"cell {cell.path} starts from {sweep.out / cell.base_from / BASE_DIR}, which is missing; remove {sweep.out / cell.base_from} to train it again")
+        outcomes.append(Runner(config, run_dir, progress).run())
+    return outcomes
