@@ -11,12 +11,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def tiny_overrides(**extra: object) -> list[str]:
-    """Overrides that shrink the default run to a couple of seconds (2 tasks + 1 eval-only)."""
+    """Overrides that shrink the default run to a couple of seconds (2 tasks + 1 eval-only, 2 base tasks)."""
     values = {
         "benchmark.tasks": "[color, count]",
         "benchmark.eval_only": "[arithmetic]",
         "benchmark.train_per_task": 48,
         "benchmark.eval_per_task": 12,
+        "benchmark.base.tasks": "[describe, arithmetic]",
         "benchmark.base.samples_per_task": 32,
         "benchmark.base.train.epochs": 1,
         "train.epochs": 1,

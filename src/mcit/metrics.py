@@ -7,7 +7,8 @@ one task) so a results table stays complete instead of special-casing short stre
 
 The stream metrics are registered in :data:`METRICS` and :func:`summarize` computes every
 one of them; LAMP's relative gain and forgetting rate and the linguistic forgetting take
-other inputs (per-skill scores, omega) and are called by the scenarios that have them.
+other inputs (per-skill scores, omega) and are called by the scenarios that have them, as is
+the vision-language Delta (:func:`vision_language_forgetting`, which is ``-BWT``).
 """
 
 from __future__ import annotations
@@ -320,3 +321,65 @@ def linguistic_forgetting(reference_omega: float, current_omega: float) -> float
         ``reference_omega - current_omega``; positive means forgetting.
     """
     return float(reference_omega - current_omega)
+
+
+def linguistic_forgetting_by_step(reference_scores: Sequence[float], scores_by_step: Sequence[Sequence[float]]) -> list[float]:
+    """Linguistic forgetting (Delta) of one group of language tasks after every step.
+
+    ``Delta_k = omega(reference_scores) - omega(scores_by_step[k])`` with omega the
+    :func:`harmonic_mean_accuracy` over the group's tasks, so a group is 0 as soon as one of
+    its tasks is (e.g. reference ``[1.0, 0.5]``: omega 2/3; a step at ``[0.5, 0.5]``: Delta
+    1/6; a step at ``[0.0, 1.0]``: Delta 2/3).
+
+    Args:
+        reference_scores: The group's scores of the reference model (e.g. the zero-shot row:
+            the model after the base stage), one per task.
+        scores_by_step: The group's scores after each step, in the same task order.
+
+    Returns:
+        One Delta per step (positive means forgetting).
+
+    Raises:
+        ValueError: If a step has another number of scores than the reference, or a score
+            is negative or not finite.
+    """
+    reference = harmonic_mean_accuracy(reference_scores)
+    deltas = []
+    for step in scores_by_step:
+        if len(step) != len(reference_scores):
+            raise ValueError(f"a step has {len(step)} scores, the reference {len(reference_scores)}")
+        deltas.append(linguistic_forgetting(reference, harmonic_mean_accuracy(step)))
+    return deltas
+
+
+def vision_language_forgetting(matrix: Matrix) -> float:
+    """Vision-language Delta: ``mean_{i<=T-2} ( a[i][i] - a[T-1][i] )``.
+
+    The linguistic Delta applied to each trained task: omega of one task is its score, the
+    reference is the model right after training that task, and the mean runs over the tasks
+    trained before the last. It equals ``-backward_transfer`` (positive means forgetting).
+
+    Args:
+        matrix: Square accuracy matrix, ``matrix[k][i]``.
+
+    Returns:
+        The mean drop, or ``nan`` when ``T == 1`` (no task before the last).
+    """
+    a = _as_matrix(matrix)
+    t = a.shape[0]
+    if t < 2:
+        return _NAN
+    return float((np.diag(a)[: t - 1] - a[-1, : t - 1]).mean())
+
+
+def vision_language_forgetting_by_step(matrix: Matrix) -> list[float]:
+    """:func:`vision_language_forgetting` after every step ``k``: of the leading ``(k+1)`` square.
+
+    Args:
+        matrix: Square accuracy matrix, ``matrix[k][i]``.
+
+    Returns:
+        ``T`` values; the first is ``nan`` (nothing trained before the first task).
+    """
+    a = _as_matrix(matrix)
+    return [vision_language_forgetting(a[: k + 1, : k + 1].tolist()) for k in range(a.shape[0])]

@@ -208,3 +208,72 @@ def test_dgg_needs_a_replay_method_unless_it_is_the_guidance_only_ablation(tiny_
         tiny_config(method="[agem, dgg]")  # A-GEM's memory is never mixed into training
     assert [m.name for m in tiny_config(method="[er, dgg]").method] == ["er", "dgg"]
     assert tiny_config(method="[{name: dgg, guidance_only: true}]").method[0].options()["guidance_only"] is True
+
+
+def test_the_summary_has_the_nlu_nlg_and_vision_language_deltas(tmp_path):
+    """`mcit run` with every language skill: Deltas per kind and per step, recomputable from the rows, and printed."""
+    from typer.testing import CliRunner
+
+    from conftest import tiny_overrides
+    from mcit import metrics
+    from mcit.cli import app
+
+    overrides = tiny_overrides(**{
+        "benchmark.eval_only": "[compare, choice, arithmetic, reverse, plural]",
+        "benchmark.base.tasks": "[describe, compare, choice, arithmetic, reverse, plural]",
+        "benchmark.base.samples_per_task": 16, "benchmark.train_per_task": 32, "benchmark.eval_per_task": 6,
+    })
+    result = CliRunner().invoke(app, ["run", *overrides, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+
+    groups = results["linguistic_forgetting"]
+    assert list(groups) == ["nlu", "nlg"]
+    assert groups["nlu"]["tasks"] == ["compare", "choice"] and groups["nlg"]["tasks"] == ["arithmetic", "reverse", "plural"]
+    for group in groups.values():
+        reference = [results["zero_shot"][name] for name in group["tasks"]]
+        rows = [[row["scores"][name] for name in group["tasks"]] for row in results["rows"]]
+        assert group["zero_shot"] == pytest.approx(metrics.harmonic_mean_accuracy(reference))
+        assert group["current"] == pytest.approx(metrics.harmonic_mean_accuracy(rows[-1]))
+        assert group["by_step"] == pytest.approx(metrics.linguistic_forgetting_by_step(reference, rows))
+        assert len(group["by_step"]) == len(results["rows"]) == 2 and group["forgetting"] == group["by_step"][-1]
+    vision = results["vision_language_forgetting"]
+    assert vision["tasks"] == ["color", "count"] and len(vision["by_step"]) == 2
+    assert vision["by_step"][0] is None, "undefined after the first task (NaN, stored as null)"
+    assert vision["forgetting"] == vision["by_step"][1] == pytest.approx(-results["metrics"]["backward_transfer"])
+    assert set(results["language"]) == set(results["eval_only"]), "the per-task entries stay"
+    for label in ("NLU Delta vs zero-shot (compare, choice)", "NLG Delta vs zero-shot (arithmetic, reverse, plural)", "VL Delta"):
+        assert label in result.output, result.output
+
+
+def test_rows_record_the_parameters_each_task_trained_and_olora_growth(tmp_path, tiny_config):
+    results = Runner(tiny_config(method="[olora]", **{"model.trainable": "[]"}), tmp_path / "run").run()
+    first, second = results["rows"]
+    assert first["trained_parameters"] == second["trained_parameters"] > 0  # one adapter of rank r per task
+    assert second["model_parameters"] - first["model_parameters"] == second["trained_parameters"]
+
+
+def test_tensorboard_tracker_mirrors_the_loss_and_every_steps_scores(tmp_path, tiny_config):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    results = Runner(tiny_config(trackers="[tensorboard]"), tmp_path / "run").run()
+    logs = [p.parent for p in (tmp_path / "run" / "logs").rglob("events.out.tfevents.*")]
+    assert logs, "TensorBoard wrote its event file under RUN/logs"
+    events = EventAccumulator(str(logs[0]))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "score/color", "score/count", "metric/average_forgetting"} <= tags
+    color = [e.value for e in events.Scalars("score/color")]
+    assert color == pytest.approx([row["scores"]["color"] for row in results["rows"]])
+    assert [e.step for e in events.Scalars("score/color")] == [1, 2]
+
+
+def test_a_tracker_without_its_package_is_refused_before_anything_is_written(tmp_path, tiny_config, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    with pytest.raises(UserError, match='pip install "mcit\\[wandb\\]"'):
+        Runner(tiny_config(trackers="[wandb]"), tmp_path / "run").run()
+    assert not (tmp_path / "run").exists()

@@ -43,9 +43,23 @@ def test_defaults_validate_and_have_documented_values():
     assert [m.name for m in config.method] == ["seqft"]
     assert config.model.name == "tiny" and config.model.lora is None
     assert config.benchmark.tasks == ["color", "count", "code", "shape", "caption"]
-    assert config.benchmark.eval_only == ["arithmetic"]
+    assert config.benchmark.eval_only == ["compare", "choice", "arithmetic", "reverse", "plural"]
     assert config.benchmark.base is not None and config.benchmark.base.train.epochs == 4
+    assert config.benchmark.base.tasks == ["describe", "compare", "choice", "arithmetic", "reverse", "plural"]
+    sizes = {"describe": 3000, "compare": 600, "choice": 600, "arithmetic": 600, "reverse": 600, "plural": 600}
+    assert config.benchmark.base.samples_per_task == sizes
     assert config.train.batch_size >= 1 and config.train.lr > 0
+
+
+def test_base_stage_sizes_one_for_all_or_one_per_task():
+    assert load_config(None, ["benchmark.base.samples_per_task=32"]).benchmark.base.samples("plural") == 32
+    base = load_config(None, ["benchmark.base.tasks=[describe, plural]", "benchmark.base.samples_per_task={describe: 7, plural: 3, cat: 1}"]).benchmark.base
+    assert (base.samples("describe"), base.samples("plural")) == (7, 3)
+    assert "no sample count for base task(s) ['plural']" in user_error(None, ["benchmark.base.samples_per_task={describe: 5}", "benchmark.base.tasks=[describe, plural]"])
+    assert "samples_per_task['plural'] must be a whole number of at least 1, got 0" in user_error(
+        None, ["benchmark.base.samples_per_task={describe: 5, plural: 0}", "benchmark.base.tasks=[describe, plural]"]
+    )
+    assert "samples_per_task must be a whole number of at least 1, got 0" in user_error(None, ["benchmark.base.samples_per_task=0"])
 
 
 def test_load_config_without_path_gives_defaults():
@@ -80,7 +94,7 @@ def test_overrides_after_yaml(tmp_path):
     assert config.train.lr == pytest.approx(5e-4)
     assert isinstance(config.train.lr, float)
     assert [m.name for m in config.method] == ["er"]
-    assert config.method[0].options() == {"buffer_per_task": 50, "selector": "random", "capacity": 1000}
+    assert config.method[0].options() == {"buffer_per_task": 50, "selector": "random", "capacity": 1000, "buffer_fraction": None}
 
 
 def test_override_replaces_method_list(tmp_path):
@@ -94,7 +108,7 @@ def test_method_option_override_after_shorthand_override(tmp_path):
     path = write(tmp_path, "method: [{name: er}]\n")
     config = load_config(path, ["train.lr=5e-4", "method=[er,dgg]", "method.0.buffer_per_task=50"])
     assert [m.name for m in config.method] == ["er", "dgg"]
-    assert config.method[0].options() == {"buffer_per_task": 50, "selector": "random", "capacity": 1000}
+    assert config.method[0].options() == {"buffer_per_task": 50, "selector": "random", "capacity": 1000, "buffer_fraction": None}
 
 
 def test_method_shorthands():
@@ -298,7 +312,7 @@ def test_config_to_dict_round_trips_a_customised_config(tmp_path):
 
 def test_method_config_options_exclude_the_name():
     method = MethodConfig(name="er", buffer_per_task=3)
-    assert method.options() == {"buffer_per_task": 3, "selector": "random", "capacity": 1000}
+    assert method.options() == {"buffer_per_task": 3, "selector": "random", "capacity": 1000, "buffer_fraction": None}
     assert MethodConfig(name="joint").options() == {}
 
 
@@ -325,7 +339,7 @@ def test_errors_name_the_input_that_set_the_bad_value(tmp_path):
 def test_method_and_selector_options_are_saved_resolved():
     config = load_config(None, ["scenario=pool", "pool.selector=lamp", "method=[er, {name: ewc, strength: 10}]"])
     dumped = config_to_dict(config)
-    assert dumped["method"][0] == {"name": "er", "selector": "random", "buffer_per_task": 200, "capacity": 1000}
+    assert dumped["method"][0] == {"name": "er", "selector": "random", "buffer_per_task": 200, "buffer_fraction": None, "capacity": 1000}
     assert dumped["method"][1]["strength"] == 10 and "importance_samples" in dumped["method"][1]
     assert dumped["pool"]["selector"]["k_grid"] and dumped["pool"]["selector"]["dim"] == 8192
     assert RunConfig.model_validate(dumped) == config, "the saved config loads back to the same config"
@@ -350,3 +364,13 @@ def test_selector_options_without_a_name_are_checked_against_the_default_selecto
     message = user_error(None, ["scenario=pool", "pool.selector={k: 5}"])
     assert "selector 'random'" in message and "k" in message
     assert load_config(None, ["scenario=pool", "pool.selector={name: semdedup, k: 5}"]).pool.selector.options()["k"] == 5
+
+
+def test_overriding_one_training_setting_keeps_the_phases_other_defaults():
+    """`train.lr=...` keeps the stream's 20% warmup; `benchmark.base.train.lr=...` keeps the base stage's 4 epochs."""
+    config = load_config(None, ["train.lr=5e-4", "benchmark.base.train.lr=2e-3"])
+    assert (config.train.lr, config.train.warmup_ratio, config.train.epochs) == (5e-4, 0.2, 3.0)
+    base = config.benchmark.base.train
+    assert (base.lr, base.epochs, base.warmup_ratio) == (2e-3, 4.0, 0.05)
+    assert load_config(None, ["train={lr: 5e-4}"]).train.warmup_ratio == 0.2
+    assert load_config(None, ["train.warmup_ratio=0.05"]).train.warmup_ratio == 0.05

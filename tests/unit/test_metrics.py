@@ -273,6 +273,37 @@ def test_linguistic_forgetting() -> None:
     assert m.linguistic_forgetting(0.5, 0.7) == pytest.approx(-0.2)
 
 
+def test_linguistic_forgetting_by_step_hand_computed() -> None:
+    # omega(ref) = 2 / (1/1.0 + 1/0.5) = 2/3; steps: omega 0.5 -> 1/6; omega 0.8 -> -2/15;
+    # a 0 in the group makes omega 0 (the limit) -> Delta = 2/3.
+    deltas = m.linguistic_forgetting_by_step([1.0, 0.5], [[0.5, 0.5], [0.8, 0.8], [0.0, 1.0]])
+    assert deltas == pytest.approx([1 / 6, 2 / 3 - 0.8, 2 / 3])
+    assert m.linguistic_forgetting_by_step([0.0, 1.0], [[0.0, 0.0]]) == [0.0]  # reference 0: nothing to forget
+    assert m.linguistic_forgetting_by_step([0.5], []) == []
+
+
+def test_linguistic_forgetting_by_step_refuses_a_step_of_another_width() -> None:
+    with pytest.raises(ValueError, match="2 scores, the reference 1"):
+        m.linguistic_forgetting_by_step([0.5], [[0.5, 0.5]])
+
+
+def test_vision_language_forgetting_hand_computed() -> None:
+    # A: own step 0.9, 0.8; now 0.5, 0.5 -> ((0.9-0.5) + (0.8-0.5)) / 2 = 0.35 = -BWT.
+    assert m.vision_language_forgetting(A) == pytest.approx(0.35)
+    # B: (0.6-0.5) + (0.7-0.6) over 2 = 0.1, although the average forgetting is 0.25.
+    assert m.vision_language_forgetting(B) == pytest.approx(0.1)
+    assert math.isnan(m.vision_language_forgetting([[0.3]]))
+    # A task forgotten to 0 counts its whole score.
+    assert m.vision_language_forgetting([[1.0, 0.0], [0.0, 1.0]]) == 1.0
+    assert m.vision_language_forgetting(A) == pytest.approx(-m.backward_transfer(A))
+
+
+def test_vision_language_forgetting_by_step_uses_the_rows_so_far() -> None:
+    # Step 0: nan; step 1: 0.9-0.6 = 0.3; step 2: 0.35 (as above).
+    by_step = m.vision_language_forgetting_by_step(A)
+    assert math.isnan(by_step[0]) and by_step[1:] == pytest.approx([0.3, 0.35])
+
+
 # ---------------------------------------------------------------- properties
 
 _score = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)

@@ -1,8 +1,11 @@
-"""Terminal report helpers: the zero-shot sanity check."""
+"""Terminal report helpers: the zero-shot sanity check and the metrics table."""
 
 from __future__ import annotations
 
-from mcit.report import zero_shot_notes
+import io
+import re
+
+from mcit.report import metrics_table, zero_shot_notes
 
 
 def results(zero_shot: dict, diagonal: dict) -> dict:
@@ -21,3 +24,34 @@ def test_nothing_to_flag_when_training_taught_the_task():
     assert zero_shot_notes(results({"a": 0.1, "b": 0.79}, {"a": 1.0, "b": 0.9})) == []
     assert zero_shot_notes(results({"a": 0.0}, {"a": 0.0})) == []  # nothing learnt: not a leak
     assert zero_shot_notes({"scenario": "pool", "zero_shot": {"a": 1.0}, "rows": []}) == []
+
+
+def printed(table) -> str:
+    from rich.console import Console
+
+    console = Console(width=120, record=True, file=io.StringIO())
+    console.print(table)
+    return console.export_text()
+
+
+def test_metrics_table_prints_the_nlu_nlg_and_vl_deltas_in_points():
+    results = {
+        "scenario": "stream", "rows": [{"after": "a", "scores": {}, "train_seconds": 1.0, "eval_seconds": 1.0}],
+        "metrics": {"backward_transfer": -0.25},
+        "language": {"compare": {"zero_shot": 1.0, "current": 0.5, "forgetting": 0.5}},
+        "linguistic_forgetting": {
+            "nlu": {"tasks": ["compare", "choice"], "zero_shot": 1.0, "current": 0.4, "forgetting": 0.6, "by_step": [0.6]},
+            "nlg": {"tasks": ["arithmetic"], "zero_shot": 0.9, "current": 0.9, "forgetting": 0.0, "by_step": [0.0]},
+        },
+        "vision_language_forgetting": {"tasks": ["a"], "forgetting": 0.25, "by_step": [0.25]},
+    }
+    text = printed(metrics_table(results))
+    assert re.search(r"NLU Delta vs zero-shot \(compare, choice\)\s*│\s*60\.0", text), text
+    assert re.search(r"NLG Delta vs zero-shot \(arithmetic\)\s*│\s*0\.0", text), text
+    assert re.search(r"VL Delta \(each task vs just after it\)\s*│\s*25\.0", text), text
+    assert re.search(r"compare\* forgetting vs zero-shot\s*│\s*50\.0", text), text
+
+
+def test_metrics_table_of_a_run_from_before_the_deltas_has_no_delta_rows():
+    results = {"scenario": "stream", "rows": [], "metrics": {}, "language": {}}
+    assert "Delta" not in printed(metrics_table(results))

@@ -75,6 +75,29 @@ def test_comparison_rows_in_points_with_dashes_for_undefined(tmp_path):
     assert runs[1].note == "(incomplete: 2 of 3 steps)" and runs[0].note == ""
 
 
+def test_comparison_has_the_nlu_nlg_and_vl_delta_columns_in_points(tmp_path):
+    deltas = {
+        "linguistic_forgetting": {
+            "nlu": {"tasks": ["lang"], "zero_shot": 0.5, "current": 0.25, "forgetting": 0.25, "by_step": [0.1, 0.25]},
+        },
+        "vision_language_forgetting": {"tasks": ["a", "b"], "forgetting": 0.2, "by_step": [math.nan, 0.2]},
+    }
+    one_step = {"vision_language_forgetting": {"tasks": ["a"], "forgetting": math.nan, "by_step": [math.nan]}}
+    runs = load_runs([write_run(tmp_path / "new", stream_results(**deltas)), write_run(tmp_path / "old", stream_results()),
+                      write_run(tmp_path / "short", stream_results(**one_step))])
+    table = comparison_table(runs)
+    keys = [c.key for c in table.columns]
+    # No run has an NLG group, so there is no NLG column; the Deltas come before the per-task forgetting.
+    assert keys[-3:] == ["linguistic_forgetting:nlu", "vision_language_forgetting", "language_forgetting:lang"]
+    assert [c.title for c in table.columns][-3:-1] == ["NLU Delta", "VL Delta"]
+    new, old, short = table.rows
+    assert new["linguistic_forgetting:nlu"] == pytest.approx(25.0) and new["vision_language_forgetting"] == pytest.approx(20.0)
+    assert old["linguistic_forgetting:nlu"] is None and old["vision_language_forgetting"] is None
+    assert short["vision_language_forgetting"] is None, "a one-task run has no VL Delta"
+    assert [cells[-3:-1] for cells in table.cells()] == [["25.0", "20.0"], ["-", "-"], ["-", "-"]]
+    assert "NLU Delta & VL Delta" in latex_tabular(table)
+
+
 def test_forgetting_rate_as_a_dict_shows_overall_and_no_column_without_it(tmp_path):
     runs = load_runs([write_run(tmp_path / "p", pool_results({"overall": 7.25, "s1": 1.0}))])
     assert comparison_table(runs).rows[0]["forgetting_rate"] == 7.25

@@ -170,14 +170,33 @@ def test_every_registered_method_validates_its_options_and_documents_them(name):
     assert undocumented == [], f"{name}: options without a description"
 
 
+def model_for(strategy_class: type[Strategy]):
+    """The digit LM, or, for a method that restructures a multimodal model (adapters, projectors), the tiny VLM.
+
+    Returns ``(model, collator, samples_of(task_index))``.
+    """
+    if strategy_class.setup_model is Strategy.setup_model:
+        return DigitLM(), DigitCollator(), lambda index: digit_samples(["a", "bb"][index])
+    from mcit.config import LoraConfig
+    from mcit.data.collate import Collator
+    from mcit.models.hf import configure_trainable, load_vlm
+
+    model, processor = load_vlm("tiny")
+    lora = LoraConfig(r=2) if strategy_class.peft_lora == "required" else None
+    model = configure_trainable(model, ["projector"], lora)
+    return model, Collator(processor), lambda index: TASKS.get(["color", "count"][index]).generate(8, index, "train")
+
+
 @pytest.mark.parametrize("name", STRATEGIES.names())
 def test_every_registered_method_resumes_from_its_saved_state(name, tmp_path):
     """After two trained tasks, a fresh instance loaded from the saved state has the same state."""
     strategy_class = STRATEGIES.get(name)
-    strategy, model = strategy_class(), DigitLM()
+    strategy = strategy_class()
+    model, collator, samples_of = model_for(strategy_class)
+    model = strategy.setup_model(model, seed=0)
     for index, task in enumerate(["a", "bb"]):
-        view = TaskView(index, task, digit_samples(task))
-        ctx = Context(model, view, seed=index, device=torch.device("cpu"), collator=DigitCollator())
+        view = TaskView(index, task, samples_of(index))
+        ctx = Context(model, view, seed=index, device=torch.device("cpu"), collator=collator)
         strategy.before_task(ctx)
         train(ctx, list(strategy.train_data(ctx, view.train)), strategy, TrainConfig(epochs=1, batch_size=4))
         strategy.after_task(ctx)

@@ -17,10 +17,13 @@ def test_embedded_stream_has_the_configured_tasks_and_sizes():
     config = load_config(None, ["benchmark.train_per_task=5", "benchmark.eval_per_task=3"])
     stream = build_stream(config.benchmark, seed=0)
     assert [t.name for t in stream.tasks] == config.benchmark.tasks
-    assert [t.name for t in stream.eval_only] == ["arithmetic"]
+    assert [t.name for t in stream.eval_only] == ["compare", "choice", "arithmetic", "reverse", "plural"]
+    assert [t.language_kind for t in stream.eval_only] == ["nlu", "nlu", "nlg", "nlg", "nlg"]
+    assert all(t.language_kind is None for t in stream.tasks)
     assert all(len(t.train) == 5 and len(t.eval) == 3 for t in stream.tasks)
-    assert stream.eval_only[0].train == []
-    assert len(stream.base_train) == 2 * config.benchmark.base.samples_per_task
+    assert all(t.train == [] for t in stream.eval_only)
+    assert len(stream.base_train) == 6000 == sum(config.benchmark.base.samples_per_task.values())
+    assert {s.skill for s in stream.base_train} == set(config.benchmark.base.tasks)
 
 
 def test_task_without_training_samples_is_refused():

@@ -12,12 +12,15 @@ from PIL import Image
 
 from mcit.data.synthetic import render as render_module
 from mcit.data.synthetic.render import COLORS, SHAPES, STYLES, Thing, random_things, render
-from mcit.data.synthetic.tasks import ROWS, TASKS, corpus
+from mcit.data.synthetic.tasks import LANGUAGE_SKILLS, PLURALS, ROWS, TASKS, WORDS, TaskSpec, corpus
+from mcit.evaluation.scorers import SCORERS
+from mcit.models.tiny import TinySpec, train_tokenizer
 
 N = 40
 SIZE = 48
 CELL = SIZE // 3
-TEXT_ONLY = {"arithmetic"}
+TEXT_ONLY = {"arithmetic", "compare", "choice", "reverse", "plural"}
+KINDS = {"compare": "nlu", "choice": "nlu", "arithmetic": "nlg", "reverse": "nlg", "plural": "nlg"}
 ALL_TASKS = TASKS.names()
 
 
@@ -48,7 +51,7 @@ def only_color(image: Image.Image) -> tuple[tuple[int, int], str]:
 
 def test_the_registry_holds_the_known_tasks():
     # A new task must get its answer check below.
-    assert set(ALL_TASKS) == {"color", "count", "position", "code", "shape", "caption", "describe", "arithmetic"}
+    assert set(ALL_TASKS) == {"color", "count", "position", "code", "shape", "caption", "describe"} | TEXT_ONLY
 
 
 @pytest.mark.parametrize("name", ALL_TASKS)
@@ -94,7 +97,7 @@ def test_images_are_48px_rgb_or_none_for_text_only(name):
 @pytest.mark.parametrize("name", ALL_TASKS)
 def test_prompts_come_from_the_task_templates(name):
     spec = TASKS.get(name)
-    patterns = [re.compile("^" + re.escape(t).replace(r"\{a\}", r"\d").replace(r"\{b\}", r"\d") + "$") for t in spec.templates]
+    patterns = [re.compile("^" + re.sub(r"\\\{\w+\\\}", r"\\w+", re.escape(t)) + "$") for t in spec.templates]
     prompts = [s.prompt for s in spec.generate(N, seed=0, split="train")]
     assert all(any(p.match(prompt) for p in patterns) for prompt in prompts), prompts
     assert len(set(prompts)) > 1  # templates vary
@@ -164,10 +167,72 @@ def test_arithmetic_answer_is_the_sum_of_the_prompt_digits():
         assert sample.answer == str(sum(numbers))
 
 
+def test_text_only_tasks_declare_their_language_kind_and_vision_tasks_none():
+    assert {n: TASKS.get(n).language_kind for n in TEXT_ONLY} == KINDS
+    assert all(TASKS.get(n).language_kind is None for n in ALL_TASKS if n not in TEXT_ONLY)
+    assert set(LANGUAGE_SKILLS) == TEXT_ONLY
+    with pytest.raises(ValueError, match="needs a language_kind"):
+        TaskSpec("words", None, ("Say it.",), lambda rng: ({}, "it", None))
+    with pytest.raises(ValueError, match="has no language_kind"):
+        TaskSpec("picture", "plain", ("Say it.",), lambda rng: ({}, "it", None), language_kind="nlu")
+
+
+@pytest.mark.parametrize("name", sorted(n for n in TEXT_ONLY if KINDS[n] == "nlu"))
+def test_nlu_answers_are_one_of_the_options_the_prompt_names(name):
+    samples = TASKS.get(name).generate(N, seed=0, split="train")
+    assert all(re.search(rf"\b{s.answer}\b", s.prompt) for s in samples), [(s.prompt, s.answer) for s in samples]
+    assert len({s.answer for s in samples}) >= 2
+
+
+@pytest.mark.parametrize("name", sorted(n for n in TEXT_ONLY if KINDS[n] == "nlg"))
+def test_nlg_answers_are_open_strings(name):
+    answers = {s.answer for s in TASKS.get(name).generate(N, seed=0, split="train")}
+    assert len(answers) >= 8, answers
+
+
+def test_compare_answers_whether_the_first_digit_is_larger():
+    answers = set()
+    for sample in TASKS.get("compare").generate(N, seed=0, split="train"):
+        a, b = (int(x) for x in re.findall(r"\d+", sample.prompt))
+        assert a != b and sample.answer == ("yes" if a > b else "no")
+        answers.add(sample.answer)
+    assert answers == {"yes", "no"}
+
+
+def test_choice_answer_is_the_only_word_of_the_asked_category():
+    for sample in TASKS.get("choice").generate(N, seed=0, split="train"):
+        category = re.search(r"\b(color|shape)\b", sample.prompt).group(1)
+        options = re.findall(r"\b(" + "|".join((*COLORS, *SHAPES)) + r")\b", sample.prompt)
+        members = [word for word in options if word in (COLORS if category == "color" else SHAPES)]
+        assert len(options) == 3 and members == [sample.answer]
+
+
+def test_reverse_and_plural_answers():
+    for sample in TASKS.get("reverse").generate(N, seed=0, split="train"):
+        word = re.search(r"\b(" + "|".join(WORDS) + r")\b", sample.prompt).group(1)
+        assert sample.answer == word[::-1]
+    for sample in TASKS.get("plural").generate(N, seed=0, split="train"):
+        noun = re.search(r"\b(" + "|".join(PLURALS) + r")\b", sample.prompt).group(1)
+        assert sample.answer == PLURALS[noun]
+    assert {"mice", "children", "boxes", "cities"} <= set(PLURALS.values())
+
+
+def test_answers_fit_the_generation_budget_and_survive_the_answer_normalisation():
+    tokenizer = train_tokenizer(corpus(), TinySpec().vocab_size)
+    scorer = SCORERS.get("exact_norm")  # the embedded benchmark's scorer
+    for name in ALL_TASKS:
+        spec = TASKS.get(name)
+        for sample in spec.generate(N, seed=0, split="eval"):
+            # The answer follows "ASSISTANT: ", so it is tokenized after a space.
+            assert len(tokenizer(" " + sample.answer, add_special_tokens=False)["input_ids"]) <= spec.max_new_tokens, (name, sample.answer)
+            # An answer the VQA normalisation empties (an option "A" is the article "a") would match "".
+            assert scorer.score([sample.answer, ""], [[sample.answer], [sample.answer]]).per_sample == [1.0, 0.0], (name, sample.answer)
+
+
 def test_task_styles_differ_between_stream_tasks():
     styles = {name: TASKS.get(name).style for name in ALL_TASKS}
-    assert styles["arithmetic"] is None
-    assert all(styles[n] in STYLES for n in ALL_TASKS if n != "arithmetic")
+    assert all(styles[n] is None for n in TEXT_ONLY)
+    assert all(styles[n] in STYLES for n in ALL_TASKS if n not in TEXT_ONLY)
     assert len({styles[n] for n in ("color", "count", "code", "shape", "caption")}) >= 4
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mcit.benchmarks.base import BENCHMARKS, Benchmark, Stream
 from mcit.data.sample import Task
-from mcit.data.synthetic.tasks import TASKS, corpus
+from mcit.data.synthetic.tasks import LANGUAGE_SKILLS, TASKS, corpus
 
 
 def _task(name: str, train: int, evaluation: int, seed: int) -> Task:
@@ -15,11 +15,12 @@ def _task(name: str, train: int, evaluation: int, seed: int) -> Task:
         spec.generate(evaluation, seed, "eval"),
         scorer="exact_norm",
         max_new_tokens=spec.max_new_tokens,
+        language_kind=spec.language_kind,
     )
 
 
 def embedded(config, seed: int) -> Stream:
-    """Pillow-drawn visual tasks in shifting styles plus a text-only skill (offline, seconds on CPU)."""
+    """Pillow-drawn visual tasks in shifting styles plus text-only NLU and NLG skills (offline, seconds on CPU)."""
     tasks = [_task(n, config.train_per_task, config.eval_per_task, seed) for n in config.tasks]
     eval_only = [_task(n, 0, config.eval_per_task, seed) for n in config.eval_only]
     base_train = None
@@ -27,14 +28,14 @@ def embedded(config, seed: int) -> Stream:
         base_train = [
             sample
             for name in config.base.tasks
-            for sample in TASKS.get(name).generate(config.base.samples_per_task, seed, "base")
+            for sample in TASKS.get(name).generate(config.base.samples(name), seed, "base")
         ]
     return Stream(tasks, eval_only, base_train, corpus())
 
 
-BENCHMARKS.register("embedded", help="Pillow-drawn visual tasks in shifting styles plus a text-only skill (offline, seconds on CPU)")(
+BENCHMARKS.register("embedded", help="Pillow-drawn visual tasks in shifting styles plus text-only NLU and NLG skills (offline, seconds on CPU)")(
     Benchmark(
-        embedded, "stream", ["color", "count", "code", "shape", "caption"], ["arithmetic"],
+        embedded, "stream", ["color", "count", "code", "shape", "caption"], list(LANGUAGE_SKILLS),
         task_names=TASKS, eval_names=TASKS, base_names=TASKS, default_sizes=(2000, 200),
     )
 )

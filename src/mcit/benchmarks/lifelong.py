@@ -100,7 +100,7 @@ def lifelong(config, seed: int) -> PoolStream:
     ]
     base_train = None
     if config.base is not None:
-        base_train = [s for name in config.base.tasks for s in TASKS.get(name).generate(config.base.samples_per_task, seed, "base")]
+        base_train = [s for name in config.base.tasks for s in TASKS.get(name).generate(config.base.samples(name), seed, "base")]
     return PoolStream(datasets, evaluation, base_train, corpus())
 
 

@@ -11,6 +11,10 @@ from mcit.data.images import ImageRef
 
 IMAGE_MARKER = "<image>"
 """Where an image goes in a user turn's text (LLaVA's placeholder); see :class:`Sample`."""
+LANGUAGE_KINDS = ("nlu", "nlg")
+"""Kinds of text-only skill whose forgetting is reported apart (Srivastava et al.): language
+understanding (the answer is one of a few options the prompt names) and generation (an open
+answer string); see :attr:`Task.language_kind`."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,9 @@ class Task:
         eval: Held-out evaluation samples.
         scorer: Name of the scorer in :data:`mcit.evaluation.scorers.SCORERS`.
         max_new_tokens: Generation budget for answers of this task.
+        language_kind: ``"nlu"`` or ``"nlg"`` for a text-only language skill whose
+            forgetting is reported by kind (see :mod:`mcit.data.synthetic.tasks`); ``None``
+            otherwise.
     """
 
     name: str
@@ -75,6 +82,7 @@ class Task:
     eval: Sequence[Sample]
     scorer: str = "exact_norm"
     max_new_tokens: int = 8
+    language_kind: str | None = None
 
 
 SampleLookup = Callable[[str, str], Sample]

@@ -25,6 +25,12 @@ METRICS = {
     "forward_transfer": "FWT",
 }
 FORGETTING_RATE = "forgetting_rate"  # pool runs: LAMP's rate, already in percent (a float, or a dict with "overall")
+# Stream runs' Deltas (fractions): "section" or "section:group" of results -> column title.
+DELTAS = {
+    "linguistic_forgetting:nlu": "NLU Delta",
+    "linguistic_forgetting:nlg": "NLG Delta",
+    "vision_language_forgetting": "VL Delta",
+}
 
 
 @dataclass(frozen=True)
@@ -63,12 +69,26 @@ def _rate(value: Any) -> float | None:
     return None if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) else float(value)
 
 
+def _delta(results: dict[str, Any], key: str) -> Any:
+    """The ``forgetting`` of the entry a :data:`DELTAS` key names, or None."""
+    section, _, group = key.partition(":")
+    entry = results.get(section)
+    if group and isinstance(entry, dict):
+        entry = entry.get(group)
+    return entry.get("forgetting") if isinstance(entry, dict) else None
+
+
 def comparison_table(runs: list[Run]) -> Table:
-    """One row per run: methods, the stream metrics in points, LAMP's rate, each eval-only task's forgetting."""
+    """One row per run: methods, the stream metrics in points, LAMP's rate, the NLU/NLG/VL Deltas, each eval-only task's forgetting.
+
+    A rate or Delta column appears only when some run has it (runs from before the Deltas have none).
+    """
     columns = [Column("run", "run", "text"), Column("methods", "methods", "text"), Column("steps", "steps", "text")]
     columns += [Column(key, title) for key, title in METRICS.items()]
     if any(FORGETTING_RATE in (run.results.get("metrics") or {}) for run in runs):
         columns.append(Column(FORGETTING_RATE, "forgetting rate (%)"))
+    deltas = [key for key in DELTAS if any(_delta(run.results, key) is not None for run in runs)]
+    columns += [Column(key, DELTAS[key]) for key in deltas]
     language: list[str] = []
     for run in runs:
         language += [name for name in run.results.get("language") or {} if name not in language]
@@ -82,6 +102,7 @@ def comparison_table(runs: list[Run]) -> Table:
         }
         row.update({key: points(metrics.get(key)) for key in METRICS})
         row[FORGETTING_RATE] = _rate(metrics.get(FORGETTING_RATE))
+        row.update({key: points(_delta(run.results, key)) for key in deltas})
         for name, entry in (run.results.get("language") or {}).items():
             row[f"language_forgetting:{name}"] = points(entry.get("forgetting") if isinstance(entry, dict) else None)
         table.rows.append(row)

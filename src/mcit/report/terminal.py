@@ -49,7 +49,8 @@ def _skill_table(results: dict[str, Any]) -> Table:
 
 
 def metrics_table(results: dict[str, Any]) -> Table:
-    """The stream metrics (in points) and linguistic forgetting of eval-only tasks."""
+    """The stream metrics (in points), the linguistic forgetting of each eval-only task and
+    of each language kind (NLU, NLG: Delta of the harmonic mean), and the vision-language Delta."""
     table = Table(title="Metrics (points)")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -62,6 +63,10 @@ def metrics_table(results: dict[str, Any]) -> Table:
             table.add_row(name, _cell(value))
     for name, entry in results.get("language", {}).items():
         table.add_row(f"{name}* forgetting vs zero-shot", _cell(entry["forgetting"]))
+    for kind, group in results.get("linguistic_forgetting", {}).items():
+        table.add_row(f"{kind.upper()} Delta vs zero-shot ({', '.join(group['tasks'])})", _cell(group["forgetting"]))
+    if "vision_language_forgetting" in results:
+        table.add_row("VL Delta (each task vs just after it)", _cell(results["vision_language_forgetting"]["forgetting"]))
     seconds = sum(r["train_seconds"] + r["eval_seconds"] for r in results["rows"])
     table.add_row("stream wall time (s)", f"{seconds:.1f}")
     return table

@@ -6,7 +6,7 @@ from typing import Any
 
 from mcit import metrics
 from mcit.benchmarks import Stream
-from mcit.data.sample import Sample, SampleLookup, Task
+from mcit.data.sample import LANGUAGE_KINDS, Sample, SampleLookup, Task
 from mcit.errors import UserError
 from mcit.scenarios.base import SCENARIOS, Scenario, StepData
 from mcit.selection.base import SelectionContext
@@ -17,8 +17,10 @@ class StreamScenario(Scenario):
     """Steps are the stream's tasks; columns are the tasks plus the evaluation-only ones.
 
     The square part of the matrix (trained tasks) gives the stream metrics of
-    :func:`mcit.metrics.summarize`; each evaluation-only column (a language skill taught
-    before the stream) gives its linguistic forgetting against the zero-shot row.
+    :func:`mcit.metrics.summarize` and the vision-language Delta; each evaluation-only
+    column (a language skill taught before the stream) gives its linguistic forgetting
+    against the zero-shot row, and so does each language kind (NLU, NLG) of them together,
+    as Srivastava et al. measure it (see :meth:`summarize`).
     """
 
     kind = "stream"
@@ -77,3 +79,33 @@ class StreamScenario(Scenario):
             }
             for name in extra
         }
+        results["linguistic_forgetting"] = self._language_groups(results)
+        by_step = metrics.vision_language_forgetting_by_step(square)
+        results["vision_language_forgetting"] = {"tasks": names[:done], "forgetting": by_step[-1], "by_step": by_step}
+
+    def _language_groups(self, results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Linguistic forgetting (Delta) of each language kind among the eval-only tasks.
+
+        omega is the harmonic mean of the kind's scores (0 if one is 0); the reference is
+        the zero-shot row (the model after the base stage); Delta = omega_ref - omega after
+        the last row (``forgetting``) and after every row (``by_step``, aligned with
+        ``results["rows"]``). Tasks without a kind (e.g. a file task) join no group.
+        """
+        kinds = {task.name: task.language_kind for task in self.data.eval_only}
+        groups = {}
+        for kind in LANGUAGE_KINDS:
+            members = [name for name in results["eval_only"] if kinds.get(name) == kind]
+            if not members:
+                continue
+            reference = [results["zero_shot"][name] for name in members]
+            by_step = metrics.linguistic_forgetting_by_step(
+                reference, [[row["scores"][name] for name in members] for row in results["rows"]]
+            )
+            groups[kind] = {
+                "tasks": members,
+                "zero_shot": metrics.harmonic_mean_accuracy(reference),
+                "current": metrics.harmonic_mean_accuracy([results["rows"][-1]["scores"][name] for name in members]),
+                "forgetting": by_step[-1],
+                "by_step": by_step,
+            }
+        return groups
