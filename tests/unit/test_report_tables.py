@@ -179,3 +179,13 @@ def test_unreadable_run_directories_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="no such directory"):
         write_report([tmp_path / "missing"], tmp_path / "out")
     assert not (tmp_path / "out").exists(), "nothing is written before every run is read"
+
+
+def test_cost_has_the_largest_steps_memory_peaks_and_the_parameters_methods_added(tmp_path):
+    results = stream_results()
+    results["rows"][0].update(peak_host_mb=512.5, peak_gpu_mb=None, model_parameters=640)
+    results["rows"][1].update(peak_host_mb=700.25, peak_gpu_mb=None, model_parameters=640 + 24)  # an adapter added
+    row = cost_table(load_runs([write_run(tmp_path / "olora", results)])).rows[0]
+    assert row["peak_host_mb"] == 700.25 and row["peak_gpu_mb"] is None
+    assert row["model_growth"] == 24  # 664 after the stream - 640 at its start
+    assert cost_table(load_runs([write_run(tmp_path / "old", stream_results())])).rows[0]["model_growth"] is None

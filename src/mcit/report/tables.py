@@ -37,7 +37,7 @@ DELTAS = {
 class Column:
     key: str  # the CSV header
     title: str  # the page's and LaTeX's header
-    kind: str = "points"  # text, points, seconds, count
+    kind: str = "points"  # text, points, seconds, mib, count
 
 
 @dataclass
@@ -56,7 +56,7 @@ def _missing(value: Any) -> bool:
 def _display(value: Any, kind: str) -> str:
     if _missing(value):
         return "-"
-    if kind == "points" or kind == "seconds":
+    if kind in ("points", "seconds", "mib"):
         return f"{value:.1f}"
     if kind == "count":
         return f"{value:,}"
@@ -114,14 +114,31 @@ def _sum(values: list[Any]) -> float | None:
     return float(sum(present)) if present else None
 
 
+def _max(values: list[Any]) -> float | None:
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return max(numbers) if numbers else None
+
+
+def _growth(parameters: list | None, rows: list[dict[str, Any]]) -> int | None:
+    """Parameters the methods added to the model over the stream (adapters or projectors per task)."""
+    last = rows[-1].get("model_parameters") if rows else None
+    if parameters is None or not isinstance(last, int):
+        return None
+    return last - sum(int(p.get("total") or 0) for p in parameters if isinstance(p, dict))
+
+
 def cost_table(runs: list[Run]) -> Table:
-    """One row per run: training, evaluation (and selection) seconds, trainable parameters, checkpoint sizes."""
+    """One row per run: training, evaluation (and selection) seconds, trainable parameters and the
+    parameters methods added, peak host and GPU memory (the largest step's), checkpoint sizes."""
     columns = [Column("run", "run", "text"), Column("train_seconds", "train (s)", "seconds"),
                Column("eval_seconds", "eval incl. zero-shot (s)", "seconds")]
     if any(run.pool for run in runs):
         columns.append(Column("selection_seconds", "selection (s)", "seconds"))
     columns += [
         Column("trainable_parameters", "trainable parameters", "count"),
+        Column("model_growth", "parameters added over the stream", "count"),
+        Column("peak_host_mb", "peak host memory (MiB)", "mib"),
+        Column("peak_gpu_mb", "peak GPU memory (MiB)", "mib"),
         Column("checkpoint", "newest checkpoint", "text"),
         Column("strategy_state_bytes", "strategy state (bytes: its tensors + JSON)", "count"),
         Column("checkpoint_bytes", "whole checkpoint directory (bytes)", "count"),
@@ -140,6 +157,9 @@ def cost_table(runs: list[Run]) -> Table:
             "eval_seconds": _sum(evals),
             "selection_seconds": _sum([row.get("selection_seconds") for row in rows]),
             "trainable_parameters": trainable,
+            "model_growth": _growth(parameters, rows),
+            "peak_host_mb": _max([row.get("peak_host_mb") for row in rows]),
+            "peak_gpu_mb": _max([row.get("peak_gpu_mb") for row in rows]),
             "checkpoint": checkpoint.name if checkpoint else None,
             "strategy_state_bytes": strategy_state_bytes(checkpoint) if checkpoint else None,
             "checkpoint_bytes": directory_bytes(checkpoint) if checkpoint else None,
