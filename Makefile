@@ -1,6 +1,8 @@
 # Two entry points for a fresh machine: `make run` and `make test`. Both build .venv first.
 # torch is installed pinned and alone, before anything that depends on it, so pip takes the
 # CPU wheel on disk instead of resolving a bare `torch` to a multi-GB CUDA build.
+# --no-compile: pip would byte-compile every module of every package (torch alone has
+# thousands); Python compiles the few hundred a run imports on first use instead.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,16 +11,16 @@ TORCH ?= torch==2.13.0
 .PHONY: run test install clean
 install: $(VENV)/.installed
 
-# `make run` needs the package only; `make test` adds the test extra (pytest, and the ~100 MB
-# pycocoevalcap wheel the caption scorer's tests use).
+# `make run` needs the package only; `make test` adds the test extra (pytest, the ~100 MB
+# pycocoevalcap wheel the caption scorer's tests use, lm_eval and tensorboard).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --no-compile "$(TORCH)"
+	$(BIN)/pip install --quiet --no-compile -e .
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet --no-compile -e ".[test]"
 	touch $@
 
 run: install
