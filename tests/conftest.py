@@ -57,3 +57,14 @@ def example_stream(directory, train_per_task: int, eval_per_task: int):
     model.save_pretrained(directory / "model")
     processor.save_pretrained(directory / "model")
     return directory
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models on a shared CPU: torch's thread pool costs ~0.5 s a forward, one thread ~10 ms."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -26,13 +26,7 @@ IMAGE_QUESTION = [{"role": "user", "content": [{"type": "image"}, {"type": "text
 TEXT_QUESTION = [{"role": "user", "content": "What color is the circle?"}]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: on a shared CPU, torch's thread pool costs ~0.5 s a forward, one thread ~10 ms."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
