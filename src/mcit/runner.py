@@ -30,7 +30,7 @@ from mcit.costs import MemoryPeaks
 from mcit.device import resolve_device
 from mcit.errors import UserError
 from mcit.evaluation.evaluate import evaluate_task
-from mcit.evaluation.language_harness import lm_eval_available, run_language_harness
+from mcit.evaluation.language_harness import evaluate_language, lm_eval_available
 from mcit.models.hf import configure_trainable, load_trainable_state, load_vlm, parameter_table, trainable_state
 from mcit.models.saving import save_standard
 from mcit.scenarios import Scenario, build_scenario
@@ -172,7 +172,11 @@ class Runner:
         if harness is None or not harness.runs_after(step, scenario.steps):
             return {}
         self.progress.message(f"language harness after {step}: {', '.join(harness.tasks)}")
-        return {"language_harness": run_language_harness(model, collator.processor, harness, self.device)}
+        scores = evaluate_language(
+            model, collator.processor, harness.tasks, limit=harness.limit, include_path=harness.include_path,
+            batch_size=harness.batch_size, device=self.device,
+        )  # fmt: skip
+        return {"language_harness": scores}
 
     def _needs_base_stage(self, scenario: Scenario) -> bool:
         return scenario.base_train is not None and self.config.benchmark.base is not None

@@ -17,9 +17,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 pytest.importorskip("lm_eval", reason='the language harness needs the lm-eval extra: pip install "mcit[lm-eval]"')
 
-from mcit.config.language_harness import LanguageHarnessConfig
 from mcit.errors import UserError
-from mcit.evaluation.language_harness import evaluate_language, language_model_view, run_language_harness
+from mcit.evaluation.language_harness import evaluate_language, language_model_view
 from vlm_families import FAMILIES
 
 TEXT = "What color is the circle? The circle is green."
@@ -145,7 +144,7 @@ def test_scores_local_tasks(name, models, task_dir):
     json.dumps(result)  # the runner writes it into the run directory
 
 
-def test_runner_entry_point_on_a_lora_model(task_dir):
+def test_a_lora_model_is_scored_with_its_adapters(task_dir):
     from peft import LoraConfig, get_peft_model
 
     model, processor = _tiny()
@@ -160,8 +159,7 @@ def test_runner_entry_point_on_a_lora_model(task_dir):
         assert not torch.allclose(adapted, base)
         assert torch.equal(view(ids).logits, adapted)  # the adapters are part of the view
 
-    options = LanguageHarnessConfig(tasks=["tiny_mc"], limit=2, include_path=str(task_dir), batch_size=2)
-    result = run_language_harness(peft_model, processor, options, torch.device("cpu"))
+    result = evaluate_language(peft_model, processor, ["tiny_mc"], limit=2, include_path=str(task_dir), batch_size=2, device="cpu")
     assert result["samples"] == {"tiny_mc": 2} and 0.0 <= result["accuracy"]["tiny_mc"] <= 1.0
 
 

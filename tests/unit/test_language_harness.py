@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from mcit.config.language_harness import LanguageHarnessConfig
 from mcit.errors import UserError
 from mcit.evaluation import language_harness
-from mcit.evaluation.language_harness import evaluate_language, language_model_view, run_language_harness
+from mcit.evaluation.language_harness import evaluate_language, language_model_view, lm_eval_available
 
 STREAM = ["color", "count", "shape"]
 
@@ -58,9 +58,7 @@ def test_check_after_names_the_unknown_task():
 
 def test_missing_lm_eval_is_one_line_user_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "lm_eval", None)  # import lm_eval now raises ImportError
-    options = LanguageHarnessConfig(tasks=["arc_easy"])
-    for call in (lambda: evaluate_language(torch.nn.Linear(2, 2), None, ["arc_easy"]),
-                 lambda: run_language_harness(torch.nn.Linear(2, 2), None, options, "cpu")):  # fmt: skip
+    for call in (lambda: evaluate_language(torch.nn.Linear(2, 2), None, ["arc_easy"]), lm_eval_available):
         with pytest.raises(UserError) as caught:
             call()
         message = str(caught.value)

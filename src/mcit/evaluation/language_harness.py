@@ -20,15 +20,13 @@ import functools
 import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from mcit.errors import UserError, one_line
 
-if TYPE_CHECKING:
-    from mcit.config.language_harness import LanguageHarnessConfig
 
 INSTALL_HINT = 'pip install "mcit[lm-eval]"'
 # Headline accuracy per task, first reported wins: length-normalised accuracy where the
@@ -253,17 +251,3 @@ def evaluate_language(
         "limit": limit,
         "lm_eval_version": getattr(lm_eval, "__version__", "unknown"),
     }
-
-
-def run_language_harness(
-    model: torch.nn.Module, processor, options: LanguageHarnessConfig, device: str | torch.device | None
-) -> dict[str, Any]:
-    """The runner's entry point: :func:`evaluate_language` with the options of a ``language_harness`` block.
-
-    Returns:
-        What :func:`evaluate_language` returns (JSON-serialisable).
-    """
-    return evaluate_language(
-        model, processor, options.tasks, limit=options.limit, include_path=options.include_path,
-        batch_size=options.batch_size, device=device,
-    )  # fmt: skip
