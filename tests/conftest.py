@@ -21,6 +21,7 @@ def tiny_overrides(**extra: object) -> list[str]:
         "benchmark.base.samples_per_task": 32,
         "benchmark.base.train.epochs": 1,
         "train.epochs": 1,
+        "train.lr": 1e-3,  # the tiny runs learn in one epoch at the lr the tests were written for
         "train.batch_size": 16,
         "eval.batch_size": 16,
     }

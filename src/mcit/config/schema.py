@@ -154,7 +154,7 @@ class RunConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig, description="Which model and which parts train.")
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig, description="The task stream.")
     method: list[MethodConfig] = Field(default_factory=lambda: [MethodConfig(name="seqft")], description="Continual-learning methods, chained in order (e.g. [er, ewc]).")
-    train: StreamSettings = Field(default_factory=lambda: TrainConfig(**STREAM_DEFAULTS), description="Training settings for each task of the stream (warmup_ratio 0.2 by default, see docs/RESULTS.md); settings not given keep these defaults.")
+    train: StreamSettings = Field(default_factory=lambda: TrainConfig(**STREAM_DEFAULTS), description="Training settings for each task of the stream (lr 5e-4 and warmup_ratio 0.2 by default, see docs/RESULTS.md); settings not given keep these defaults.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation settings.")
     language_harness: LanguageHarnessConfig | None = Field(
         None, description="lm-evaluation-harness text tasks scored on the live language model after chosen stream tasks (extra `mcit[lm-eval]`, docs/language-harness.md); null for none."
