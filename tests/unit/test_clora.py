@@ -11,6 +11,7 @@ from mcit.config import LoraConfig
 from mcit.models.hf import configure_trainable, load_vlm
 from mcit.store import load_state_tree, save_state_tree
 from mcit.strategies import STRATEGIES, Context, TaskView
+from mcit.strategies._lora import lora_layers
 from mcit.strategies.clora import CLoRA, CLoRAOptions
 
 ZERO = torch.tensor(0.0)
@@ -24,12 +25,6 @@ def tiny_model():
 def lora_context(tiny_model, trainable=()) -> Context:
     model = configure_trainable(copy.deepcopy(tiny_model), list(trainable), LoraConfig(r=2, alpha=6.0))
     return Context(model, TaskView(0, "task", []), seed=0, device=torch.device("cpu"))
-
-
-def lora_layers(model) -> dict[str, torch.nn.Module]:
-    from peft.tuners.lora import LoraLayer
-
-    return {name: m for name, m in model.named_modules() if isinstance(m, LoraLayer)}
 
 
 def train_adapters(model, seed: int) -> None:

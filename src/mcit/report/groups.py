@@ -16,17 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from mcit.report.runs import points
-from mcit.report.tables import METRICS, Column, Table
+from mcit.report.tables import DELTAS, METRICS, Column, Table, delta
 from mcit.sweep import read_sweep
 
-# Group-table metric -> (where in results.json, title). The Deltas appear when some cell has them.
+# Group-table metric -> title: the stream metrics always, the Deltas (tables.DELTAS) when some cell has them.
 ALWAYS = ("final_average_accuracy", "average_forgetting", "backward_transfer")
-GROUP_METRICS: dict[str, tuple[tuple[str, ...], str]] = {
-    **{key: (("metrics", key), METRICS[key]) for key in ALWAYS},
-    "nlu_delta": (("linguistic_forgetting", "nlu", "forgetting"), "NLU Delta"),
-    "nlg_delta": (("linguistic_forgetting", "nlg", "forgetting"), "NLG Delta"),
-    "vl_delta": (("vision_language_forgetting", "forgetting"), "VL Delta"),
-}
+GROUP_METRICS: dict[str, str] = {**{key: METRICS[key] for key in ALWAYS}, **DELTAS}
 CONFIDENCE = 0.95
 
 
@@ -94,10 +89,9 @@ def estimate(values: list[float]) -> Estimate:
 
 def metric_points(results: dict[str, Any], key: str) -> float | None:
     """A group metric of one cell in points; None where absent or undefined."""
-    node: Any = results
-    for part in GROUP_METRICS[key][0]:
-        node = node.get(part) if isinstance(node, dict) else None
-    return points(node)
+    if key in DELTAS:
+        return points(delta(results, key))
+    return points((results.get("metrics") or {}).get(key))
 
 
 def _over(values: dict[tuple[int, int], float], axis: int) -> Estimate:
@@ -127,7 +121,7 @@ def group_table(cells: list[tuple[SweepCell, dict[str, Any]]]) -> Table:
         for key in present:
             values = {(cell.seed, cell.order): metric_points(results, key) for cell, results in complete}
             values = {where: value for where, value in values.items() if value is not None}
-            row: dict[str, Any] = {"method": group, "metric": GROUP_METRICS[key][1], "cells": f"{len(complete)}/{len(members)}"}
+            row: dict[str, Any] = {"method": group, "metric": GROUP_METRICS[key], "cells": f"{len(complete)}/{len(members)}"}
             for axis, name in ((0, "seeds"), (1, "orders")):
                 result = _over(values, axis)
                 row.update({f"mean_over_{name}": result.mean, f"ci95_over_{name}": result.half_width, f"n_{name}": result.n})

@@ -69,7 +69,7 @@ def _rate(value: Any) -> float | None:
     return None if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) else float(value)
 
 
-def _delta(results: dict[str, Any], key: str) -> Any:
+def delta(results: dict[str, Any], key: str) -> Any:
     """The ``forgetting`` of the entry a :data:`DELTAS` key names, or None."""
     section, _, group = key.partition(":")
     entry = results.get(section)
@@ -87,7 +87,7 @@ def comparison_table(runs: list[Run]) -> Table:
     columns += [Column(key, title) for key, title in METRICS.items()]
     if any(FORGETTING_RATE in (run.results.get("metrics") or {}) for run in runs):
         columns.append(Column(FORGETTING_RATE, "forgetting rate (%)"))
-    deltas = [key for key in DELTAS if any(_delta(run.results, key) is not None for run in runs)]
+    deltas = [key for key in DELTAS if any(delta(run.results, key) is not None for run in runs)]
     columns += [Column(key, DELTAS[key]) for key in deltas]
     language: list[str] = []
     for run in runs:
@@ -102,7 +102,7 @@ def comparison_table(runs: list[Run]) -> Table:
         }
         row.update({key: points(metrics.get(key)) for key in METRICS})
         row[FORGETTING_RATE] = _rate(metrics.get(FORGETTING_RATE))
-        row.update({key: points(_delta(run.results, key)) for key in deltas})
+        row.update({key: points(delta(run.results, key)) for key in deltas})
         for name, entry in (run.results.get("language") or {}).items():
             row[f"language_forgetting:{name}"] = points(entry.get("forgetting") if isinstance(entry, dict) else None)
         table.rows.append(row)
