@@ -4,9 +4,10 @@ Usage: .venv/bin/python experiments/methods_quality.py [--seeds 0,1,2] [--method
        [--out runs/methods-bench] [--set key=value ...]
        (a method may be given as name:option=value for sweeps, e.g. ewc:strength=10)
 
-Columns: final average accuracy, average forgetting, BWT, FWT, the linguistic forgetting Delta
-of the NLU and NLG eval-only groups and the vision-language Delta (points; Srivastava et al.'s
-omega, see README), wall seconds of the stream (training + evaluation, base stage excluded),
+Columns: final average accuracy, MFT (the mean of the diagonal: how well each task was learned),
+average forgetting, BWT, FWT, the linguistic forgetting Delta of the NLU and NLG eval-only groups
+(Srivastava et al.'s omega, see README), the mean drop of each group's skills (which, unlike
+omega, does not saturate once one skill is at 0) and the vision-language Delta (points), wall seconds of the stream (training + evaluation, base stage excluded),
 parameters trained per task (mean over tasks), the model's parameters after the last task
 (what isolation methods add) and the bytes of strategy state stored in the final checkpoint. Every method of a seed starts from the same
 base model (the first method's base stage), so rows differ only in the method. Runs resume
@@ -47,7 +48,7 @@ METHODS = {
     "moelora": "[moelora]",
     "eproj": "[eproj]",
 }
-KEYS = ("final_average_accuracy", "average_forgetting", "backward_transfer", "forward_transfer")
+KEYS = ("final_average_accuracy", "mean_finetune_accuracy", "average_forgetting", "backward_transfer", "forward_transfer")
 
 
 def method_config(spec: str) -> str:
@@ -107,18 +108,27 @@ def main() -> None:
             groups = results.get("linguistic_forgetting", {})
             for kind in ("nlu", "nlg"):
                 values[f"{kind} delta"] = groups[kind]["forgetting"] if kind in groups else float("nan")
+                # the mean drop of the group's skills: unlike omega's Delta it does not saturate
+                # once one skill is at 0
+                drops = [results["language"][n]["forgetting"] for n in groups.get(kind, {}).get("tasks", [])]
+                values[f"{kind} drop"] = statistics.mean(drops) if drops else float("nan")
             values["vl delta"] = results.get("vision_language_forgetting", {}).get("forgetting", float("nan"))
             for key, value in values.items():
                 table[method].setdefault(key, []).append(value)
             print(f"seed {seed} {method}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()), flush=True)
-    print("\n| method | final acc | forgetting | BWT | FWT | NLU Δ | NLG Δ | VL Δ | stream s | trained/task | stored | state bytes |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| method | final acc | MFT | forgetting | BWT | FWT | NLU Δ | NLG Δ | NLU drop | NLG drop | VL Δ | stream s "
+        "| trained/task | stored | state bytes |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for method in methods:
         t = table[method]
         print(
-            f"| {method} | {spread(t['final_average_accuracy'], 100)} | {spread(t['average_forgetting'], 100)} | "
-            f"{spread(t['backward_transfer'], 100)} | {spread(t['forward_transfer'], 100)} | {spread(t['nlu delta'], 100)} | "
-            f"{spread(t['nlg delta'], 100)} | {spread(t['vl delta'], 100)} | {spread(t['stream s'], digits=0)} | "
+            f"| {method} | {spread(t['final_average_accuracy'], 100)} | {spread(t['mean_finetune_accuracy'], 100)} | "
+            f"{spread(t['average_forgetting'], 100)} | {spread(t['backward_transfer'], 100)} | "
+            f"{spread(t['forward_transfer'], 100)} | {spread(t['nlu delta'], 100)} | {spread(t['nlg delta'], 100)} | "
+            f"{spread(t['nlu drop'], 100)} | {spread(t['nlg drop'], 100)} | {spread(t['vl delta'], 100)} | "
+            f"{spread(t['stream s'], digits=0)} | "
             f"{int(statistics.mean(t['trained'])):,} | {int(t['stored'][-1]):,} | {int(statistics.mean(t['state bytes'])):,} |"
         )
 
