@@ -28,7 +28,8 @@ from mcit.data.synthetic.tasks import TASKS, corpus
 from mcit.losses import answer_loss
 from mcit.models.tiny import build_tiny_vlm
 from mcit.strategies import Context, Strategy, TaskView
-from mcit.training.loop import batch_order, train
+from mcit.training.feed import batch_order
+from mcit.training.loop import train
 from mcit.training.optim import build_optimizer, warmup_cosine
 from mcit.training.settings import TrainConfig
 

@@ -124,9 +124,10 @@ class Runner:
                 state = {"model": trainable_state(ctx.model), "strategy": strategy.state_dict(), "train": progress}
                 self.store.save_checkpoint(PARTIAL, state, {"index": ctx.task.index, "task": ctx.task.name})
 
-        def on_step(step: int, steps: int, loss: float) -> None:
+        def on_step(step: int, steps: int, loss: float | None) -> None:
             advance(1)
-            self.trackers.train_loss(self._steps_before + step, loss, last=step == steps)
+            if loss is not None:
+                self.trackers.train_loss(self._steps_before + step, loss)
 
         return train(ctx, data, strategy, settings, on_step, on_checkpoint, resume)
 

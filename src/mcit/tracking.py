@@ -3,7 +3,8 @@
 mcit's own record is the run directory; trackers mirror it as the run goes, for people who
 watch runs in those tools. accelerate's tracker classes are used as they are (their
 ``start`` / ``log`` / ``finish``), so the integrations stay theirs. Logged: the training loss
-every ``log_every`` optimizer steps and at the last step of each task (x axis: optimizer
+each time the loop reads it back (every ``train.loss_every`` optimizer steps and at the last
+step of each task; x axis: optimizer
 steps over the whole run), and after every step of the stream its scores, the run's metrics
 so far and its costs (x axis: the step number). A tracker whose package is missing is
 refused before anything is written.
@@ -42,9 +43,8 @@ def _numbers(prefix: str, values: dict[str, Any]) -> dict[str, float]:
 class RunTrackers:
     """The configured trackers of one run (none: every call does nothing)."""
 
-    def __init__(self, names: list[str], run_dir: Path, run_name: str, config: dict[str, Any], log_every: int = 10):
+    def __init__(self, names: list[str], run_dir: Path, run_name: str, config: dict[str, Any]):
         self.trackers = []
-        self.log_every = log_every
         if names:
             from accelerate.tracking import TensorBoardTracker, WandBTracker
 
@@ -59,9 +59,9 @@ class RunTrackers:
         for tracker in self.trackers:
             tracker.log(values, step=step)
 
-    def train_loss(self, global_step: int, loss: float, last: bool = False) -> None:
-        """The loss every ``log_every`` optimizer steps and at the last step of each task."""
-        if self.trackers and (global_step % self.log_every == 0 or last) and math.isfinite(loss):
+    def train_loss(self, global_step: int, loss: float) -> None:
+        """A training loss the loop read back, at its optimizer step over the whole run."""
+        if self.trackers and math.isfinite(loss):
             self._log({"train/loss": loss}, global_step)
 
     def step_done(self, number: int, row: dict[str, Any], metrics: dict[str, Any]) -> None:

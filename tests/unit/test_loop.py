@@ -13,7 +13,8 @@ from mcit.evaluation.scorers import SCORERS
 from mcit.losses import answer_loss
 from mcit.models.tiny import build_tiny_vlm
 from mcit.strategies import Context, Strategy, TaskView
-from mcit.training.loop import batch_order, steps_for, train
+from mcit.training.feed import batch_order
+from mcit.training.loop import steps_for, train
 from mcit.training.optim import build_optimizer, warmup_cosine
 from mcit.training.settings import TrainConfig
 

@@ -59,10 +59,15 @@ class Batch:
     labels: torch.Tensor | None
     samples: Sequence[Sample]
 
-    def to(self, device: torch.device | str) -> Batch:
-        inputs = {k: v.to(device) for k, v in self.inputs.items()}
-        labels = None if self.labels is None else self.labels.to(device)
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        inputs = {k: v.to(device, non_blocking=non_blocking) for k, v in self.inputs.items()}
+        labels = None if self.labels is None else self.labels.to(device, non_blocking=non_blocking)
         return Batch(inputs, labels, self.samples)
+
+    def pin_memory(self) -> Batch:
+        """The batch in page-locked host memory (what DataLoader's ``pin_memory`` calls)."""
+        inputs = {k: v.pin_memory() for k, v in self.inputs.items()}
+        return Batch(inputs, None if self.labels is None else self.labels.pin_memory(), self.samples)
 
 
 class Collator:

@@ -182,8 +182,9 @@ class QuadraticPenalty(torch.autograd.Function):
             gradient = FlatTensors(gradient.flat * grad_output, gradient.shapes)
         elif (factor := grad_output.item()) != 1.0:
             gradient = FlatTensors(gradient.flat * factor, gradient.shapes)
-        if fctx.sink is not None:
-            fctx.sink.penalty_grads = gradient
+        if fctx.sink is not None:  # summed over the micro-batches of a step
+            recorded = fctx.sink.penalty_grads
+            fctx.sink.penalty_grads = gradient if recorded is None else FlatTensors(recorded.flat + gradient.flat, gradient.shapes)
         # The engine casts each gradient to its parameter's dtype (as the .float() cast did);
         # it neither writes into nor keeps these views (they stay referenced here).
         return (None, None, None, *gradient.views)
@@ -281,9 +282,10 @@ class Anchor:
         theta_star: Trainable parameters (fp32) at the end of the last finished task.
         importance: Omega by parameter name (fp32), or ``None`` for Omega = 1.
         tasks: Finished tasks folded into ``importance`` so far.
-        penalty_grads: The fp32 gradient the last penalty's backward added to the parameters
-            (laid out like them), if it was asked to record it; ``None`` if not, or if no
-            backward has gone through it since it was computed.
+        penalty_grads: The fp32 gradient the penalty's backward passes of the current
+            optimizer step added to the parameters (laid out like them, summed over the
+            step's micro-batches), if it was asked to record it; ``None`` if not, or if no
+            backward has gone through it since the step's first penalty.
     """
 
     def __init__(self) -> None:
@@ -318,12 +320,14 @@ class Anchor:
         """
         if self._theta_star is None:
             return None
-        self.penalty_grads = None
+        if ctx.micro_batch == 0:
+            self.penalty_grads = None
         names, params = trainable_lists(ctx)
         if not params:
             return torch.zeros((), device=ctx.device, dtype=torch.float32)
         sink = self if record_gradients else None
-        return QuadraticPenalty.apply(self._vectors(ctx, names), float(scale), sink, *params)
+        with torch.autocast(ctx.device.type, enabled=False):  # fp32, under bf16 autocast too
+            return QuadraticPenalty.apply(self._vectors(ctx, names), float(scale), sink, *params)
 
     def penalised(
         self, ctx: Context, loss: torch.Tensor, scale: float, record_gradients: bool = False

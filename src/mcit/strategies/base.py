@@ -49,6 +49,7 @@ class Context:
         seed: Seed of the current task (derive all randomness from it).
         device: Where training runs.
         step: Optimizer step within the task (updated by the loop).
+        micro_batch: Index of the micro-batch within the step (0 without accumulation).
         collator: Encodes extra batches (e.g. a replay batch for A-GEM).
         lookup: Materialises the sample references a strategy restored from a checkpoint
             (task name, sample id) from the run's data; ``None`` outside a run.
@@ -60,6 +61,7 @@ class Context:
     device: torch.device
     collator: Any = None
     step: int = 0
+    micro_batch: int = 0
     lookup: SampleLookup | None = None
 
     def trainable(self) -> list[tuple[str, torch.nn.Parameter]]:
@@ -131,11 +133,21 @@ class Strategy:
         return data
 
     def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
-        """Return the loss to minimise (e.g. task loss plus a penalty)."""
+        """Return the loss to minimise (e.g. task loss plus a penalty).
+
+        With ``train.micro_batch_size`` it is called once per micro-batch (``ctx.micro_batch``
+        counts them) and the loop weights each result by the micro-batch's share of the
+        step's answer tokens; the weights sum to 1, so a term that does not depend on the
+        batch (a penalty) enters the step exactly once and a token mean stays a token mean.
+        """
         return loss
 
     def after_backward(self, ctx: Context, batch: Batch) -> None:
-        """Edit gradients in place after ``loss.backward()`` (gradient surgery)."""
+        """Edit gradients in place after the step's backward passes (gradient surgery).
+
+        Called once per optimizer step, when every micro-batch's gradient is accumulated;
+        ``batch`` is the step's last micro-batch.
+        """
 
     def after_task(self, ctx: Context) -> None:
         """Called after training on ``ctx.task`` (importance, buffers, snapshots)."""

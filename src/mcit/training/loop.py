@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -15,7 +16,9 @@ from mcit.data.sample import Sample
 from mcit.errors import UserError
 from mcit.losses import answer_loss
 from mcit.strategies.base import Context, Strategy
+from mcit.training.feed import MicroBatch, batch_order, step_loader, with_samples
 from mcit.training.optim import build_optimizer, warmup_cosine
+from mcit.training.precision import MasterWeights, autocast
 from mcit.training.settings import TrainConfig
 
 
@@ -37,16 +40,6 @@ def steps_for(n: int, settings: TrainConfig) -> int:
     return -(-max(1, round(n * settings.epochs)) // settings.batch_size)
 
 
-def batch_order(n: int, batch_size: int, epochs: float, generator: torch.Generator) -> list[list[int]]:
-    """Seeded shuffled batches; a fractional epoch count takes a prefix of the last epoch."""
-    total = max(1, round(n * epochs))
-    order: list[int] = []
-    while len(order) < total:
-        order.extend(torch.randperm(n, generator=generator).tolist())
-    order = order[:total]
-    return [order[i : i + batch_size] for i in range(0, total, batch_size)]
-
-
 def optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """The optimizer's state as a state tree (its integer keys become a list)."""
     state = optimizer.state_dict()
@@ -65,25 +58,35 @@ def train(
     data: Sequence[Sample],
     strategy: Strategy,
     settings: TrainConfig,
-    on_step: Callable[[int, int, float], None] | None = None,
+    on_step: Callable[[int, int, float | None], None] | None = None,
     on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
     resume: dict[str, Any] | None = None,
 ) -> TrainStats:
     """Train ``ctx.model`` on ``data`` with the strategy's hooks.
 
+    Each optimizer step takes ``settings.batch_size`` samples, in micro-batches of
+    ``settings.micro_batch_size`` if set (gradients accumulated, weighted by answer tokens),
+    under bf16 autocast if ``settings.mixed_precision`` says so, and on fp32 master weights
+    when the model's weights are low precision (:mod:`mcit.training.precision`). The loss is
+    read back from the device every ``settings.loss_every`` steps, before each checkpoint and
+    at the end; a non-finite loss found then stops the task (nothing non-finite is ever handed
+    to ``on_checkpoint``), unless ``on_nonfinite`` is ``skip``, which checks every step.
+
     With ``settings.checkpoint_every`` = N > 0, ``on_checkpoint(progress)`` is called after
     every N-th optimizer step (not after the last): ``progress`` holds the step, the
-    optimizer state and the torch RNG state, and the caller saves it with the model and
-    strategy state. Passing it back as ``resume`` (after restoring the model and strategy)
-    continues from that step exactly: the batch order and per-step seeds depend only on the
-    task seed and the step, and the scheduler is advanced to the step.
+    optimizer state, the torch (and CUDA) RNG state and any master weights, and the caller
+    saves it with the model and strategy state. Passing it back as ``resume`` (after
+    restoring the model and strategy) continues from that step exactly: the batch order and
+    per-step seeds depend only on the task seed and the step, and the scheduler is advanced
+    to the step.
 
     Args:
         ctx: Context (model, task view, seed, collator, device).
         data: Samples to train on (already passed through ``strategy.train_data``).
         strategy: Hooks (a single strategy or a chain).
         settings: Optimisation hyper-parameters.
-        on_step: Progress callback ``(step, total_steps, loss)``.
+        on_step: Progress callback ``(step, total_steps, loss)``; ``loss`` is ``None`` on
+            steps where it was not read back.
         on_checkpoint: Receives the loop's progress for a mid-task checkpoint.
         resume: A progress dict given earlier to ``on_checkpoint``.
 
@@ -92,21 +95,23 @@ def train(
 
     Raises:
         UserError: If ``data`` is empty or the model has no trainable parameters.
+        NonFiniteLossError: If the loss became NaN/inf (``on_nonfinite: stop``).
     """
     if not data:
         raise UserError(f"task {ctx.task.name!r} has no training samples")
     params = [p for _, p in ctx.trainable()]
     if not params:
         raise UserError("the model has no trainable parameters; check model.trainable / model.lora")
+    masters = MasterWeights(params, settings.master_weights)
     generator = torch.Generator().manual_seed(ctx.seed)
     batches = batch_order(len(data), settings.batch_size, settings.epochs, generator)
-    optimizer = build_optimizer(params, settings.lr, settings.weight_decay)
+    optimizer = build_optimizer(list(masters), settings.lr, settings.weight_decay)
     scheduler = warmup_cosine(
         optimizer, len(batches), max(1, int(settings.warmup_ratio * len(batches))), settings.min_lr_ratio
     )
     model = ctx.model
-    model.train()
-    start, loss_value, skipped, first, earlier_seconds = time.perf_counter(), math.nan, 0, 0, 0.0
+    start, first, skipped, earlier_seconds = time.perf_counter(), 0, 0, 0.0
+    losses = _LossReader(ctx.task.name, len(batches))
     if resume is not None:
         load_optimizer_state(optimizer, resume["optimizer"])
         with warnings.catch_warnings():  # fast-forwarding the schedule takes no optimizer step
@@ -114,44 +119,123 @@ def train(
             for _ in range(resume["step"]):
                 scheduler.step()
         torch.set_rng_state(resume["rng"])
-        first, skipped, loss_value = resume["step"], resume["skipped"], resume["loss"]
+        if "cuda_rng" in resume and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(list(resume["cuda_rng"]))
+        if masters:
+            masters.load_state(list(resume["masters"]))
+        first, skipped, losses.value = resume["step"], resume["skipped"], resume["loss"]
         earlier_seconds = resume["seconds"]
-    for step, indices in enumerate(batches):
-        if step < first:
-            continue
-        ctx.step = step
-        batch = ctx.collator.train_batch([data[i] for i in indices]).to(ctx.device)
-        outputs = model(**batch.inputs)
-        loss = answer_loss(outputs.logits, batch.labels)
-        loss = strategy.loss(ctx, batch, outputs, loss)
-        if not torch.isfinite(loss):
-            if settings.on_nonfinite != "skip":
-                model.eval()
+    loader = step_loader(
+        ctx.collator, data, batches[first:], settings.micro_batch_size, settings.num_workers, ctx.device.type == "cuda"
+    )
+    model.train()
+    try:
+        with gradient_checkpointing(model, settings.gradient_checkpointing):
+            for step, collated in enumerate(loader, start=first):
+                ctx.step = step
+                micro_batches = with_samples(collated, data, batches[step], ctx.device)
+                step_loss = _forward_backward(ctx, strategy, micro_batches, settings)
+                if settings.on_nonfinite == "skip" and not torch.isfinite(step_loss):
+                    skipped += 1
+                    model.zero_grad(set_to_none=True)
+                    optimizer.zero_grad(set_to_none=True)
+                    scheduler.step()
+                    continue
+                strategy.after_backward(ctx, micro_batches[-1].batch)
+                masters.gradients_to_masters()
+                if settings.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(list(masters), settings.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                masters.masters_to_model()
+                losses.add(step, step_loss)
+                every = settings.checkpoint_every
+                checkpoint = on_checkpoint is not None and every and (step + 1) % every == 0 and step + 1 < len(batches)
+                read = checkpoint or (step + 1) % settings.loss_every == 0 or step + 1 == len(batches)
+                loss_value = losses.read() if read else None  # raises on a non-finite loss
+                if checkpoint:
+                    on_checkpoint(_progress(step + 1, optimizer, masters, skipped, losses.value, earlier_seconds + time.perf_counter() - start))
+                if on_step is not None:
+                    on_step(step + 1, len(batches), loss_value)
+    finally:
+        model.eval()
+    seconds = earlier_seconds + time.perf_counter() - start
+    return TrainStats(len(batches), sum(len(b) for b in batches), seconds, losses.value, skipped)
+
+
+def _forward_backward(ctx: Context, strategy: Strategy, micro_batches: list[MicroBatch], settings: TrainConfig) -> torch.Tensor:
+    """Forward and backward of one step's micro-batches; returns the step's loss (detached, on the device)."""
+    total = None
+    for index, micro in enumerate(micro_batches):
+        ctx.micro_batch = index
+        batch = micro.batch
+        with autocast(settings.mixed_precision, ctx.device):
+            outputs = ctx.model(**batch.inputs)
+            loss = answer_loss(outputs.logits, batch.labels)
+            loss = strategy.loss(ctx, batch, outputs, loss)
+        if len(micro_batches) > 1:
+            loss = loss * micro.weight
+        loss.backward()
+        total = loss.detach() if total is None else total + loss.detach()
+    ctx.micro_batch = 0
+    return total
+
+
+def _progress(step, optimizer, masters: MasterWeights, skipped: int, loss: float, seconds: float) -> dict[str, Any]:
+    progress = {
+        "step": step, "optimizer": optimizer_state(optimizer), "rng": torch.get_rng_state(),
+        "skipped": skipped, "loss": loss, "seconds": seconds,
+    }
+    if torch.cuda.is_available():
+        progress["cuda_rng"] = torch.cuda.get_rng_state_all()
+    if masters:
+        progress["masters"] = masters.state()
+    return progress
+
+
+class _LossReader:
+    """Step losses kept on the device until read: one host sync per read, not per step."""
+
+    def __init__(self, task: str, steps: int) -> None:
+        self.task, self.steps = task, steps
+        self.pending: list[tuple[int, torch.Tensor]] = []
+        self.value = math.nan  # the last loss read
+
+    def add(self, step: int, loss: torch.Tensor) -> None:
+        self.pending.append((step, loss))
+
+    def read(self) -> float:
+        """The latest step's loss; raises :class:`NonFiniteLossError` if any pending one is not finite."""
+        if not self.pending:
+            return self.value
+        values = torch.stack([loss.float() for _, loss in self.pending]).tolist()
+        steps = [step for step, _ in self.pending]
+        self.pending.clear()
+        for step, value in zip(steps, values):
+            if not math.isfinite(value):
                 raise NonFiniteLossError(
-                    f"task {ctx.task.name!r}, step {step + 1}/{len(batches)}: the loss is {loss.item()}; "
+                    f"task {self.task!r}, step {step + 1}/{self.steps}: the loss is {value}; "
                     "the task was stopped and the run keeps its last finished task. "
                     "Lower train.lr, or set train.on_nonfinite=skip to skip such batches"
                 )
-            skipped += 1
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            continue
-        loss.backward()
-        strategy.after_backward(ctx, batch)
-        if settings.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss_value = loss.item()
-        every = settings.checkpoint_every
-        if on_checkpoint is not None and every and (step + 1) % every == 0 and step + 1 < len(batches):
-            on_checkpoint({
-                "step": step + 1, "optimizer": optimizer_state(optimizer), "rng": torch.get_rng_state(),
-                "skipped": skipped, "loss": loss_value, "seconds": earlier_seconds + time.perf_counter() - start,
-            })
-        if on_step is not None:
-            on_step(step + 1, len(batches), loss_value)
-    model.eval()
-    seconds = earlier_seconds + time.perf_counter() - start
-    return TrainStats(len(batches), sum(len(b) for b in batches), seconds, loss_value, skipped)
+        self.value = values[-1]
+        return self.value
+
+
+@contextlib.contextmanager
+def gradient_checkpointing(model: torch.nn.Module, enabled: bool):
+    """Hugging Face gradient checkpointing (non-reentrant) while training, switched off after."""
+    if not enabled:
+        yield
+        return
+    if not getattr(model, "supports_gradient_checkpointing", False) or not hasattr(model, "gradient_checkpointing_enable"):
+        raise UserError(
+            f"train.gradient_checkpointing: {type(model).__name__} does not support gradient checkpointing; "
+            "set it to false"
+        )
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    try:
+        yield
+    finally:
+        model.gradient_checkpointing_disable()

@@ -26,6 +26,24 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(
         0, ge=0, description="Also checkpoint every N optimizer steps within a task, so a killed run resumes mid-task (0: only after each task)."
     )
+    micro_batch_size: int = Field(
+        0, ge=0, description="Samples per forward/backward pass: each optimizer step accumulates the gradients of its batch_size samples over micro-batches of this size, weighted by answer tokens so the step equals one batch of batch_size (0: one pass per step)."
+    )
+    mixed_precision: Literal["no", "bf16"] = Field(
+        "no", description="'bf16' runs forward and loss under bf16 autocast (weights and optimizer stay in model.dtype); 'no' computes in model.dtype."
+    )
+    master_weights: bool = Field(
+        True, description="When model.dtype is bfloat16/float16, the optimizer updates an fp32 copy of the trainable weights (fp32 optimizer state) and writes it back rounded; false updates the low-precision weights directly."
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass instead of keeping them (less memory, about one more forward per step); needs a model that supports it."
+    )
+    num_workers: int = Field(
+        0, ge=0, description="DataLoader worker processes that collate batches (chat template, tokenisation, image decoding) while the model computes; 0 collates in the training process."
+    )
+    loss_every: int = Field(
+        10, ge=1, description="Read the loss back from the device every N optimizer steps (progress bar, trackers, non-finite check; each read waits for the device). A non-finite loss is still caught before any checkpoint, so nothing non-finite is committed; on_nonfinite=skip reads every step."
+    )
 
 
 def stage_settings(**defaults: Any) -> Any:
