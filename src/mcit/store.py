@@ -28,6 +28,7 @@ import yaml
 from mcit.errors import UserError
 
 BASE_DIR = "base_model"  # the run's base-stage model, saved with save_pretrained
+CONFIG_FILE = "config.yaml"  # the run's resolved config
 STEP_PREFIX = "task-"  # checkpoints/task-001, task-002, ...: the runner's checkpoint after each committed step
 TENSORS_FILE = "tensors.safetensors"
 TREE_FILE = "tree.json"
@@ -271,7 +272,7 @@ class RunStore:
     def __init__(self, run_dir: Path | str) -> None:
         self.run_dir = Path(run_dir)
         self.checkpoints_dir = self.run_dir / "checkpoints"
-        self.config_path = self.run_dir / "config.yaml"
+        self.config_path = self.run_dir / CONFIG_FILE
         self.results_path = self.run_dir / "results.json"
         self.lock_path = self.run_dir / ".lock"
         self.clean_partial()

@@ -9,6 +9,7 @@ from mcit.errors import UserError
 from mcit.report.figures import curves, heatmap
 from mcit.report.groups import expand, group_table
 from mcit.report.html import RunFigures, render_page
+from mcit.report.pool_gain import add_relative_gains
 from mcit.report.runs import load_runs, matrix_view
 from mcit.report.tables import comparison_table, cost_table, environment_table, latex_tabular, matrices, write_csv
 
@@ -37,6 +38,7 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
     if not expanded.run_dirs:
         raise UserError(f"no cell of {', '.join(map(str, run_dirs))} has results yet")
     runs = load_runs(expanded.run_dirs, expanded.names)
+    add_relative_gains(runs)  # pool runs whose sequential run is in the report
     groups = None
     if expanded.cells or expanded.not_started:
         cells = [(cell, runs[index].results) for index, cell in expanded.cells.items()]

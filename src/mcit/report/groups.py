@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from mcit.report.runs import points
-from mcit.report.tables import DELTAS, METRICS, Column, Table, delta
+from mcit.report.tables import DELTAS, FORGETTING_RATE, METRICS, RELATIVE_GAIN, Column, Table, delta, rate
 from mcit.sweep import read_sweep
 
-# Group-table metric -> title: the stream metrics always, the Deltas (tables.DELTAS) when some cell has them.
+# Group-table metric -> title: the stream metrics always; the Deltas (tables.DELTAS) and pool runs'
+# relative gain and forgetting rate (both in percent) when some cell has them.
 ALWAYS = ("final_average_accuracy", "average_forgetting", "backward_transfer")
-GROUP_METRICS: dict[str, str] = {**{key: METRICS[key] for key in ALWAYS}, **DELTAS}
+POOL = {RELATIVE_GAIN: "relative gain (%)", FORGETTING_RATE: "forgetting rate (%)"}
+GROUP_METRICS: dict[str, str] = {**{key: METRICS[key] for key in ALWAYS}, **DELTAS, **POOL}
 CONFIDENCE = 0.95
 
 
@@ -91,6 +93,8 @@ def metric_points(results: dict[str, Any], key: str) -> float | None:
     """A group metric of one cell in points; None where absent or undefined."""
     if key in DELTAS:
         return points(delta(results, key))
+    if key == FORGETTING_RATE:  # already in percent
+        return rate((results.get("metrics") or {}).get(key))
     return points((results.get("metrics") or {}).get(key))
 
 

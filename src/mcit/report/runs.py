@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from mcit.errors import UserError
-from mcit.store import STEP_PREFIX, read_results_file, state_part_bytes
+from mcit.store import CONFIG_FILE, STEP_PREFIX, read_results_file, state_part_bytes
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class Run:
     slug: str  # the name as it appears in file names
     path: Path
     results: dict[str, Any]
+    config: dict[str, Any] = field(default_factory=dict)  # its config.yaml ({} if it has none)
 
     @property
     def pool(self) -> bool:
@@ -64,6 +67,15 @@ def read_results(run_dir: Path) -> dict[str, Any]:
     return results
 
 
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """The run's resolved ``config.yaml`` ({} when it has none or it is not a mapping)."""
+    try:
+        config = yaml.safe_load((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
 def load_runs(run_dirs: list[Path], names: list[str] | None = None) -> list[Run]:
     """Every run directory's results, in the order given, each under a unique name and file-name slug.
 
@@ -78,7 +90,7 @@ def load_runs(run_dirs: list[Path], names: list[str] | None = None) -> list[Run]
         while any(name == r.name or slug.lower() == r.slug.lower() for r in runs):  # case: macOS file systems
             count += 1
             name, slug = f"{base}-{count}", _slug(f"{base}-{count}")
-        runs.append(Run(name, slug, run_dir, results))
+        runs.append(Run(name, slug, run_dir, results, read_config(run_dir)))
     return runs
 
 

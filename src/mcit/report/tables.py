@@ -25,6 +25,7 @@ METRICS = {
     "forward_transfer": "FWT",
 }
 FORGETTING_RATE = "forgetting_rate"  # pool runs: LAMP's rate, already in percent (a float, or a dict with "overall")
+RELATIVE_GAIN = "relative_gain"  # pool runs, when the report has their sequential run (report.pool_gain): a fraction
 # Stream runs' Deltas (fractions): "section" or "section:group" of results -> column title.
 DELTAS = {
     "linguistic_forgetting:nlu": "NLU Delta",
@@ -63,7 +64,7 @@ def _display(value: Any, kind: str) -> str:
     return str(value)
 
 
-def _rate(value: Any) -> float | None:
+def rate(value: Any) -> float | None:
     if isinstance(value, dict):
         value = value.get("overall")
     return None if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) else float(value)
@@ -79,12 +80,15 @@ def delta(results: dict[str, Any], key: str) -> Any:
 
 
 def comparison_table(runs: list[Run]) -> Table:
-    """One row per run: methods, the stream metrics in points, LAMP's rate, the NLU/NLG/VL Deltas, each eval-only task's forgetting.
+    """One row per run: methods, the stream metrics in points, LAMP's gain and rate, the NLU/NLG/VL Deltas, each eval-only task's forgetting.
 
-    A rate or Delta column appears only when some run has it (runs from before the Deltas have none).
+    A gain, rate or Delta column appears only when some run has it (runs from before the Deltas
+    have none; the gain needs the sequential run in the report).
     """
     columns = [Column("run", "run", "text"), Column("methods", "methods", "text"), Column("steps", "steps", "text")]
     columns += [Column(key, title) for key, title in METRICS.items()]
+    if any(RELATIVE_GAIN in (run.results.get("metrics") or {}) for run in runs):
+        columns.append(Column(RELATIVE_GAIN, "relative gain (%)"))
     if any(FORGETTING_RATE in (run.results.get("metrics") or {}) for run in runs):
         columns.append(Column(FORGETTING_RATE, "forgetting rate (%)"))
     deltas = [key for key in DELTAS if any(delta(run.results, key) is not None for run in runs)]
@@ -101,7 +105,8 @@ def comparison_table(runs: list[Run]) -> Table:
             "run": run.name, "methods": "+".join(run.results.get("methods") or []), "steps": f"{done}/{total}",
         }
         row.update({key: points(metrics.get(key)) for key in METRICS})
-        row[FORGETTING_RATE] = _rate(metrics.get(FORGETTING_RATE))
+        row[RELATIVE_GAIN] = points(metrics.get(RELATIVE_GAIN))
+        row[FORGETTING_RATE] = rate(metrics.get(FORGETTING_RATE))
         row.update({key: points(delta(run.results, key)) for key in deltas})
         for name, entry in (run.results.get("language") or {}).items():
             row[f"language_forgetting:{name}"] = points(entry.get("forgetting") if isinstance(entry, dict) else None)
