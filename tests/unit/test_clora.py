@@ -91,8 +91,33 @@ def test_past_is_the_adapters_update_at_the_end_of_the_previous_task(tiny_model)
         clora.after_task(ctx)
         end = deltas(ctx.model)
         for name, layer in end.items():
-            assert torch.allclose(clora.past[f"{name}/default"], layer, atol=1e-6)
+            assert torch.allclose(clora.past_update(f"{name}/default"), layer, atol=1e-6)
+            # one adapter kept across tasks: the updates telescope, P stays of the adapter's rank
+            assert clora.factors[f"{name}/default"].rank == 2
     assert clora.tasks == 3
+    assert not clora.past, "no dense matrix is kept for an adapted weight"
+
+
+def test_past_of_merged_adapters_grows_by_their_rank_and_stays_factored(tiny_model):
+    """Restart the adapter after each task (as lora and msgm do after merging): P = sum of the updates, rank 2 per task."""
+    ctx = lora_context(tiny_model)
+    clora = CLoRA()
+    total = None
+    for seed in range(3):
+        clora.before_task(ctx)
+        train_adapters(ctx.model, seed)
+        clora.after_task(ctx)
+        update = {name: d.detach().clone() for name, d in deltas(ctx.model).items()}
+        total = update if total is None else {n: total[n] + update[n] for n in total}
+        for layer in lora_layers(ctx.model).values():  # restart: B = 0 (the update is not merged here)
+            torch.nn.init.zeros_(layer.lora_B["default"].weight)
+    for name, expected in total.items():
+        factors = clora.factors[f"{name}/default"]
+        assert factors.rank == 3 * 2
+        torch.testing.assert_close(factors.dense(), expected, rtol=1e-5, atol=1e-6)
+    stored = sum(f.u.numel() + f.v.numel() for f in clora.factors.values())
+    dense = sum(f.numel for f in clora.factors.values())
+    assert stored < dense
 
 
 def test_full_weights_use_the_displacement_from_the_first_task_start():

@@ -10,6 +10,7 @@ from pydantic import Field
 from mcit.data.collate import Batch
 from mcit.strategies._importance import Tensors, tensors_state, to_device
 from mcit.strategies._lora import lora_units
+from mcit.strategies._low_rank import LowRank, compress, hadamard_square_sum
 from mcit.strategies.base import STRATEGIES, Context, Strategy, StrategyOptions
 
 
@@ -40,8 +41,12 @@ class CLoRA(Strategy):
       at the end of the task, ``P += DeltaW_t``. While the adapter keeps training this is
       ``P = D at the end of the previous task`` (D = 0 before the first, B starts at 0),
       and it stays right if something merges the adapter and starts a fresh one between
-      tasks. Only the per-weight past sum P is stored (one dense fp32 matrix per adapted
-      weight), not every past (A, B) pair: the penalty needs only their sum.
+      tasks. P is kept factored, ``P = U V`` (:mod:`~mcit.strategies._low_rank`), and
+      recompressed to its rank after each task: rank r while one adapter keeps training
+      (the updates telescope), r more per task when adapters are merged and restarted;
+      never a dense matrix per adapted weight (25.9 GB for LoRA on every linear layer of
+      a 7B model). The penalty ``||P (.) DeltaW_t||^2`` is computed from the factors of
+      both (``DeltaW_t = X Y`` with X = s [B - B0, B0], Y = [A; A - A0]).
     - Trainable parameters outside LoRA modules (full fine-tuning, or parts listed in
       ``model.trainable`` next to LoRA) get the same rule with ``DeltaW_t = theta -
       theta_start_of_task``, so ``P = theta*_{t-1} - theta_0`` and the penalty is a quadratic
@@ -58,7 +63,8 @@ class CLoRA(Strategy):
 
     def __init__(self, options: CLoRAOptions | None = None) -> None:
         super().__init__(options)
-        self.past: Tensors | None = None
+        self.factors: dict[str, LowRank] = {}  # LoRA units: P_W = U V
+        self.past: Tensors = {}  # other trainable parameters: P dense, the parameter's size
         self.tasks = 0
         self.start: dict[str, list[torch.Tensor]] | None = None  # per unit: [B, A] or [theta] at task start
         self._scale: float | None = None
@@ -70,46 +76,61 @@ class CLoRA(Strategy):
         full = {name: p for name, p in ctx.trainable() if id(p) not in inside}
         return lora, full
 
-    def _updates(self, ctx: Context, detach: bool) -> Tensors:
-        """DeltaW_t of every unit (LoRA: in weight space), fp32."""
+    def _updates(self, ctx: Context, detach: bool) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], Tensors]:
+        """DeltaW_t of every unit, fp32: LoRA units as factors (X, Y) with DeltaW_t = X Y, the others dense."""
         if self.start is None:
             raise RuntimeError("clora: no task start recorded (before_task was not called)")
         lora, full = self._units(ctx)
-        updates: Tensors = {}
+        factored: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for key, (module, adapter) in lora.items():
             b, a = _factors(module, adapter, detach)
             b0, a0 = self.start[key][0].to(b.device), self.start[key][1].to(a.device)
-            # B A - B0 A0 written as differences of factors: exactly 0 at the task start, and
-            # no cancellation between two large products when the update is small.
-            updates[key] = module.scaling[adapter] * ((b - b0) @ a + b0 @ (a - a0))
+            # B A - B0 A0 = (B - B0) A + B0 (A - A0): exactly 0 at the task start, and no
+            # cancellation between two large products when the update is small.
+            scaling = module.scaling[adapter]
+            factored[key] = (torch.cat([scaling * (b - b0), scaling * b0], dim=1), torch.cat([a, a - a0], dim=0))
+        dense: Tensors = {}
         for name, param in full.items():
             theta = param.detach().float() if detach else param.float()
-            updates[name] = theta - self.start[name][0].to(theta.device)
-        return updates
+            dense[name] = theta - self.start[name][0].to(theta.device)
+        return factored, dense
 
     def before_task(self, ctx: Context) -> None:
         lora, full = self._units(ctx)
         self.start = {key: list(_factors(module, adapter, detach=True)) for key, (module, adapter) in lora.items()}
         self.start.update({name: [p.detach().float().clone()] for name, p in full.items()})
 
+    def past_update(self, key: str) -> torch.Tensor | None:
+        """P of one unit as a dense matrix (for inspection; the penalty never forms it)."""
+        if key in self.factors:
+            return self.factors[key].dense()
+        return self.past.get(key)
+
     def _normaliser(self) -> float:
         if self._scale is None:
-            past = self.past or {}
-            count = sum(t.numel() for t in past.values())
-            mean_square = float(sum(t.double().square().sum() for t in past.values())) / max(count, 1)
+            count = sum(f.numel for f in self.factors.values()) + sum(t.numel() for t in self.past.values())
+            square = sum(float(f.square_sum()) for f in self.factors.values())
+            square += sum(float(t.double().square().sum()) for t in self.past.values())
+            mean_square = square / max(count, 1)
             self._scale = mean_square if self.options.normalise and mean_square > 0 else 1.0
         return self._scale
 
     def penalty(self, ctx: Context) -> torch.Tensor | None:
         """``sum_W ||P_W (.) DeltaW_t||_F^2 / c``, or None during the first task."""
-        if self.past is None:
+        if self.tasks == 0:
             return None
+        self.factors = {key: f.to(ctx.device) for key, f in self.factors.items()}
         self.past = to_device(self.past, ctx.device)
         total = torch.zeros((), device=ctx.device, dtype=torch.float32)
-        for key, update in self._updates(ctx, detach=False).items():
-            past = self.past.get(key)  # a weight that appeared after the last task has no past
-            if past is not None:
-                total = total + (past * update).square().sum()
+        factored, dense = self._updates(ctx, detach=False)
+        for key, (x, y) in factored.items():  # a weight that appeared after the last task has no past
+            if key in self.factors:
+                total = total + hadamard_square_sum(self.factors[key], x, y)
+            elif key in self.past:  # a dense P from a checkpoint of before the factored form
+                total = total + (self.past[key] * (x @ y)).square().sum()
+        for name, update in dense.items():
+            if name in self.past:
+                total = total + (self.past[name] * update).square().sum()
         return total / self._normaliser()
 
     def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
@@ -117,20 +138,32 @@ class CLoRA(Strategy):
         return loss if penalty is None else loss + self.options.strength * penalty
 
     def after_task(self, ctx: Context) -> None:
-        updates = self._updates(ctx, detach=True)
-        if self.past is None:
-            self.past = updates
-        else:
-            zero = torch.zeros(())
-            self.past = {key: self.past.get(key, zero).to(u.device) + u for key, u in updates.items()}
+        factored, dense = self._updates(ctx, detach=True)
+        for key, (x, y) in factored.items():
+            if key in self.past:  # dense from an older checkpoint: stays dense
+                self.past[key] = self.past[key].to(x.device) + x @ y
+            elif key in self.factors:
+                self.factors[key] = self.factors[key].to(x.device).plus(x, y)
+            else:
+                self.factors[key] = compress(x, y)
+        for name, update in dense.items():
+            self.past[name] = self.past[name].to(update.device) + update if name in self.past else update
         self.tasks += 1
         self.start, self._scale = None, None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"past": tensors_state(self.past), "tasks": self.tasks, "start": self.start}
+        return {
+            "past": tensors_state(self.past) if self.past else None,
+            "factors_u": tensors_state({key: f.u for key, f in self.factors.items()}) if self.factors else None,
+            "factors_v": tensors_state({key: f.v for key, f in self.factors.items()}) if self.factors else None,
+            "tasks": self.tasks,
+            "start": self.start,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.past = state.get("past")
+        self.past = dict(state.get("past") or {})
+        u, v = state.get("factors_u") or {}, state.get("factors_v") or {}
+        self.factors = {key: LowRank(u[key], v[key]) for key in u}
         self.tasks = int(state.get("tasks", 0))
         self.start = state.get("start")
         self._scale = None
