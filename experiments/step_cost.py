@@ -32,10 +32,14 @@ from collections.abc import Callable
 
 import torch
 
+from mcit.config import load_config
 from mcit.data.collate import Collator
 from mcit.data.synthetic.tasks import TASKS, corpus
+from mcit.models.hf import configure_trainable
 from mcit.models.tiny import build_tiny_vlm
-from mcit.strategies import STRATEGIES, Context, TaskView
+from mcit.runner import build_strategy
+from mcit.errors import UserError
+from mcit.strategies import STRATEGIES, Context, StrategyChain, TaskView
 from mcit.training.loop import train
 from mcit.training.settings import TrainConfig
 
@@ -43,9 +47,19 @@ from mcit.training.settings import TrainConfig
 def prepare(name: str, base_model, collator, tasks, steps: int, batch_size: int) -> tuple[Callable, float]:
     """Train task 1 with method ``name``; returns (task 2's training as a function of the
     progress callback, seconds of task 1's after_task)."""
-    model = copy.deepcopy(base_model)
-    strategy_class = STRATEGIES.get(name)
-    strategy = strategy_class(strategy_class.options_class())
+    # The model as a run of this method gets it: its trainable parts, the peft LoRA adapter the
+    # method asks for (lora, msgm), and what the method builds itself (olora's, moelora's and
+    # eproj's modules).
+    # A method a run would refuse alone (dgg needs a replay provider) is timed alone all the same.
+    try:
+        config = load_config(None, [f"method=[{name}]"])
+        strategy = build_strategy(config)
+    except UserError:
+        config = load_config(None, [])
+        strategy_class = STRATEGIES.get(name)
+        strategy = StrategyChain([(name, strategy_class(strategy_class.options_class()))])
+    model = configure_trainable(copy.deepcopy(base_model), config.model.trainable, config.model.lora)
+    model = strategy.setup_model(model, config.seed)
     (first_name, first), (second_name, second) = tasks
     ctx = Context(model, TaskView(0, first_name, first), 0, torch.device("cpu"), collator)
     strategy.before_task(ctx)
