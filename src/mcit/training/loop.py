@@ -234,8 +234,14 @@ def gradient_checkpointing(model: torch.nn.Module, enabled: bool):
             f"train.gradient_checkpointing: {type(model).__name__} does not support gradient checkpointing; "
             "set it to false"
         )
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers 5's name (the old one is deprecated)
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        disable = model.activation_checkpointing_disable
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        disable = model.gradient_checkpointing_disable
     try:
         yield
     finally:
-        model.gradient_checkpointing_disable()
+        disable()
