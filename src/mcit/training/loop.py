@@ -158,6 +158,7 @@ def train(
                     on_checkpoint(_progress(step + 1, optimizer, masters, skipped, losses.value, earlier_seconds + time.perf_counter() - start))
                 if on_step is not None:
                     on_step(step + 1, len(batches), loss_value)
+        losses.read()  # what is still pending when the last step was skipped
     finally:
         model.eval()
     seconds = earlier_seconds + time.perf_counter() - start
