@@ -45,7 +45,7 @@ class MicroBatch:
 
 
 class _Steps(Dataset):
-    """Item ``k``: the collated micro-batches of optimizer step ``first + k``."""
+    """Item ``k``: the collated micro-batches of ``batches[k]`` (one optimizer step)."""
 
     def __init__(self, collator, data: Sequence[Sample], batches: list[list[int]], micro_batch_size: int) -> None:
         self.collator, self.data, self.batches, self.micro = collator, data, batches, micro_batch_size
