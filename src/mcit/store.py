@@ -220,6 +220,25 @@ def state_part_bytes(directory: Path | str, part: str) -> int:
     return tensor_bytes + len(json.dumps(subtree, separators=(",", ":")).encode("utf-8"))
 
 
+def read_config_file(path: Path) -> dict | None:
+    """A run's ``config.yaml``, or None if absent; UserError if it is not a YAML mapping.
+
+    Reads only, like :func:`read_results_file`: shared by :class:`RunStore` and ``mcit report``.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise UserError(f"cannot parse {path}: {str(e).splitlines()[0]}") from e
+    if not isinstance(config, dict):
+        raise UserError(f"{path} does not contain a mapping")
+    return config
+
+
 def read_results_file(path: Path) -> dict | None:
     """A run's ``results.json``, or None if absent; UserError if it is not a JSON object.
 
@@ -307,17 +326,7 @@ class RunStore:
 
     def read_config(self) -> dict | None:
         """Return the saved config, or None if absent; UserError if not a YAML mapping."""
-        try:
-            text = self.config_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        try:
-            config = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise UserError(f"cannot parse {self.config_path}: {str(e).splitlines()[0]}") from e
-        if not isinstance(config, dict):
-            raise UserError(f"{self.config_path} does not contain a mapping")
-        return config
+        return read_config_file(self.config_path)
 
     def write_results(self, results: dict) -> None:
         """Atomically write ``results.json`` (NaN/inf written as null)."""

@@ -12,10 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mcit.errors import UserError
-from mcit.store import CONFIG_FILE, STEP_PREFIX, read_results_file, state_part_bytes
+from mcit.store import CONFIG_FILE, STEP_PREFIX, read_config_file, read_results_file, state_part_bytes
 
 
 @dataclass(frozen=True)
@@ -68,12 +66,11 @@ def read_results(run_dir: Path) -> dict[str, Any]:
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
-    """The run's resolved ``config.yaml`` ({} when it has none or it is not a mapping)."""
+    """The run's resolved ``config.yaml`` ({} when it has none, or it is unreadable or not a mapping)."""
     try:
-        config = yaml.safe_load((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        return read_config_file(run_dir / CONFIG_FILE) or {}
+    except (OSError, UserError):
         return {}
-    return config if isinstance(config, dict) else {}
 
 
 def load_runs(run_dirs: list[Path], names: list[str] | None = None) -> list[Run]:
