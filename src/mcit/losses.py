@@ -22,12 +22,20 @@ def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     )
 
 
+def answer_mask(labels: torch.Tensor) -> torch.Tensor:
+    """Which next-token-shifted positions are answer tokens: what every loss here averages over."""
+    return labels[:, 1:] != IGNORE_INDEX
+
+
+def answer_tokens(labels: torch.Tensor) -> int:
+    """How many tokens the answer losses average over (weights micro-batches of one step)."""
+    return int(answer_mask(labels).sum())
+
+
 def _answer_positions(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, gold ids) at the answer tokens, next-token shifted: shapes (tokens, vocab), (tokens,)."""
-    shift_logits = logits[:, :-1].float()
-    shift_labels = labels[:, 1:]
-    keep = shift_labels != IGNORE_INDEX
-    return shift_logits[keep], shift_labels[keep]
+    keep = answer_mask(labels)
+    return logits[:, :-1].float()[keep], labels[:, 1:][keep]
 
 
 def soft_target_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float) -> torch.Tensor:

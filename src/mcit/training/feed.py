@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mcit.data.collate import IGNORE_INDEX, Batch
+from mcit.data.collate import Batch
 from mcit.data.sample import Sample
+from mcit.losses import answer_tokens
 
 
 def batch_order(n: int, batch_size: int, epochs: float, generator: torch.Generator) -> list[list[int]]:
@@ -28,11 +29,6 @@ def batch_order(n: int, batch_size: int, epochs: float, generator: torch.Generat
         order.extend(torch.randperm(n, generator=generator).tolist())
     order = order[:total]
     return [order[i : i + batch_size] for i in range(0, total, batch_size)]
-
-
-def answer_tokens(labels: torch.Tensor) -> int:
-    """Tokens the answer loss is averaged over (next-token shifted, as :func:`mcit.losses.answer_loss`)."""
-    return int((labels[:, 1:] != IGNORE_INDEX).sum())
 
 
 @dataclass

@@ -105,7 +105,7 @@ def train(
     masters = MasterWeights(params, settings.master_weights)
     generator = torch.Generator().manual_seed(ctx.seed)
     batches = batch_order(len(data), settings.batch_size, settings.epochs, generator)
-    optimizer = build_optimizer(list(masters), settings.lr, settings.weight_decay)
+    optimizer = build_optimizer(masters.optimizer_params, settings.lr, settings.weight_decay)
     scheduler = warmup_cosine(
         optimizer, len(batches), max(1, int(settings.warmup_ratio * len(batches))), settings.min_lr_ratio
     )
@@ -144,7 +144,7 @@ def train(
                 strategy.after_backward(ctx, micro_batches[-1].batch)
                 masters.gradients_to_masters()
                 if settings.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(list(masters), settings.max_grad_norm)
+                    torch.nn.utils.clip_grad_norm_(masters.optimizer_params, settings.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
