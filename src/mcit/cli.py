@@ -111,6 +111,7 @@ def run(
 ) -> None:
     """Run (or resume) a continual stream and print the accuracy matrix and metrics."""
     from mcit.config import load_config
+    from mcit.distributed import world_from_environment
     from mcit.report import matrix_table, metrics_table, parameter_table, zero_shot_notes
     from mcit.runner import Progress as RunProgress
     from mcit.runner import Runner
@@ -119,6 +120,12 @@ def run(
     config = load_config(config_path, overrides, method)
     run_dir = out or default_out(config)
     _quiet_libraries()
+    world = world_from_environment()  # several processes under `accelerate launch`; rank 0 reports
+    if not world.is_main:
+        Runner(config, run_dir, force=force, world=world).run()
+        return
+    if world.distributed:
+        console.print(f"{world.size} processes, each training on its share of every batch (rank 0 writes)")
     console.print(f"run directory: [bold]{run_dir}[/]")
     with progress_bars() as phase:
 
@@ -126,7 +133,7 @@ def run(
             console.print(parameter_table(rows))
 
         progress = RunProgress(phase=phase, message=console.print, parameters=show_parameters)
-        results = Runner(config, run_dir, progress, force=force).run()
+        results = Runner(config, run_dir, progress, force=force, world=world).run()
     console.print(matrix_table(results))
     console.print(metrics_table(results))
     for note in zero_shot_notes(results):

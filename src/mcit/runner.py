@@ -24,10 +24,10 @@ from typing import Any
 import torch
 
 from mcit.config import RunConfig, config_to_dict
+from mcit.costs import MemoryPeaks
 from mcit.data.collate import Collator
 from mcit.data.sample import Task
-from mcit.costs import MemoryPeaks
-from mcit.device import resolve_device
+from mcit.distributed import World, world_from_environment
 from mcit.errors import UserError
 from mcit.evaluation.evaluate import evaluate_task
 from mcit.evaluation.language_harness import evaluate_language, lm_eval_available
@@ -38,8 +38,8 @@ from mcit.seeds import derive_seed
 from mcit.selection import SelectionContext
 from mcit.store import BASE_DIR, STEP_PREFIX, RunStore
 from mcit.strategies import STRATEGIES, Context, Strategy, StrategyChain, TaskView
-from mcit.training.loop import steps_for, train
 from mcit.tracking import RunTrackers, check_trackers
+from mcit.training.loop import steps_for, train
 from mcit.training.settings import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def environment(device: torch.device) -> dict[str, Any]:
+def environment(device: torch.device, processes: int = 1) -> dict[str, Any]:
     """What a rerun needs besides config.yaml: package versions, platform, device, threads."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -78,6 +78,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": str(device),
+        "processes": processes,
         "cuda": torch.version.cuda,
         "threads": torch.get_num_threads(),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
@@ -97,12 +98,17 @@ def build_strategy(config: RunConfig) -> StrategyChain:
 class Runner:
     """Executes one run directory. Use :meth:`run`; see module docstring for the flow."""
 
-    def __init__(self, config: RunConfig, run_dir: Path, progress: Progress | None = None, force: bool = False):
+    def __init__(
+        self, config: RunConfig, run_dir: Path, progress: Progress | None = None, force: bool = False, world: World | None = None
+    ):
         self.config = config
-        self.store = RunStore(Path(run_dir))
+        # On several processes (mcit.distributed) every one trains and evaluates its share;
+        # only rank 0 writes the run directory.
+        self.world = world if world is not None else world_from_environment()
+        self.store = RunStore(Path(run_dir), writer=self.world.is_main)
         self.progress = progress or Progress()
         self.force = force
-        self.device = resolve_device(config.device)
+        self.device = self.world.device(config.device)
         self._said_no_standard_form = False
         self.trackers = RunTrackers([], self.store.run_dir, "", {})
         self._steps_before = 0  # optimizer steps of the committed steps (the trackers' x axis)
@@ -136,6 +142,7 @@ class Runner:
         if not self.store.has_checkpoint(PARTIAL):
             return None
         state, meta = self.store.load_checkpoint(PARTIAL)
+        self.world.barrier()  # every process has read it before rank 0 may delete it
         if meta.get("index") != ctx.task.index or meta.get("task") != ctx.task.name:
             self.store.delete_checkpoint(PARTIAL)  # left by a task that has since been committed
             return None
@@ -148,7 +155,7 @@ class Runner:
         start = time.perf_counter()
         advance = self.progress.phase(label, sum(len(t.eval) for t in columns))
         evaluations = [
-            evaluate_task(model, collator, task, self.config.eval.batch_size, self.device, on_batch=advance)
+            evaluate_task(model, collator, task, self.config.eval.batch_size, self.device, on_batch=advance, world=self.world)
             for task in columns
         ]
         self.store.write_json(f"{EVALUATIONS_DIR}/{record}.json", {e.task.name: e.record() for e in evaluations})
@@ -173,11 +180,13 @@ class Runner:
         if harness is None or not harness.runs_after(step, scenario.steps):
             return {}
         self.progress.message(f"language harness after {step}: {', '.join(harness.tasks)}")
-        scores = evaluate_language(
-            model, collator.processor, harness.tasks, limit=harness.limit, include_path=harness.include_path,
-            batch_size=harness.batch_size, device=self.device,
-        )  # fmt: skip
-        return {"language_harness": scores}
+        scores = None
+        if self.world.is_main:  # the harness runs whole on rank 0; the others wait for its scores
+            scores = evaluate_language(
+                model, collator.processor, harness.tasks, limit=harness.limit, include_path=harness.include_path,
+                batch_size=harness.batch_size, device=self.device,
+            )  # fmt: skip
+        return {"language_harness": self.world.broadcast(scores)}
 
     def _needs_base_stage(self, scenario: Scenario) -> bool:
         return scenario.base_train is not None and self.config.benchmark.base is not None
@@ -205,13 +214,16 @@ class Runner:
             model, processor = source
             model = configure_trainable(model, ["vision", "projector", "language_model"]).to(self.device)
             seed = derive_seed(self.config.seed, -1, "train")
-            ctx = Context(model, TaskView(-1, "base", scenario.base_train), seed, self.device, Collator(processor, self.config.model.max_length))
+            collator = Collator(processor, self.config.model.max_length)
+            ctx = Context(model, TaskView(-1, "base", scenario.base_train), seed, self.device, collator, world=self.world)
             self._train(ctx, scenario.base_train, Strategy(), self.config.benchmark.base.train, "base stage")
-            staging = self.store.run_dir / f".tmp-{BASE_DIR}"
-            shutil.rmtree(staging, ignore_errors=True)  # left by a run killed while saving
-            model.save_pretrained(staging)
-            processor.save_pretrained(staging)
-            staging.rename(target)
+            if self.world.is_main:
+                staging = self.store.run_dir / f".tmp-{BASE_DIR}"
+                shutil.rmtree(staging, ignore_errors=True)  # left by a run killed while saving
+                model.save_pretrained(staging)
+                processor.save_pretrained(staging)
+                staging.rename(target)
+            self.world.barrier()
         # Loaded back from disk, so an uninterrupted run and a resumed one start from the same bytes.
         return load_vlm(str(target), model_config.dtype, scenario.corpus, model_config.seed)
 
@@ -225,7 +237,7 @@ class Runner:
             "matrix": [],
             "metrics": {},
             "complete": False,
-            "environment": environment(self.device),
+            "environment": environment(self.device, self.world.size),
         }
 
     def _check_config(self, resolved: dict[str, Any]) -> None:
@@ -266,6 +278,7 @@ class Runner:
             self._check_config(resolved)  # again, now that no other process can write it
             self.store.write_config(resolved)
             results = self.store.read_results() or self._new_results(scenario)
+            self.world.barrier()  # every process has read the results before rank 0 writes them again
             model, processor = self._stream_model(scenario, source)
             model = configure_trainable(model, self.config.model.trainable, self.config.model.lora).to(self.device)
             collator = Collator(processor, self.config.model.max_length)
@@ -289,7 +302,8 @@ class Runner:
                 results["zero_shot"], seconds = self._evaluate(model, collator, scenario.columns, "zero-shot eval", "00-zero-shot")
                 results["zero_shot_eval_seconds"] = seconds
                 self.store.write_results(results)
-            self.trackers = RunTrackers(self.config.trackers, self.store.run_dir, self.store.run_dir.name, resolved)
+            trackers = self.config.trackers if self.world.is_main else []
+            self.trackers = RunTrackers(trackers, self.store.run_dir, self.store.run_dir.name, resolved)
             try:
                 for index in range(done, len(scenario.steps)):
                     self._steps_before = sum(row["train_steps"] for row in results["rows"])
@@ -304,10 +318,12 @@ class Runner:
     def _run_step(self, index: int, scenario: Scenario, model, collator, strategy: StrategyChain, results) -> None:
         """One step: what to train on -> hooks -> train -> hooks -> evaluate -> what else to commit -> commit."""
         peaks = MemoryPeaks(self.device)
-        selection = SelectionContext(model, collator, self.device, 0, self.store.run_dir / "features", self.progress.phase)
+        features = self.store.run_dir / "features" if self.world.is_main else None  # the others keep theirs in memory
+        selection = SelectionContext(model, collator, self.device, 0, features, self.progress.phase)
         step = scenario.begin(index, selection)
         seed = derive_seed(self.config.seed, index, "train")
-        ctx = Context(model, TaskView(index, step.name, step.train), seed, self.device, collator, lookup=scenario.lookup(index))
+        view = TaskView(index, step.name, step.train)
+        ctx = Context(model, view, seed, self.device, collator, lookup=scenario.lookup(index), world=self.world)
         strategy.before_task(ctx)
         trained_parameters = sum(p.numel() for _, p in ctx.trainable())  # after the methods added this task's modules
         data = strategy.train_data(ctx, step.train)
@@ -347,3 +363,4 @@ class Runner:
         self.store.write_results(results)
         self.store.delete_checkpoint(PARTIAL)
         self.store.keep_newest(STEP_PREFIX, self.config.keep_checkpoints)
+        self.world.barrier()  # the step is committed before any process goes on

@@ -11,6 +11,7 @@ iff it exists under its final name. Run files are untrusted: tensors only via sa
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -277,6 +278,16 @@ def _owner_pid(entry_name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _writes(method: Callable) -> Callable:
+    """A :class:`RunStore` method that does nothing (and returns ``None``) on a read-only store."""
+
+    @functools.wraps(method)
+    def guarded(self: RunStore, *args: Any, **kwargs: Any) -> Any:
+        return method(self, *args, **kwargs) if self.writer else None
+
+    return guarded
+
+
 class RunStore:
     """The files of one run directory, written so that a killed run can always resume.
 
@@ -286,15 +297,19 @@ class RunStore:
 
     Args:
         run_dir: The run directory (need not exist yet).
+        writer: ``False`` for a read-only view: every method that would write, delete or
+            lock does nothing (the processes of a distributed run other than rank 0).
     """
 
-    def __init__(self, run_dir: Path | str) -> None:
+    def __init__(self, run_dir: Path | str, writer: bool = True) -> None:
         self.run_dir = Path(run_dir)
+        self.writer = writer
         self.checkpoints_dir = self.run_dir / "checkpoints"
         self.config_path = self.run_dir / CONFIG_FILE
         self.results_path = self.run_dir / "results.json"
         self.lock_path = self.run_dir / ".lock"
         self.clean_partial()
+
 
     def check_usable(self) -> None:
         """Refuse a run directory that cannot be created or written, without writing anything.
@@ -314,11 +329,13 @@ class RunStore:
             what = "run directory" if existing == self.run_dir else "parent directory"
             raise UserError(f"cannot write run directory {self.run_dir}: the {what} {existing} is not writable")
 
+    @_writes
     def _create(self) -> None:
         self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
 
     # -- config and results
 
+    @_writes
     def write_config(self, config: dict) -> None:
         """Atomically write ``config.yaml`` (keys in the given order)."""
         self._create()
@@ -328,11 +345,13 @@ class RunStore:
         """Return the saved config, or None if absent; UserError if not a YAML mapping."""
         return read_config_file(self.config_path)
 
+    @_writes
     def write_results(self, results: dict) -> None:
         """Atomically write ``results.json`` (NaN/inf written as null)."""
         self._create()
         atomic_write_json(self.results_path, results)
 
+    @_writes
     def write_json(self, relative: str, obj: Any) -> Path:
         """Atomically write a JSON file at ``relative`` inside the run directory (e.g. a pool step's selection)."""
         path = self.run_dir / relative
@@ -354,6 +373,7 @@ class RunStore:
             raise ValueError(f"invalid checkpoint name {name!r}")
         return self.checkpoints_dir / name
 
+    @_writes
     def save_checkpoint(
         self, name: str, state: dict, meta: dict | None = None, extra: Callable[[Path], Any] | None = None
     ) -> Path:
@@ -423,6 +443,7 @@ class RunStore:
         entries = self.checkpoints_dir.iterdir()
         return sorted(p.name for p in entries if p.is_dir() and not p.name.startswith("."))
 
+    @_writes
     def delete_checkpoint(self, name: str) -> None:
         """Delete a checkpoint (no-op if absent)."""
         # Renamed away first: a crash mid-rmtree must not leave a partial dir under the name.
@@ -435,6 +456,7 @@ class RunStore:
         _fsync_dir(self.checkpoints_dir)
         shutil.rmtree(doomed, ignore_errors=True)
 
+    @_writes
     def keep_newest(self, prefix: str, keep: int | None) -> list[str]:
         """Delete all but the ``keep`` newest checkpoints named ``prefix...`` (names sort by age).
 
@@ -449,6 +471,7 @@ class RunStore:
             self.delete_checkpoint(name)
         return doomed
 
+    @_writes
     def clean_partial(self) -> None:
         """Remove leftovers of interrupted writes by dead processes.
 
@@ -492,6 +515,9 @@ class RunStore:
         Raises:
             UserError: If another live process holds the lock, or this process already does.
         """
+        if not self.writer:
+            yield
+            return
         self._create()
         path = self.lock_path.resolve()
         if path in _held_locks:

@@ -43,7 +43,7 @@ class StopRunner:
 
     seen: dict = {}
 
-    def __init__(self, config, run_dir, progress=None, force=False):
+    def __init__(self, config, run_dir, progress=None, force=False, world=None):
         StopRunner.seen = {"config": config, "run_dir": run_dir, "force": force}
         raise UserError("stopped by the test")
 

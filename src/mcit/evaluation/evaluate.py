@@ -11,6 +11,7 @@ import torch
 from mcit.data.collate import Collator
 from mcit.data.images import image_size
 from mcit.data.sample import Task
+from mcit.distributed import SINGLE, World
 from mcit.evaluation.generate import generate_answers
 from mcit.evaluation.scorers import SCORERS, TaskScore
 
@@ -50,10 +51,16 @@ def evaluate_task(
     batch_size: int = 64,
     device: torch.device | str = "cpu",
     on_batch: Callable[[int], None] | None = None,
+    world: World = SINGLE,
 ) -> TaskEvaluation:
-    """Generate answers to ``task.eval`` and score them with the task's scorer."""
+    """Generate answers to ``task.eval`` and score them with the task's scorer.
+
+    On several processes each generates the answers to its contiguous share of the samples
+    (``on_batch`` counts those) and every process scores all of them, gathered in order.
+    """
     scorer = SCORERS.get(task.scorer)
-    predictions = generate_answers(model, collator, task.eval, task.max_new_tokens, batch_size, device, on_batch)
+    share = generate_answers(model, collator, world.shard(task.eval), task.max_new_tokens, batch_size, device, on_batch)
+    predictions = world.gather(share)
     sizes = [image_size(sample.images[0]) if sample.images else None for sample in task.eval] if scorer.needs_image_sizes else None
     result = scorer.score(predictions, [sample.targets for sample in task.eval], sizes)
     return TaskEvaluation(task, predictions, result)

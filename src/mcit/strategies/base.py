@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from mcit.data.collate import Batch
 from mcit.data.sample import Sample, SampleLookup
+from mcit.distributed import SINGLE, World
 from mcit.registry import Registry
 
 
@@ -53,6 +54,10 @@ class Context:
         collator: Encodes extra batches (e.g. a replay batch for A-GEM).
         lookup: Materialises the sample references a strategy restored from a checkpoint
             (task name, sample id) from the run's data; ``None`` outside a run.
+        world: The training processes (:mod:`mcit.distributed`): each trains on its share of
+            every step's batch, and the loop sums the gradients over them before
+            ``after_backward``; a hook that keeps what one process's share contributed
+            (SI's penalty gradient) sums it with ``world.sum_tensors_``.
     """
 
     model: torch.nn.Module
@@ -63,6 +68,7 @@ class Context:
     step: int = 0
     micro_batch: int = 0
     lookup: SampleLookup | None = None
+    world: World = SINGLE
 
     def trainable(self) -> list[tuple[str, torch.nn.Parameter]]:
         return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]

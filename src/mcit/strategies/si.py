@@ -83,6 +83,8 @@ class SI(Strategy):
         path.accumulate(params)
         grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
         penalty_grads, self.anchor.penalty_grads = self.anchor.penalty_grads, None
+        if penalty_grads is not None:  # this process's share of it; the gradients are already summed
+            ctx.world.sum_tensors_([penalty_grads.flat])
         path.record_grad(grads, penalty_grads)
 
     def after_task(self, ctx: Context) -> None:

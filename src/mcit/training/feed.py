@@ -3,7 +3,9 @@
 An optimizer step's samples come from :func:`batch_order`; with ``train.micro_batch_size``
 they are split into micro-batches, each weighted by its share of the step's answer tokens
 (the loss is a token mean, so the weighted sum of the micro-batch losses is the loss of the
-whole batch, and so is its gradient). Collation (chat template, tokenisation, image decoding)
+whole batch, and so is its gradient). On several processes (:mod:`mcit.distributed`) each
+takes its contiguous share of every step's batch, and the shares are over the answer tokens
+of all processes, so the gradients summed over them are the whole batch's. Collation (chat template, tokenisation, image decoding)
 runs in ``train.num_workers`` DataLoader processes, which prepare the next steps while the
 model computes; the batches, and so the result, are the same with any number of workers.
 """
@@ -18,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mcit.data.collate import Batch
 from mcit.data.sample import Sample
+from mcit.distributed import World
 from mcit.losses import answer_tokens
 
 
@@ -34,10 +37,24 @@ def batch_order(n: int, batch_size: int, epochs: float, generator: torch.Generat
 @dataclass
 class MicroBatch:
     batch: Batch
-    weight: float  # its share of the step's answer tokens (1.0 for a step of one micro-batch)
+    tokens: int  # its answer tokens
+    weight: float = 1.0  # its share of the step's answer tokens (:func:`weigh`)
 
     def pin_memory(self) -> MicroBatch:
-        return MicroBatch(self.batch.pin_memory(), self.weight)
+        return MicroBatch(self.batch.pin_memory(), self.tokens, self.weight)
+
+
+def weigh(micro_batches: list[MicroBatch], world: World) -> list[MicroBatch]:
+    """Each micro-batch with its share of the answer tokens of the step's micro-batches on all processes.
+
+    The shares sum to 1 over all processes, so a term that does not depend on the batch (a
+    penalty) enters the summed gradient once. A step of one micro-batch on one process keeps
+    weight 1; a step without answer tokens shares equally.
+    """
+    tokens, count = world.sum_counts([sum(m.tokens for m in micro_batches), len(micro_batches)])
+    if count == 1:
+        return micro_batches
+    return [MicroBatch(m.batch, m.tokens, m.tokens / tokens if tokens else 1.0 / count) for m in micro_batches]
 
 
 class _Steps(Dataset):
@@ -54,12 +71,7 @@ class _Steps(Dataset):
         size = self.micro if 0 < self.micro < len(indices) else len(indices)
         # Samples stay out of the batch that crosses the process boundary; the loop puts them back.
         batches = [self.collator.train_batch([self.data[i] for i in indices[j : j + size]]) for j in range(0, len(indices), size)]
-        batches = [Batch(b.inputs, b.labels, ()) for b in batches]
-        if len(batches) == 1:
-            return [MicroBatch(batches[0], 1.0)]
-        tokens = [answer_tokens(b.labels) for b in batches]
-        total = sum(tokens)
-        return [MicroBatch(b, t / total if total else 1.0 / len(batches)) for b, t in zip(batches, tokens)]
+        return [MicroBatch(Batch(b.inputs, b.labels, ()), answer_tokens(b.labels)) for b in batches]
 
 
 def _as_is(item):
@@ -87,6 +99,7 @@ def with_samples(micro_batches: list[MicroBatch], data: Sequence[Sample], indice
     for micro in micro_batches:
         count = micro.batch.labels.size(0)
         batch = micro.batch.to(device, non_blocking=True)
-        result.append(MicroBatch(Batch(batch.inputs, batch.labels, [data[i] for i in indices[start : start + count]]), micro.weight))
+        samples = [data[i] for i in indices[start : start + count]]
+        result.append(MicroBatch(Batch(batch.inputs, batch.labels, samples), micro.tokens, micro.weight))
         start += count
     return result

@@ -13,10 +13,11 @@ from typing import Any
 import torch
 
 from mcit.data.sample import Sample
+from mcit.distributed import World
 from mcit.errors import UserError
 from mcit.losses import answer_loss
 from mcit.strategies.base import Context, Strategy
-from mcit.training.feed import MicroBatch, batch_order, step_loader, with_samples
+from mcit.training.feed import MicroBatch, batch_order, step_loader, weigh, with_samples
 from mcit.training.optim import build_optimizer, warmup_cosine
 from mcit.training.precision import MasterWeights, autocast
 from mcit.training.settings import TrainConfig
@@ -66,6 +67,8 @@ def train(
 
     Each optimizer step takes ``settings.batch_size`` samples, in micro-batches of
     ``settings.micro_batch_size`` if set (gradients accumulated, weighted by answer tokens),
+    split over the processes of ``ctx.world`` if several (each takes its share of every
+    step's batch; gradients are summed over them before ``after_backward``),
     under bf16 autocast if ``settings.mixed_precision`` says so, and on fp32 master weights
     when the model's weights are low precision (:mod:`mcit.training.precision`). The loss is
     read back from the device every ``settings.loss_every`` steps, before each checkpoint and
@@ -94,7 +97,8 @@ def train(
         Steps, samples seen, wall time and the last batch loss.
 
     Raises:
-        UserError: If ``data`` is empty or the model has no trainable parameters.
+        UserError: If ``data`` is empty, the model has no trainable parameters, or a step
+            has fewer samples than there are processes.
         NonFiniteLossError: If the loss became NaN/inf (``on_nonfinite: stop``).
     """
     if not data:
@@ -105,6 +109,12 @@ def train(
     masters = MasterWeights(params, settings.master_weights)
     generator = torch.Generator().manual_seed(ctx.seed)
     batches = batch_order(len(data), settings.batch_size, settings.epochs, generator)
+    world = ctx.world
+    if world.size > min(len(b) for b in batches):
+        raise UserError(
+            f"task {ctx.task.name!r}: a step of {min(len(b) for b in batches)} samples cannot be split over "
+            f"{world.size} processes; use a train.batch_size (and task size) of at least one sample per process"
+        )
     optimizer = build_optimizer(masters.optimizer_params, settings.lr, settings.weight_decay)
     scheduler = warmup_cosine(
         optimizer, len(batches), max(1, int(settings.warmup_ratio * len(batches))), settings.min_lr_ratio
@@ -125,16 +135,19 @@ def train(
             masters.load_state(list(resume["masters"]))
         first, skipped, losses.value = resume["step"], resume["skipped"], resume["loss"]
         earlier_seconds = resume["seconds"]
+    shards = [world.shard(b) for b in batches]
     loader = step_loader(
-        ctx.collator, data, batches[first:], settings.micro_batch_size, settings.num_workers, ctx.device.type == "cuda"
+        ctx.collator, data, shards[first:], settings.micro_batch_size, settings.num_workers, ctx.device.type == "cuda"
     )
     model.train()
     try:
         with gradient_checkpointing(model, settings.gradient_checkpointing):
             for step, collated in enumerate(loader, start=first):
                 ctx.step = step
-                micro_batches = with_samples(collated, data, batches[step], ctx.device)
+                micro_batches = weigh(with_samples(collated, data, shards[step], ctx.device), world)
                 step_loss = _forward_backward(ctx, strategy, micro_batches, settings)
+                if world.distributed:
+                    step_loss = _sum_over_processes(world, params, step_loss)
                 if settings.on_nonfinite == "skip" and not torch.isfinite(step_loss):
                     skipped += 1
                     model.zero_grad(set_to_none=True)
@@ -175,12 +188,32 @@ def _forward_backward(ctx: Context, strategy: Strategy, micro_batches: list[Micr
             outputs = ctx.model(**batch.inputs)
             loss = answer_loss(outputs.logits, batch.labels)
             loss = strategy.loss(ctx, batch, outputs, loss)
-        if len(micro_batches) > 1:
+        if micro.weight != 1.0:
             loss = loss * micro.weight
         loss.backward()
         total = loss.detach() if total is None else total + loss.detach()
     ctx.micro_batch = 0
     return total
+
+
+def _sum_over_processes(world: World, params: list[torch.nn.Parameter], step_loss: torch.Tensor) -> torch.Tensor:
+    """Sum the step's gradients and loss over the processes; returns the loss of the whole step.
+
+    A parameter without a gradient on every process (e.g. the vision tower when no process's
+    share held an image) keeps none, as on one process, so AdamW leaves it alone.
+    """
+    present = world.sum_counts([p.grad is not None for p in params])
+    grads = []
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        grads.append(p.grad)
+    total = step_loss.float().reshape(1)
+    world.sum_tensors_([*grads, total])
+    for p, count in zip(params, present):
+        if count == 0:
+            p.grad = None
+    return total[0]
 
 
 def _progress(step, optimizer, masters: MasterWeights, skipped: int, loss: float, seconds: float) -> dict[str, Any]:

@@ -1,0 +1,166 @@
+"""Two data-parallel processes (``accelerate launch``, gloo on CPU) against one process.
+
+One launch of ``tests/distributed_driver.py`` with ``configs/accelerate/ddp-cpu.yaml`` runs
+a 3-task stream for each method of ``METHODS``, from a base model trained once here; each
+is compared with the same run in this process. A second launch kills rank 1 mid-task and a
+third resumes it.
+
+The tolerance, and why: two processes sum the gradients of their halves of each batch,
+one process sums over the whole batch at once, so the gradient differs by float summation
+order (about 1e-7 relative). AdamW divides by the root of the second moment, so an entry
+whose gradient is near 0 can turn that into a visible difference after many steps (the
+same effect as for micro-batches, ``test_step_options``); an entry whose gradient is 0 in
+exact arithmetic (an attention key bias: softmax ignores it) takes AdamW steps of up to
+lr in the direction of its rounding noise, which differs between the two runs (5e-3 seen
+after 36 steps, with dgg). Greedy decoding can flip an answer whose top two tokens are
+that close. So: 99% of the weights and strategy tensors (measured: 99.95-99.99%) agree to
+1e-4 relative / 1e-6 absolute, none differs by more than the 36 AdamW steps at lr 1e-3
+could move it (0.036 * max(1, |w|)), and each accuracy cell is within one evaluation
+sample (1/24). Weighting each process's mean loss equally instead of by its answer
+tokens, or leaving SI's penalty gradient unsummed, leaves far fewer entries close
+(docs/scale.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import tiny_overrides
+from mcit.config import load_config
+from mcit.distributed import SINGLE
+from mcit.runner import Runner
+from mcit.store import RunStore
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+ACCELERATE_CONFIG = ROOT / "configs" / "accelerate" / "ddp-cpu.yaml"
+DRIVER = ROOT / "tests" / "distributed_driver.py"
+# Small memories (24 samples per task), so replay is a part of each batch and A-GEM's reference batch of 8 differs per step.
+METHODS = [
+    "[seqft]", "[{name: er, buffer_per_task: 24}]", "[ewc]", "[si]", "[{name: er, buffer_per_task: 24}, dgg]",
+    "[{name: agem, buffer_per_task: 24, reference_batch_size: 8}]",
+]  # fmt: skip
+EVAL_SAMPLES = 24
+MOST_ADAMW_MOVES = 3 * 12 * 1e-3  # 3 tasks x 12 steps at lr 1e-3 (96 samples, batch 16, 2 epochs)
+STREAM = {
+    "threads": 1,
+    "benchmark.tasks": "[color, count, shape]",
+    "benchmark.train_per_task": 96,
+    "benchmark.eval_per_task": EVAL_SAMPLES,
+    "benchmark.base": "null",
+    "train.epochs": 2,
+    "eval.batch_size": EVAL_SAMPLES,
+    "keep_checkpoints": "null",
+}
+
+
+def stream_overrides(base_model: Path, **extra) -> list[str]:
+    values = {**STREAM, "model.name": str(base_model), **extra}
+    return tiny_overrides(**values)
+
+
+def launch(out: Path, logs: Path, methods: list[str], overrides: list[str], env: dict | None = None, timeout: int = 600):
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CONFIG),
+        str(DRIVER), str(out), str(logs), json.dumps(methods), *overrides,
+    ]  # fmt: skip
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    environment.pop("WORLD_SIZE", None)
+    return subprocess.run(command, check=False, env=environment, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def base_model(tmp_path_factory) -> Path:
+    """A base model that answers in the tasks' format (so the matrix is not all zeros), trained once."""
+    directory = tmp_path_factory.mktemp("base")
+    config = load_config(None, tiny_overrides(**{
+        "threads": 2, "benchmark.tasks": "[color]", "benchmark.train_per_task": 16, "benchmark.eval_per_task": 4,
+        "benchmark.base.samples_per_task": 400, "benchmark.base.train.epochs": 2,
+    }))  # fmt: skip
+    Runner(config, directory, world=SINGLE).run()
+    return directory / "base_model"
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory, base_model) -> Path:
+    """Every method of ``METHODS`` run by two processes; ``<dir>/runs/<i>`` and ``<dir>/logs``."""
+    directory = tmp_path_factory.mktemp("distributed")
+    result = launch(directory / "runs", directory / "logs", METHODS, stream_overrides(base_model))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    return directory
+
+
+def model_and_strategy(run_dir: Path) -> dict[str, torch.Tensor]:
+    state, _ = RunStore(run_dir).load_checkpoint("task-003")
+    tensors = {f"model/{k}": v for k, v in state["model"].items()}
+    stack = [("strategy", state["strategy"])]
+    while stack:  # the strategy's tensors (anchors, importances, path integrals), by path
+        prefix, node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend((f"{prefix}/{k}", v) for k, v in node.items())
+        elif isinstance(node, (list, tuple)):
+            stack.extend((f"{prefix}/{i}", v) for i, v in enumerate(node))
+        elif isinstance(node, torch.Tensor) and node.is_floating_point():
+            tensors[prefix] = node
+    return tensors
+
+
+@pytest.mark.parametrize("index", range(len(METHODS)), ids=METHODS)
+def test_two_processes_give_the_single_process_run(tmp_path, base_model, launched, index):
+    single = Runner(load_config(None, stream_overrides(base_model, method=METHODS[index])), tmp_path / "single", world=SINGLE).run()
+    distributed = RunStore(launched / "runs" / str(index)).read_results()
+    assert distributed["complete"] and distributed["environment"]["processes"] == 2
+    assert single["environment"]["processes"] == 1
+    assert sum(map(sum, single["matrix"])) > 0, "nothing was learned; the matrix comparison would be vacuous"
+    for row_single, row_distributed in zip(single["matrix"], distributed["matrix"], strict=True):
+        for a, b in zip(row_single, row_distributed, strict=True):
+            assert abs(a - b) <= 1 / EVAL_SAMPLES + 1e-9, (single["matrix"], distributed["matrix"])
+    assert [r["train_steps"] for r in single["rows"]] == [r["train_steps"] for r in distributed["rows"]]
+    ours, theirs = model_and_strategy(tmp_path / "single"), model_and_strategy(launched / "runs" / str(index))
+    assert ours.keys() == theirs.keys()
+    close = total = 0
+    for name, a in ours.items():
+        b = theirs[name].to(a.dtype)
+        assert a.shape == b.shape, name
+        difference = (a - b).abs()
+        assert bool((difference <= MOST_ADAMW_MOVES * a.abs().clamp(min=1.0)).all()), (name, difference.max().item())
+        close += int(torch.isclose(a, b, rtol=1e-4, atol=1e-6).sum())
+        total += a.numel()
+    assert close >= 0.99 * total, f"{close}/{total} entries close"
+    moved = max((a - RunStore(launched / "runs" / str(index)).load_checkpoint("task-002")[0]["model"].get(n[6:], a)).abs().max().item()
+                for n, a in ours.items() if n.startswith("model/"))  # fmt: skip
+    assert moved > 1e-3, "the weights did not change over task 3; the comparison would be vacuous"
+
+
+def test_only_rank_zero_writes_the_run_directory(launched):
+    logs = launched / "logs"
+    rank0 = (logs / "rank0.log").read_text().splitlines()
+    assert any("results.json" in line for line in rank0), "the audit hook saw no write of rank 0; it would miss rank 1's too"
+    assert any("checkpoints" in line for line in rank0)
+    assert (logs / "rank1.log").read_text() == ""
+
+
+def test_a_killed_rank_resumes_to_the_uninterrupted_result(tmp_path, base_model, launched):
+    """SIGKILL rank 1 after step 5 of task 2 (checkpoints every 2 steps); launching again resumes."""
+    index = METHODS.index("[si]")
+    overrides = stream_overrides(base_model, **{"train.checkpoint_every": 2})
+    killed = launch(tmp_path / "runs", tmp_path / "logs", [METHODS[index]], overrides, env={"MCIT_TEST_KILL": "1:1:5"})
+    assert killed.returncode != 0
+    store = RunStore(tmp_path / "runs" / "0")
+    assert len(store.read_results()["rows"]) == 1, "task 2 finished before the kill; the test would not resume mid-task"
+    assert store.load_checkpoint("partial")[0]["train"]["step"] == 4
+    resumed = launch(tmp_path / "runs", tmp_path / "logs2", [METHODS[index]], overrides)
+    assert resumed.returncode == 0, resumed.stderr[-6000:]
+    straight = RunStore(launched / "runs" / str(index)).read_results()
+    assert store.read_results()["matrix"] == straight["matrix"]
+    ours, theirs = model_and_strategy(store.run_dir), model_and_strategy(launched / "runs" / str(index))
+    assert ours.keys() == theirs.keys()
+    for name, tensor in ours.items():
+        assert torch.equal(tensor, theirs[name]), name
