@@ -151,6 +151,7 @@ def sweep(
     out: Annotated[Optional[Path], typer.Option(help="Sweep directory: sweep.json and one run directory per cell, seed<S>/order<K>/<method>/. An existing one is resumed.")] = None,
 ) -> None:
     """Run (or resume) a grid of methods x seeds x task orders, one run directory per cell; print each method's mean and 95% interval."""
+    from mcit.distributed import world_from_environment
     from mcit.report.groups import SweepCell, group_table, spread
     from mcit.runner import Progress as RunProgress
     from mcit.sweep import plan_sweep, run_sweep, split_methods
@@ -163,6 +164,10 @@ def sweep(
         _numbers(seeds, "seeds") if seeds is not None else None, _numbers(orders, "orders"), out,
     )
     _quiet_libraries()
+    world = world_from_environment()  # several processes under `accelerate launch`; rank 0 reports
+    if not world.is_main:
+        run_sweep(plan, world=world)
+        return
     grid = plan.grid
     console.print(
         f"sweep directory: [bold]{plan.out}[/] ({len(plan.cells)} cells: {len(grid['methods'])} methods x "
@@ -176,7 +181,7 @@ def sweep(
         console.print(f"cell {index + 1}/{len(plan.cells)} [bold]{cell.path}[/]: {doing}", highlight=False)
 
     with progress_bars(keep=False) as phase:
-        outcomes = run_sweep(plan, RunProgress(phase=phase, message=console.print), show_cell)
+        outcomes = run_sweep(plan, RunProgress(phase=phase, message=console.print), show_cell, world)
     groups = group_table([(SweepCell(c.method, c.seed, c.order, plan.out / c.path), r) for c, r in zip(plan.cells, outcomes)])
     table = Table(title="each method: mean ± 95% CI (Student t), points", title_justify="left")
     for title in ("method", "metric", "over seeds", "over orders"):

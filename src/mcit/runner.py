@@ -313,17 +313,21 @@ class Runner:
                 self.trackers.finish()
             results["complete"] = True
             self.store.write_results(results)
+            self.world.barrier()  # no process reads this run's results before they are complete
             return results
 
     def _run_step(self, index: int, scenario: Scenario, model, collator, strategy: StrategyChain, results) -> None:
         """One step: what to train on -> hooks -> train -> hooks -> evaluate -> what else to commit -> commit."""
         peaks = MemoryPeaks(self.device)
         features = self.store.run_dir / "features" if self.world.is_main else None  # the others keep theirs in memory
-        selection = SelectionContext(model, collator, self.device, 0, features, self.progress.phase)
+        selection = SelectionContext(model, collator, self.device, 0, features, self.progress.phase, self.world)
         step = scenario.begin(index, selection)
         seed = derive_seed(self.config.seed, index, "train")
         view = TaskView(index, step.name, step.train)
-        ctx = Context(model, view, seed, self.device, collator, lookup=scenario.lookup(index), world=self.world)
+        offload = torch.device("cpu") if self.config.train.offload_method_state else None
+        ctx = Context(
+            model, view, seed, self.device, collator, lookup=scenario.lookup(index), world=self.world, state_device=offload
+        )
         strategy.before_task(ctx)
         trained_parameters = sum(p.numel() for _, p in ctx.trainable())  # after the methods added this task's modules
         data = strategy.train_data(ctx, step.train)

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from mcit.config import RunConfig, config_to_dict, load_config, method_list
+from mcit.distributed import SINGLE, World
 from mcit.errors import UserError
 from mcit.seeds import derive_seed
 from mcit.store import BASE_DIR, atomic_write_json, read_results_file
@@ -230,7 +231,9 @@ def _check_saved_config(run_dir: Path, config: RunConfig) -> None:
         raise UserError(f"{run_dir} holds a run of another config than its cell's; move it away to run the cell again")
 
 
-def run_sweep(sweep: Sweep, progress=None, on_cell: Callable[[int, Cell, str], None] | None = None) -> list[dict[str, Any]]:
+def run_sweep(
+    sweep: Sweep, progress=None, on_cell: Callable[[int, Cell, str], None] | None = None, world: World = SINGLE
+) -> list[dict[str, Any]]:
     """Run (or resume) every cell in order; returns each cell's results.
 
     Args:
@@ -238,15 +241,18 @@ def run_sweep(sweep: Sweep, progress=None, on_cell: Callable[[int, Cell, str], N
         progress: A :class:`mcit.runner.Progress` every cell's Runner reports to.
         on_cell: Called before each cell with its index, the cell and ``"complete"`` (skipped),
             ``"resume"`` or ``"run"``.
+        world: The processes of an ``accelerate launch``: every one runs every cell; rank 0 writes.
 
     Raises:
         UserError: From a cell's Runner, or for a cell whose base model is missing.
     """
     from mcit.runner import Runner
 
-    sweep.out.mkdir(parents=True, exist_ok=True)
-    if read_sweep(sweep.out) is None:
-        atomic_write_json(sweep.out / SWEEP_FILE, {"format": FORMAT, "grid": sweep.grid, "cells": [asdict(c) for c in sweep.cells]})
+    if world.is_main:
+        sweep.out.mkdir(parents=True, exist_ok=True)
+        if read_sweep(sweep.out) is None:
+            atomic_write_json(sweep.out / SWEEP_FILE, {"format": FORMAT, "grid": sweep.grid, "cells": [asdict(c) for c in sweep.cells]})
+    world.barrier()
     outcomes = []
     for index, (cell, config) in enumerate(zip(sweep.cells, sweep.configs)):
         run_dir = sweep.out / cell.path
@@ -261,5 +267,5 @@ def run_sweep(sweep: Sweep, progress=None, on_cell: Callable[[int, Cell, str], N
             on_cell(index, cell, "run" if results is None else "resume")
         if cell.base_from is not None and not (sweep.out / cell.base_from / BASE_DIR / "config.json").is_file():
             raise UserError(f"cell {cell.path} starts from {sweep.out / cell.base_from / BASE_DIR}, which is missing; remove {sweep.out / cell.base_from} to train it again")
-        outcomes.append(Runner(config, run_dir, progress).run())
+        outcomes.append(Runner(config, run_dir, progress, world=world).run())
     return outcomes

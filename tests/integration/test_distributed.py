@@ -61,6 +61,13 @@ STREAM = {
 }
 
 
+# A run whose base stage (400 samples of each base task, 2 epochs) teaches the answer format.
+BASE_STAGE = {
+    "threads": 2, "benchmark.tasks": "[color]", "benchmark.train_per_task": 16, "benchmark.eval_per_task": 4,
+    "benchmark.base.samples_per_task": 400, "benchmark.base.train.epochs": 2,
+}  # fmt: skip
+
+
 def stream_overrides(base_model: Path, **extra) -> list[str]:
     values = {**STREAM, "model.name": str(base_model), **extra}
     return tiny_overrides(**values)
@@ -80,11 +87,7 @@ def launch(out: Path, logs: Path, methods: list[str], overrides: list[str], env:
 def base_model(tmp_path_factory) -> Path:
     """A base model that answers in the tasks' format (so the matrix is not all zeros), trained once."""
     directory = tmp_path_factory.mktemp("base")
-    config = load_config(None, tiny_overrides(**{
-        "threads": 2, "benchmark.tasks": "[color]", "benchmark.train_per_task": 16, "benchmark.eval_per_task": 4,
-        "benchmark.base.samples_per_task": 400, "benchmark.base.train.epochs": 2,
-    }))  # fmt: skip
-    Runner(config, directory, world=SINGLE).run()
+    Runner(load_config(None, tiny_overrides(**BASE_STAGE)), directory, world=SINGLE).run()
     return directory / "base_model"
 
 
@@ -164,3 +167,31 @@ def test_a_killed_rank_resumes_to_the_uninterrupted_result(tmp_path, base_model,
     assert ours.keys() == theirs.keys()
     for name, tensor in ours.items():
         assert torch.equal(tensor, theirs[name]), name
+
+
+POOL = {
+    "threads": 1,
+    "benchmark.tasks": "[colors, counting, shapes]",
+    "benchmark.eval_only": "[]",
+    "benchmark.train_per_task": 40,
+    "benchmark.eval_per_task": 8,
+    "benchmark.base": "null",
+    "pool.budget": 24,
+    "pool.selector": "{name: lamp, dim: 512, k_grid: [2, 3, 4]}",
+}
+
+
+def test_two_processes_select_from_the_same_pool_features(tmp_path, base_model):
+    """LAMP's pool features computed shard by shard on two processes and gathered select what one process selects."""
+    overrides = ["scenario=pool", *tiny_overrides(**POOL, **{"model.name": str(base_model)})]
+    result = launch(tmp_path / "runs", tmp_path / "logs", ["[seqft]"], overrides)
+    assert result.returncode == 0, result.stderr[-6000:]
+    single = Runner(load_config(None, [*overrides, "method=[seqft]"]), tmp_path / "single", world=SINGLE).run()
+    distributed = RunStore(tmp_path / "runs" / "0").read_results()
+    for step in (1, 2, 3):
+        name = f"selections/step-{step:03d}.json"
+        ours = json.loads((tmp_path / "single" / name).read_text())["ids"]
+        theirs = json.loads((tmp_path / "runs" / "0" / name).read_text())["ids"]
+        assert len(ours) == 24 and ours == theirs, step
+    assert [r["selected"] for r in single["rows"]] == [r["selected"] for r in distributed["rows"]]
+    assert (tmp_path / "logs" / "rank1.log").read_text() == ""

@@ -82,7 +82,8 @@ def test_every_method_accumulates_micro_batches_to_the_whole_batch(tmp_path, tin
 def test_micro_batch_gradients_equal_the_whole_batch():
     """Answers of 1 and of 9 words: the token-weighted micro-batch losses give the whole batch's gradient."""
     from mcit.data.collate import Collator
-    from mcit.training.feed import step_loader, with_samples
+    from mcit.distributed import SINGLE
+    from mcit.training.feed import step_loader, weigh, with_samples
 
     model, processor = load_vlm("tiny")
     samples = [
@@ -93,7 +94,7 @@ def test_micro_batch_gradients_equal_the_whole_batch():
     for micro in (0, 2):
         model.zero_grad(set_to_none=True)
         (collated,) = list(step_loader(ctx.collator, samples, [list(range(6))], micro, 0, False))
-        micro_batches = with_samples(collated, samples, list(range(6)), ctx.device)
+        micro_batches = weigh(with_samples(collated, samples, list(range(6)), ctx.device), SINGLE)
         assert len(micro_batches) == (3 if micro else 1)
         if micro:
             assert sorted(round(m.weight, 6) for m in micro_batches) != [round(1 / 3, 6)] * 3, "unequal token counts"

@@ -12,10 +12,30 @@ from mcit.selection._featurestore import in_memory_or_store
 from mcit.selection.base import SelectionContext
 
 
+class _Range(Sequence[Sample]):
+    """``samples[start:stop]`` without materialising a lazy pool."""
+
+    def __init__(self, samples: Sequence[Sample], start: int, stop: int) -> None:
+        self.samples, self.start, self.stop = samples, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, index):  # noqa: ANN001 - an int (what compute_features asks for)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self.samples[self.start + index]
+
+
 def pool_features(
     ctx: SelectionContext, pool: Sequence[Sample], kinds: set[str], options: FeatureOptions, label: str, gradient: str = "exact"
 ) -> Features:
-    """Compute ``kinds`` for the whole pool with a progress bar; big matrices are memory-mapped."""
+    """Compute ``kinds`` for the whole pool with a progress bar; big matrices are memory-mapped.
+
+    On several processes (``ctx.world``) each computes its contiguous share of the pool and
+    the shares are gathered in order on every process (so each selects from the same
+    features); the progress bar counts this process's share.
+    """
     n = len(pool)
     widths = {}
     if "gradients" in kinds:
@@ -27,8 +47,36 @@ def pool_features(
         if ctx.work_dir is not None and n * width * 4 > options.memmap_above_mb * 2**20:
             ctx.work_dir.mkdir(parents=True, exist_ok=True)
             out[kind] = in_memory_or_store(n, width, ctx.work_dir / f"{kind}.f32")
-    advance = ctx.progress(label, n)
-    return compute_features(ctx.model, ctx.collator, pool, kinds, options, ctx.device, gradient, out=out, on_batch=advance)
+    world = ctx.world
+    if not world.distributed:
+        advance = ctx.progress(label, n)
+        return compute_features(ctx.model, ctx.collator, pool, kinds, options, ctx.device, gradient, out=out, on_batch=advance)
+    share = world.shard(range(n))
+    start, stop = (share[0], share[-1] + 1) if share else (0, 0)
+    advance = ctx.progress(label, stop - start)
+    local = compute_features(ctx.model, ctx.collator, _Range(pool, start, stop), kinds, options, ctx.device, gradient, on_batch=advance)
+    return _joined(world.gather([local]), out)
+
+
+def _joined(parts: list[Features], out: dict[str, np.ndarray]) -> Features:
+    """The processes' features in rank order as one :class:`Features` (matrices written into ``out`` where given)."""
+
+    def rows(kind: str) -> np.ndarray | None:
+        matrices = [getattr(part, kind) for part in parts if getattr(part, kind) is not None and len(getattr(part, kind))]
+        if getattr(parts[0], kind) is None:
+            return None
+        if kind in out:
+            start = 0
+            for matrix in matrices:
+                out[kind][start : start + len(matrix)] = matrix
+                start += len(matrix)
+            return out[kind]
+        return np.concatenate(matrices) if matrices else getattr(parts[0], kind)
+
+    scores = None
+    if parts[0].scores is not None:
+        scores = {name: np.concatenate([part.scores[name] for part in parts]) for name in parts[0].scores}
+    return Features(scores, rows("gradients"), rows("hidden"))
 
 
 def hidden_states(ctx: SelectionContext, pool: Sequence[Sample], options: HiddenFeatureOptions, label: str) -> np.ndarray:

@@ -17,6 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from mcit.data.sample import Sample
+from mcit.distributed import SINGLE, World
 from mcit.registry import Registry
 
 
@@ -41,6 +42,8 @@ class SelectionContext:
         seed: Seed of this selection (derive every random choice from it).
         work_dir: Directory for memory-mapped feature stores; ``None`` keeps features in RAM.
         progress: ``progress(description, total) -> advance(n)`` for progress bars.
+        world: The training processes: pool features are computed shard by shard on them
+            and gathered, so every process selects from the same features.
     """
 
     model: torch.nn.Module
@@ -49,6 +52,7 @@ class SelectionContext:
     seed: int
     work_dir: Path | None = None
     progress: Callable[[str, int], Callable[[int], None]] = _no_progress
+    world: World = SINGLE
 
 
 @dataclass

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from mcit.data.collate import IGNORE_INDEX, Batch
+from mcit.data.sample import Sample
 from mcit.strategies.base import Context
 
 Tensors = dict[str, torch.Tensor]
@@ -77,7 +78,12 @@ class FlatTensors:
         """Overwrite with ``tensors`` (same shapes; any dtype and device: cast and moved)."""
         if self.views:
             with torch.no_grad():
-                torch._foreach_copy_(self.views, list(tensors))
+                tensors = list(tensors)
+                if all(t.device == self.flat.device for t in tensors):
+                    torch._foreach_copy_(self.views, tensors)
+                else:  # from the training device into host memory (train.offload_method_state)
+                    for view, tensor in zip(self.views, tensors):
+                        view.copy_(tensor)
 
     def zeros_like(self) -> FlatTensors:
         return FlatTensors(torch.zeros_like(self.flat), self.shapes)
@@ -100,40 +106,58 @@ class PenaltyVectors:
     Attributes:
         theta_star: theta*.
         importance: Omega, or ``None`` for Omega = 1.
-        scratch: Overwritten by every forward (theta, then theta - theta*).
-        gradient: The gradient vector, kept and reused across steps while no live graph
-            still holds it (``None`` until the first forward).
+        streamed: theta* and Omega are in host memory, away from the parameters: each
+            forward streams them through the parameters' device (:func:`streamed_penalty`).
+        scratch: Overwritten by every forward (theta, then theta - theta*); ``None`` until
+            the first forward, and kept ``None`` when ``streamed``.
+        gradient: The gradient vector, on the parameters' device, kept and reused across
+            steps while no live graph still holds it (``None`` until the first forward).
     """
 
     theta_star: FlatTensors
     importance: FlatTensors | None
-    scratch: FlatTensors
+    streamed: bool = False
+    scratch: FlatTensors | None = None
     gradient: FlatTensors | None = None
     _holder: weakref.ref | None = None
 
-    def gradient_for(self, fctx: Any) -> FlatTensors:
+    def scratch_vector(self) -> FlatTensors:
+        if self.scratch is None:
+            self.scratch = FlatTensors(torch.empty_like(self.theta_star.flat), self.theta_star.shapes)
+        return self.scratch
+
+    def gradient_for(self, fctx: Any, device: torch.device) -> FlatTensors:
         """A vector for one forward's gradient: the kept one unless the graph of an earlier
         forward is still alive (it may yet be backpropagated), else a new one.
 
         In the training loop the last step's graph is freed when ``loss`` is reassigned,
         before the next forward, so the kept vector is reused (no allocation, no page faults).
         """
+        shapes = self.theta_star.shapes
         if self._holder is not None and self._holder() is not None:
-            return FlatTensors(torch.empty_like(self.scratch.flat), self.scratch.shapes)
-        if self.gradient is None:
-            self.gradient = FlatTensors(torch.empty_like(self.scratch.flat), self.scratch.shapes)
+            return FlatTensors(torch.empty_like(self.theta_star.flat, device=device), shapes)
+        if self.gradient is None or self.gradient.flat.device != device:
+            self.gradient = FlatTensors(torch.empty_like(self.theta_star.flat, device=device), shapes)
         fctx.token = _Token()
         self._holder = weakref.ref(fctx.token)
         return self.gradient
 
     @classmethod
     def of(
-        cls, theta_star: Sequence[torch.Tensor], importance: Sequence[torch.Tensor] | None, device: torch.device
+        cls,
+        theta_star: Sequence[torch.Tensor],
+        importance: Sequence[torch.Tensor] | None,
+        device: torch.device,
+        streamed: bool = False,
     ) -> PenaltyVectors:
-        """fp32 copies on ``device`` of theta* and Omega given as tensor lists."""
+        """fp32 copies on ``device`` of theta* and Omega given as tensor lists (pinned in host
+        memory when CUDA is there, so streaming them to it does not wait)."""
         theta = FlatTensors.copy_of(theta_star, device)
         omega = None if importance is None else FlatTensors.copy_of(importance, device)
-        return cls(theta, omega, FlatTensors(torch.empty_like(theta.flat), theta.shapes))
+        if streamed and device.type == "cpu" and torch.cuda.is_available():
+            theta = FlatTensors(theta.flat.pin_memory(), theta.shapes)
+            omega = None if omega is None else FlatTensors(omega.flat.pin_memory(), omega.shapes)
+        return cls(theta, omega, streamed)
 
 
 class QuadraticPenalty(torch.autograd.Function):
@@ -158,9 +182,15 @@ class QuadraticPenalty(torch.autograd.Function):
 
     @staticmethod
     def forward(fctx, vectors, scale, sink, *params):  # noqa: D102
-        vectors.scratch.copy_from(params)  # fp32, as param.float() was
-        displacement = vectors.scratch.flat.sub_(vectors.theta_star.flat)
-        gradient = vectors.gradient_for(fctx)
+        device = params[0].device
+        gradient = vectors.gradient_for(fctx, device)
+        fctx.gradient, fctx.sink = gradient, sink
+        if vectors.streamed:
+            omega = None if vectors.importance is None else vectors.importance.views
+            return streamed_penalty(params, vectors.theta_star.views, omega, scale, gradient.views)
+        scratch = vectors.scratch_vector()
+        scratch.copy_from(params)  # fp32, as param.float() was
+        displacement = scratch.flat.sub_(vectors.theta_star.flat)
         if vectors.importance is None:
             value = torch.dot(displacement, displacement)
             torch.mul(displacement, 2.0 * scale, out=gradient.flat)
@@ -169,7 +199,6 @@ class QuadraticPenalty(torch.autograd.Function):
             value = torch.dot(gradient.flat, displacement)
             if 2.0 * scale != 1.0:
                 gradient.flat.mul_(2.0 * scale)
-        fctx.gradient, fctx.sink = gradient, sink
         return value * scale
 
     @staticmethod
@@ -188,6 +217,33 @@ class QuadraticPenalty(torch.autograd.Function):
         # The engine casts each gradient to its parameter's dtype (as the .float() cast did);
         # it neither writes into nor keeps these views (they stay referenced here).
         return (None, None, None, *gradient.views)
+
+
+def streamed_penalty(
+    params: Sequence[torch.Tensor],
+    theta_star: Sequence[torch.Tensor],
+    importance: Sequence[torch.Tensor] | None,
+    scale: float,
+    gradient: Sequence[torch.Tensor],
+) -> torch.Tensor:
+    """:class:`QuadraticPenalty`'s forward with theta* and Omega in host memory, one tensor at a time.
+
+    Each parameter's theta* (and Omega) is copied to the parameter's device, used, and
+    dropped, so the device holds one tensor of them at a time besides ``gradient`` (views
+    of one vector on the parameters' device, filled with ``2 scale Omega (theta - theta*)``).
+    Returns ``scale * sum Omega (theta - theta*)^2``; the same values as the whole-vector
+    path up to fp32 summation order.
+    """
+    device = params[0].device
+    value = torch.zeros((), dtype=torch.float32, device=device)
+    omegas = importance if importance is not None else [None] * len(params)
+    with torch.no_grad():
+        for param, anchor, omega, out in zip(params, theta_star, omegas, gradient):
+            displacement = param.detach().float() - anchor.to(device, non_blocking=True)
+            weighted = displacement if omega is None else displacement * omega.to(device, non_blocking=True)
+            value += torch.dot(weighted.reshape(-1), displacement.reshape(-1))
+            torch.mul(weighted, 2.0 * scale, out=out)
+    return value * scale
 
 
 def normalise_mean_one(importance: Tensors) -> Tensors:
@@ -218,17 +274,46 @@ def to_device(tensors: Tensors | None, device: torch.device) -> Tensors | None:
     return {name: t.to(device=device, dtype=torch.float32) for name, t in tensors.items()}
 
 
-def importance_batches(ctx: Context, batch_size: int, limit: int, purpose: str) -> Iterator[Batch]:
-    """Batches of up to ``limit`` training samples of the current task, on ``ctx.device``.
-
-    The subset is drawn uniformly without replacement, seeded by ``ctx.seed`` and
-    ``purpose``, so a resumed run draws exactly what an uninterrupted one did.
-    """
+def _chosen_batches(ctx: Context, batch_size: int, limit: int, purpose: str) -> list[list[Sample]]:
+    """Up to ``limit`` training samples of the current task in batches, drawn uniformly without
+    replacement, seeded by ``ctx.seed`` and ``purpose`` (a resumed run draws the same)."""
     samples = list(ctx.task.train)
     rng = random.Random(f"{purpose}/{ctx.seed}")
     chosen = rng.sample(samples, min(limit, len(samples)))
-    for start in range(0, len(chosen), batch_size):
-        yield ctx.collator.train_batch(chosen[start : start + batch_size]).to(ctx.device)
+    return [chosen[start : start + batch_size] for start in range(0, len(chosen), batch_size)]
+
+
+def importance_batches(ctx: Context, batch_size: int, limit: int, purpose: str) -> Iterator[Batch]:
+    """Batches of up to ``limit`` training samples of the current task, on ``ctx.device`` (see :func:`_chosen_batches`)."""
+    for samples in _chosen_batches(ctx, batch_size, limit, purpose):
+        yield ctx.collator.train_batch(samples).to(ctx.device)
+
+
+def importance_mean(
+    ctx: Context, batch_size: int, limit: int, purpose: str, contribution: Callable[[Batch], Tensors]
+) -> Tensors:
+    """The mean of ``contribution(batch)`` (fp32 tensors by trainable-parameter name) over the importance batches.
+
+    On several processes (``ctx.world``) each computes its contiguous share of the batches
+    and the sums are added over the processes, so every process gets the mean over all of
+    them (up to float summation order) for its share of the work.
+    """
+    batches = _chosen_batches(ctx, batch_size, limit, purpose)
+    assert batches, "a task has at least one training sample"
+    total: Tensors | None = None
+    with torch.enable_grad():
+        for samples in ctx.world.shard(batches):
+            batch = ctx.collator.train_batch(samples).to(ctx.device)
+            part = contribution(batch)
+            if total is None:
+                total = part
+            else:
+                for name, tensor in part.items():
+                    total[name].add_(tensor)
+    if total is None:  # this process's share was empty
+        total = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in ctx.trainable()}
+    ctx.world.sum_tensors_(list(total.values()))
+    return {name: tensor / len(batches) for name, tensor in total.items()}
 
 
 def answer_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -272,8 +357,8 @@ class Anchor:
     """theta* and Omega of a finished-task sequence, and the penalty they define.
 
     theta* and Omega are kept by parameter name (the state format) and, for the per-step
-    penalty, as :class:`FlatTensors` on the training device laid out like the trainable
-    parameters, with the by-name dicts pointing at views of them (one copy in memory). The
+    penalty, as :class:`FlatTensors` on ``ctx.vectors_device`` (the training device, or host
+    memory with ``train.offload_method_state``) laid out like the trainable parameters, with the by-name dicts pointing at views of them (one copy in memory). The
     vectors are built at the first penalty after theta* or Omega is assigned (once per task)
     and again if the trainable parameters' names or the device change. Assign new dicts to
     ``theta_star`` / ``importance`` rather than replacing their entries, so the vectors follow.
@@ -300,16 +385,17 @@ class Anchor:
     importance = _resets_vectors("_importance")
 
     def _vectors(self, ctx: Context, names: tuple[str, ...]) -> PenaltyVectors:
-        """theta* and Omega laid out like ``names``, on ``ctx.device`` (kept per layout)."""
-        if self._flat is not None and self._flat[0] == names and self._flat[1] == ctx.device:
+        """theta* and Omega laid out like ``names``, on ``ctx.vectors_device`` (kept per layout)."""
+        device = ctx.vectors_device
+        if self._flat is not None and self._flat[0] == names and self._flat[1] == device:
             return self._flat[2]
         assert self._theta_star is not None
         omega = None if self._importance is None else [self._importance[name] for name in names]
-        vectors = PenaltyVectors.of([self._theta_star[name] for name in names], omega, ctx.device)
+        vectors = PenaltyVectors.of([self._theta_star[name] for name in names], omega, device, ctx.streams_state)
         self._theta_star = {**self._theta_star, **vectors.theta_star.by_name(names)}
         if vectors.importance is not None:
             self._importance = {**self._importance, **vectors.importance.by_name(names)}
-        self._flat = (names, ctx.device, vectors)
+        self._flat = (names, device, vectors)
         return vectors
 
     def penalty(self, ctx: Context, scale: float = 1.0, record_gradients: bool = False) -> torch.Tensor | None:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from mcit.losses import answer_loss
+from mcit.losses import answer_loss, answer_tokens
 from mcit.seeds import derive_seed
 from mcit.strategies._buffer import BufferOptions, Buffers, ReplayBuffer
 from mcit.strategies.base import STRATEGIES, Context, Strategy
@@ -51,6 +51,27 @@ def _dot(first: list[torch.Tensor], second: list[torch.Tensor]) -> torch.Tensor:
     ]).sum()
 
 
+def _reference_gradient(ctx: Context, params: list[torch.nn.Parameter], samples: list) -> list[torch.Tensor]:
+    """The answer-token loss gradient of the reference batch (left in ``.grad``, which starts empty).
+
+    On several processes each takes its contiguous share of the batch, weighted by its share
+    of the batch's answer tokens, and the gradients are summed over them: the gradient of the
+    whole reference batch on every process, as for a training step.
+    """
+    world, share = ctx.world, ctx.world.shard(samples)
+    batch = ctx.collator.train_batch(share).to(ctx.device) if share else None
+    tokens = answer_tokens(batch.labels) if batch is not None else 0
+    (total,) = world.sum_counts([tokens])
+    if batch is not None:
+        loss = answer_loss(ctx.model(**batch.inputs).logits, batch.labels)
+        if world.distributed:
+            loss = loss * (tokens / total if total else 0.0)
+        loss.backward()
+    reference = _grads(params)
+    world.sum_tensors_(reference)
+    return reference
+
+
 @STRATEGIES.register("agem")
 class AGEM(Strategy):
     """Averaged GEM (Chaudhry et al. 2019): gradient projection on an episodic memory.
@@ -63,7 +84,8 @@ class AGEM(Strategy):
     run draws the same batches), computes the answer-token loss gradient g_ref on them, and
     if ``g.g_ref < 0`` replaces g by ``g - (g.g_ref / ||g_ref||^2) g_ref``
     (:func:`agem_project_`). So every step costs two forward and two backward passes. The reference pass runs in the model's current (train) mode; gradient clipping
-    in the loop applies to the projected gradient.
+    in the loop applies to the projected gradient. On several processes the reference batch
+    is split over them like a training batch (:func:`_reference_gradient`).
     """
 
     options_class = AGEMOptions
@@ -93,10 +115,8 @@ class AGEM(Strategy):
         generator = torch.Generator().manual_seed(derive_seed("agem", ctx.seed, ctx.step))
         count = min(self.options.reference_batch_size, len(memory))
         chosen = torch.randperm(len(memory), generator=generator)[:count].tolist()
-        reference_batch = ctx.collator.train_batch([memory[i] for i in chosen]).to(ctx.device)
-        outputs = ctx.model(**reference_batch.inputs)
-        answer_loss(outputs.logits, reference_batch.labels).backward()
-        agem_project_(grads, _grads(params))
+        reference = _reference_gradient(ctx, params, [memory[i] for i in chosen])
+        agem_project_(grads, reference)
         for p, grad in zip(params, grads):
             p.grad = grad
 

@@ -58,6 +58,9 @@ class Context:
             every step's batch, and the loop sums the gradients over them before
             ``after_backward``; a hook that keeps what one process's share contributed
             (SI's penalty gradient) sums it with ``world.sum_tensors_``.
+        state_device: Where the methods keep their per-parameter vectors (anchors,
+            importances, SI's path): ``None`` for ``device``; the CPU with
+            ``train.offload_method_state``, streamed through ``device`` tensor by tensor.
     """
 
     model: torch.nn.Module
@@ -69,6 +72,17 @@ class Context:
     micro_batch: int = 0
     lookup: SampleLookup | None = None
     world: World = SINGLE
+    state_device: torch.device | None = None
+
+    @property
+    def vectors_device(self) -> torch.device:
+        """Where a method keeps a vector laid out like the trainable parameters (see ``state_device``)."""
+        return self.device if self.state_device is None else self.state_device
+
+    @property
+    def streams_state(self) -> bool:
+        """Whether the methods' vectors live away from the training device (streamed through it tensor by tensor)."""
+        return self.vectors_device != self.device
 
     def trainable(self) -> list[tuple[str, torch.nn.Parameter]]:
         return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]

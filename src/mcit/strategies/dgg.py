@@ -83,6 +83,42 @@ def _global_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(tensors), dtype=torch.float32)))
 
 
+def streamed_guidance(params: list[torch.nn.Parameter], anchor: list[torch.Tensor], norm: str = "global") -> None:
+    """``.grad += g_hat`` (see :func:`guidance`) with theta* in host memory, one tensor at a time.
+
+    Each tensor's theta* is copied to its parameter's device, used and dropped, so the device
+    holds one tensor of the displacement at a time; the global norm takes a first pass for
+    ``||d||`` and a second to add. Same result as the kept-on-device path up to fp32
+    summation order.
+    """
+    with torch.no_grad():
+        def displacement(p: torch.nn.Parameter, a: torch.Tensor) -> torch.Tensor:
+            return p.detach().float() - a.to(p.device, non_blocking=True)
+
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        if norm == "global":
+            squares = torch.stack([displacement(p, a).square().sum() for p, a in zip(params, anchor)]).sum()
+            d_norm = float(squares.sqrt())
+            if d_norm == 0:
+                return
+            scales = [min(1.0, float(_global_norm(grads)) / d_norm)] * len(params)
+        elif norm == "per_tensor":
+            scales = []
+            for p, a, g in zip(params, anchor, grads):
+                d_norm = float(displacement(p, a).norm())
+                scales.append(None if d_norm == 0 else min(1.0, float(g.float().norm()) / d_norm))
+        else:
+            raise ValueError(f"unknown norm {norm!r}; valid: global, per_tensor")
+        for p, a, scale in zip(params, anchor, scales):
+            if scale is None:
+                continue
+            extra = displacement(p, a) * scale
+            if p.grad is None:
+                p.grad = extra.to(p.dtype)
+            else:
+                p.grad.add_(extra.to(p.grad.dtype))
+
+
 @STRATEGIES.register("dgg")
 class DynamicGradientGuidance(Strategy):
     """Dynamic Gradient Guidance (Li et al., CVPR 2026, arXiv 2511.15164).
@@ -114,7 +150,8 @@ class DynamicGradientGuidance(Strategy):
       - per-task alpha (``alpha_per_task``), as the paper's UCIT runs use.
 
     theta* is kept in fp32 on CPU and saved in the strategy state (one copy of the
-    trainable weights), with a working copy on the training device during a task.
+    trainable weights), with a working copy on the training device during a task (none
+    with ``train.offload_method_state``: :func:`streamed_guidance`).
     """
 
     options_class = DGGOptions
@@ -168,6 +205,9 @@ class DynamicGradientGuidance(Strategy):
         if not named:
             return
         names, params = tuple(name for name, _ in named), [p for _, p in named]
+        if ctx.streams_state:  # train.offload_method_state: theta* stays in host memory
+            streamed_guidance(params, [self.anchor[name] for name in names], self.options.norm)
+            return
         with torch.no_grad():
             # Parameters minus the fp32 anchor promote to fp32, as p.float() - anchor.
             displacement = torch._foreach_sub(params, self._anchor_list(names, params))

@@ -12,7 +12,7 @@ from mcit.losses import answer_loss
 from mcit.strategies._importance import (
     Anchor,
     Tensors,
-    importance_batches,
+    importance_mean,
     normalise_mean_one,
     parameter_grads,
     snapshot,
@@ -42,20 +42,12 @@ def fisher_diagonal(ctx: Context, options: EWCOptions) -> Tensors:
     a batch's token-mean NLL; cross terms between samples make it smaller and noisier.
     """
     batch_size = 1 if options.fisher == "per_sample" else options.batch_size
-    fisher: Tensors | None = None
-    count = 0
-    with torch.enable_grad():
-        for batch in importance_batches(ctx, batch_size, options.importance_samples, "ewc"):
-            outputs = ctx.model(**batch.inputs)
-            grads = parameter_grads(ctx, answer_loss(outputs.logits, batch.labels))
-            if fisher is None:
-                fisher = {name: g.square() for name, g in grads.items()}
-            else:
-                for name, g in grads.items():
-                    fisher[name].add_(g.square())
-            count += 1
-    assert fisher is not None, "a task has at least one training sample"
-    return {name: f / count for name, f in fisher.items()}
+
+    def squared_gradient(batch) -> Tensors:
+        outputs = ctx.model(**batch.inputs)
+        return {name: g.square() for name, g in parameter_grads(ctx, answer_loss(outputs.logits, batch.labels)).items()}
+
+    return importance_mean(ctx, batch_size, options.importance_samples, "ewc", squared_gradient)
 
 
 @STRATEGIES.register("ewc")

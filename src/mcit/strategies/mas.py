@@ -12,7 +12,7 @@ from mcit.strategies._importance import (
     Anchor,
     Tensors,
     answer_logits,
-    importance_batches,
+    importance_mean,
     normalise_mean_one,
     parameter_grads,
     snapshot,
@@ -39,21 +39,12 @@ def output_sensitivity(ctx: Context, options: MASOptions) -> Tensors:
     those positions (token mean, like the losses). With ``batch_size`` > 1 the absolute
     value is taken of the batch-mean gradient instead (a cheaper approximation).
     """
-    omega: Tensors | None = None
-    count = 0
-    with torch.enable_grad():
-        for batch in importance_batches(ctx, options.batch_size, options.importance_samples, "mas"):
-            outputs = ctx.model(**batch.inputs)
-            logits = answer_logits(outputs.logits, batch.labels)
-            grads = parameter_grads(ctx, logits.square().sum(-1).mean())
-            if omega is None:
-                omega = {name: g.abs() for name, g in grads.items()}
-            else:
-                for name, g in grads.items():
-                    omega[name].add_(g.abs())
-            count += 1
-    assert omega is not None, "a task has at least one training sample"
-    return {name: o / count for name, o in omega.items()}
+
+    def absolute_gradient(batch) -> Tensors:
+        logits = answer_logits(ctx.model(**batch.inputs).logits, batch.labels)
+        return {name: g.abs() for name, g in parameter_grads(ctx, logits.square().sum(-1).mean()).items()}
+
+    return importance_mean(ctx, options.batch_size, options.importance_samples, "mas", absolute_gradient)
 
 
 @STRATEGIES.register("mas")

@@ -66,7 +66,7 @@ class SI(Strategy):
 
     def before_task(self, ctx: Context) -> None:
         names, params = trainable_lists(ctx)
-        theta_start = FlatTensors.copy_of(params, ctx.device)
+        theta_start = FlatTensors.copy_of(params, ctx.vectors_device)
         self.path = _Path(list(names), theta_start, theta_start.zeros_like())
 
     def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
@@ -75,7 +75,7 @@ class SI(Strategy):
     def _running(self, ctx: Context, names: tuple[str, ...]) -> _Path:
         if self.path is None:
             raise RuntimeError("si: a training step or after_task without before_task")
-        return self.path.aligned(names, ctx.device)
+        return self.path.aligned(names, ctx.vectors_device)
 
     def after_backward(self, ctx: Context, batch: Batch) -> None:
         names, params = trainable_lists(ctx)
@@ -193,7 +193,7 @@ class _Path:
             self.previous_grad = self.theta_start.zeros_like()
         self.previous_grad.copy_from(grads)
         if penalty_grads is not None:
-            self.previous_grad.flat.sub_(penalty_grads.flat)
+            self.previous_grad.flat.sub_(penalty_grads.flat.to(self.previous_grad.flat.device))
 
     def state_dict(self) -> dict[str, Any]:
         return {field: _by_name(self.names, getattr(self, field)) for field in self.fields}

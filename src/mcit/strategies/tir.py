@@ -193,8 +193,8 @@ class TIR(Strategy):
 
     def _start(self, ctx: Context) -> None:
         if self.importance is not None and self.owners is not None:  # relax where training runs
-            self.importance = to_device(self.importance, ctx.device)
-            self.owners = {name: t.to(ctx.device) for name, t in self.owners.items()}
+            self.importance = to_device(self.importance, ctx.vectors_device)
+            self.owners = {name: t.to(ctx.vectors_device) for name, t in self.owners.items()}
         self.pending = task_embedding(ctx, self.options.embedding_samples, self.options.embedding_batch_size)
         self.history.append(similarities(self.embeddings + [self.pending]))
         self._set_relaxed()
@@ -215,7 +215,7 @@ class TIR(Strategy):
     def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
         if self.anchor.theta_star is None or self.anchor.importance is None:
             return loss
-        # The anchor keeps theta* and Omega as vectors on ctx.device (state loaded on resume
+        # The anchor keeps theta* and Omega as vectors on ctx.vectors_device (state loaded on resume
         # arrives on the CPU), built once per task.
         scale = 0.5 * self.options.strength if self.options.importance == "ewc" else self.options.strength
         return self.anchor.penalised(ctx, loss, scale)

@@ -41,6 +41,9 @@ class TrainConfig(BaseModel):
     num_workers: int = Field(
         0, ge=0, description="DataLoader worker processes that collate batches (chat template, tokenisation, image decoding) while the model computes; 0 collates in the training process."
     )
+    offload_method_state: bool = Field(
+        False, description="Keep the methods' per-parameter vectors (anchors theta*, importances Omega, SI's path, DGG's anchor) in host memory and stream them through the training device tensor by tensor at each step, instead of keeping them on it: device memory for a penalty drops from four vectors the size of the trainable parameters to one, for a host-to-device copy of them every step (for full fine-tuning on one GPU; LoRA's vectors are small)."
+    )
     loss_every: int = Field(
         10, ge=1, description="Read the loss back from the device every N optimizer steps (progress bar, trackers, non-finite check; each read waits for the device). A non-finite loss is still caught before any checkpoint, so nothing non-finite is committed; on_nonfinite=skip reads every step."
     )
