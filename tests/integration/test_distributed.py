@@ -150,11 +150,12 @@ def test_only_rank_zero_writes_the_run_directory(launched):
     assert (logs / "rank1.log").read_text() == ""
 
 
-def test_a_killed_rank_resumes_to_the_uninterrupted_result(tmp_path, base_model, launched):
-    """SIGKILL rank 1 after step 5 of task 2 (checkpoints every 2 steps); launching again resumes."""
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_killed_rank_resumes_to_the_uninterrupted_result(tmp_path, base_model, launched, rank):
+    """SIGKILL one process after step 5 of task 2 (checkpoints every 2 steps); launching again resumes."""
     index = METHODS.index("[si]")
     overrides = stream_overrides(base_model, **{"train.checkpoint_every": 2})
-    killed = launch(tmp_path / "runs", tmp_path / "logs", [METHODS[index]], overrides, env={"MCIT_TEST_KILL": "1:1:5"})
+    killed = launch(tmp_path / "runs", tmp_path / "logs", [METHODS[index]], overrides, env={"MCIT_TEST_KILL": f"{rank}:1:5"})
     assert killed.returncode != 0
     store = RunStore(tmp_path / "runs" / "0")
     assert len(store.read_results()["rows"]) == 1, "task 2 finished before the kill; the test would not resume mid-task"
