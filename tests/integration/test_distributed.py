@@ -13,8 +13,8 @@ same effect as for micro-batches, ``test_step_options``); an entry whose gradien
 exact arithmetic (an attention key bias: softmax ignores it) takes AdamW steps of up to
 lr in the direction of its rounding noise, which differs between the two runs (5e-3 seen
 after 36 steps, with dgg). Greedy decoding can flip an answer whose top two tokens are
-that close. So: 99% of the weights and strategy tensors (measured: 99.95-99.99%) agree to
-1e-4 relative / 1e-6 absolute, none differs by more than the 36 AdamW steps at lr 1e-3
+that close. So: 99% of the weights and strategy tensors (measured: 99.81-99.99%) agree to
+1e-4 relative / 1e-6 absolute (A-GEM: 1e-2 / 1e-4, see ``CLOSE``), none differs by more than the 36 AdamW steps at lr 1e-3
 could move it (0.036 * max(1, |w|)), and each accuracy cell is within one evaluation
 sample (1/24). Weighting each process's mean loss equally instead of by its answer
 tokens, or leaving SI's penalty gradient unsummed, leaves far fewer entries close
@@ -43,15 +43,22 @@ ROOT = Path(__file__).resolve().parents[2]
 ACCELERATE_CONFIG = ROOT / "configs" / "accelerate" / "ddp-cpu.yaml"
 DRIVER = ROOT / "tests" / "distributed_driver.py"
 # Small memories (24 samples per task), so replay is a part of each batch and A-GEM's reference batch of 8 differs per step.
-METHODS = [
-    "[seqft]", "[{name: er, buffer_per_task: 24}]", "[ewc]", "[si]", "[{name: er, buffer_per_task: 24}, dgg]",
-    "[{name: agem, buffer_per_task: 24, reference_batch_size: 8}]",
-]  # fmt: skip
+METHODS = {
+    "seqft": "[seqft]", "er": "[{name: er, buffer_per_task: 24}]", "ewc": "[ewc]", "si": "[si]",
+    "er+dgg": "[{name: er, buffer_per_task: 24}, dgg]", "agem": "[{name: agem, buffer_per_task: 24, reference_batch_size: 8}]",
+}  # fmt: skip
+NAMES = list(METHODS)  # run <i> of the launch is NAMES[i]
 EVAL_SAMPLES = 24
+# What "close" means per method (rtol, atol); default 1e-4 / 1e-6. A-GEM's step is the gradient
+# minus (g.g_ref / ||g_ref||^2) g_ref: a ratio of dot products, which amplifies the float-order
+# noise; its weights are about 56% close at 1e-4 and 99.8% at 1e-2, whether its reference batch
+# is split or whole. The two bugs of experiments/distributed_tolerance.py leave at most 82% of
+# the entries close even at 1e-2 (docs/scale.md).
+CLOSE = {"agem": (1e-2, 1e-4)}
 MOST_ADAMW_MOVES = 3 * 12 * 1e-3  # 3 tasks x 12 steps at lr 1e-3 (96 samples, batch 16, 2 epochs)
 STREAM = {
     "threads": 1,
-    "benchmark.tasks": "[color, count, shape]",
+    "benchmark.tasks": "[color, reverse, count]",  # reverse: answers of 2 to 8 tokens, so the halves of a batch differ
     "benchmark.train_per_task": 96,
     "benchmark.eval_per_task": EVAL_SAMPLES,
     "benchmark.base": "null",
@@ -95,7 +102,7 @@ def base_model(tmp_path_factory) -> Path:
 def launched(tmp_path_factory, base_model) -> Path:
     """Every method of ``METHODS`` run by two processes; ``<dir>/runs/<i>`` and ``<dir>/logs``."""
     directory = tmp_path_factory.mktemp("distributed")
-    result = launch(directory / "runs", directory / "logs", METHODS, stream_overrides(base_model))
+    result = launch(directory / "runs", directory / "logs", list(METHODS.values()), stream_overrides(base_model))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     return directory
 
@@ -115,9 +122,10 @@ def model_and_strategy(run_dir: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-@pytest.mark.parametrize("index", range(len(METHODS)), ids=METHODS)
-def test_two_processes_give_the_single_process_run(tmp_path, base_model, launched, index):
-    single = Runner(load_config(None, stream_overrides(base_model, method=METHODS[index])), tmp_path / "single", world=SINGLE).run()
+@pytest.mark.parametrize("name", NAMES)
+def test_two_processes_give_the_single_process_run(tmp_path, base_model, launched, name):
+    index = NAMES.index(name)
+    single = Runner(load_config(None, stream_overrides(base_model, method=METHODS[name])), tmp_path / "single", world=SINGLE).run()
     distributed = RunStore(launched / "runs" / str(index)).read_results()
     assert distributed["complete"] and distributed["environment"]["processes"] == 2
     assert single["environment"]["processes"] == 1
@@ -128,17 +136,18 @@ def test_two_processes_give_the_single_process_run(tmp_path, base_model, launche
     assert [r["train_steps"] for r in single["rows"]] == [r["train_steps"] for r in distributed["rows"]]
     ours, theirs = model_and_strategy(tmp_path / "single"), model_and_strategy(launched / "runs" / str(index))
     assert ours.keys() == theirs.keys()
+    rtol, atol = CLOSE.get(name, (1e-4, 1e-6))
     close = total = 0
-    for name, a in ours.items():
-        b = theirs[name].to(a.dtype)
-        assert a.shape == b.shape, name
+    for key, a in ours.items():
+        b = theirs[key].to(a.dtype)
+        assert a.shape == b.shape, key
         difference = (a - b).abs()
-        assert bool((difference <= MOST_ADAMW_MOVES * a.abs().clamp(min=1.0)).all()), (name, difference.max().item())
-        close += int(torch.isclose(a, b, rtol=1e-4, atol=1e-6).sum())
+        assert bool((difference <= MOST_ADAMW_MOVES * a.abs().clamp(min=1.0)).all()), (key, difference.max().item())
+        close += int(torch.isclose(a, b, rtol=rtol, atol=atol).sum())
         total += a.numel()
     assert close >= 0.99 * total, f"{close}/{total} entries close"
-    moved = max((a - RunStore(launched / "runs" / str(index)).load_checkpoint("task-002")[0]["model"].get(n[6:], a)).abs().max().item()
-                for n, a in ours.items() if n.startswith("model/"))  # fmt: skip
+    before = RunStore(launched / "runs" / str(index)).load_checkpoint("task-002")[0]["model"]
+    moved = max((theirs[f"model/{key}"] - tensor).abs().max().item() for key, tensor in before.items())
     assert moved > 1e-3, "the weights did not change over task 3; the comparison would be vacuous"
 
 
@@ -153,14 +162,14 @@ def test_only_rank_zero_writes_the_run_directory(launched):
 @pytest.mark.parametrize("rank", [0, 1])
 def test_a_killed_rank_resumes_to_the_uninterrupted_result(tmp_path, base_model, launched, rank):
     """SIGKILL one process after step 5 of task 2 (checkpoints every 2 steps); launching again resumes."""
-    index = METHODS.index("[si]")
+    index = NAMES.index("si")
     overrides = stream_overrides(base_model, **{"train.checkpoint_every": 2})
-    killed = launch(tmp_path / "runs", tmp_path / "logs", [METHODS[index]], overrides, env={"MCIT_TEST_KILL": f"{rank}:1:5"})
+    killed = launch(tmp_path / "runs", tmp_path / "logs", [METHODS["si"]], overrides, env={"MCIT_TEST_KILL": f"{rank}:1:5"})
     assert killed.returncode != 0
     store = RunStore(tmp_path / "runs" / "0")
     assert len(store.read_results()["rows"]) == 1, "task 2 finished before the kill; the test would not resume mid-task"
     assert store.load_checkpoint("partial")[0]["train"]["step"] == 4
-    resumed = launch(tmp_path / "runs", tmp_path / "logs2", [METHODS[index]], overrides)
+    resumed = launch(tmp_path / "runs", tmp_path / "logs2", [METHODS["si"]], overrides)
     assert resumed.returncode == 0, resumed.stderr[-6000:]
     straight = RunStore(launched / "runs" / str(index)).read_results()
     assert store.read_results()["matrix"] == straight["matrix"]
