@@ -5,9 +5,10 @@ they are split into micro-batches, each weighted by its share of the step's answ
 (the loss is a token mean, so the weighted sum of the micro-batch losses is the loss of the
 whole batch, and so is its gradient). On several processes (:mod:`mcit.distributed`) each
 takes its contiguous share of every step's batch, and the shares are over the answer tokens
-of all processes, so the gradients summed over them are the whole batch's. Collation (chat template, tokenisation, image decoding)
-runs in ``train.num_workers`` DataLoader processes, which prepare the next steps while the
-model computes; the batches, and so the result, are the same with any number of workers.
+of all processes, so the gradients summed over them are the whole batch's. Collation (chat
+template, tokenisation, image decoding) runs in ``train.num_workers`` DataLoader processes,
+which prepare the next steps while the model computes; the batches, and so the result, are
+the same with any number of workers.
 """
 
 from __future__ import annotations
