@@ -206,6 +206,31 @@ def test_run_two_config_files_is_a_user_error(cli, tmp_path, monkeypatch):
     assert "b.yaml" in line
 
 
+class RecordingRunner:
+    """Stands in for mcit.runner.Runner on a rank other than 0: records the world it got, returns nothing."""
+
+    worlds: list = []
+
+    def __init__(self, config, run_dir, progress=None, force=False, world=None):
+        RecordingRunner.worlds.append((world, progress))
+
+    def run(self):
+        return None
+
+
+def test_run_on_a_rank_other_than_0_runs_and_prints_nothing(cli, tmp_path, monkeypatch, stop_runner):
+    import mcit.distributed
+    from mcit.distributed import World
+
+    monkeypatch.setattr(mcit.distributed, "world_from_environment", lambda: World(rank=1, size=2))
+    monkeypatch.setattr(mcit.runner, "Runner", RecordingRunner)
+    RecordingRunner.worlds = []
+    result = cli.invoke(app, ["run", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert result.output == "", "only rank 0 reports"
+    assert RecordingRunner.worlds == [(World(rank=1, size=2), None)], "the runner got the rank's world and no progress bars"
+
+
 def test_run_passes_config_and_out_to_the_runner(cli, tmp_path, monkeypatch, stop_runner):
     monkeypatch.chdir(tmp_path)
     good = write(tmp_path, "good.yaml", "seed: 3\n")
