@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -209,7 +210,7 @@ def test_run_two_config_files_is_a_user_error(cli, tmp_path, monkeypatch):
 class RecordingRunner:
     """Stands in for mcit.runner.Runner on a rank other than 0: records the world it got, returns nothing."""
 
-    worlds: list = []
+    worlds: ClassVar[list] = []
 
     def __init__(self, config, run_dir, progress=None, force=False, world=None):
         RecordingRunner.worlds.append((world, progress))
