@@ -65,11 +65,16 @@ class World:
     def distributed(self) -> bool:
         return self.size > 1
 
-    def shard(self, items: Sequence[T]) -> list[T]:
-        """This rank's contiguous part of ``items`` (parts differ in length by at most one; in rank order they are ``items``)."""
-        per, extra = divmod(len(items), self.size)
+    def span(self, n: int) -> range:
+        """This rank's contiguous part of ``range(n)`` (parts differ in length by at most one; in rank order they are ``range(n)``)."""
+        per, extra = divmod(n, self.size)
         start = self.rank * per + min(self.rank, extra)
-        return list(items[start : start + per + (1 if self.rank < extra else 0)])
+        return range(start, start + per + (1 if self.rank < extra else 0))
+
+    def shard(self, items: Sequence[T]) -> list[T]:
+        """This rank's contiguous part of ``items`` (see :meth:`span`)."""
+        part = self.span(len(items))
+        return list(items[part.start : part.stop])
 
     def sum_counts(self, counts: Sequence[int]) -> list[int]:
         """Each count summed over the processes (on the host: no device synchronisation)."""

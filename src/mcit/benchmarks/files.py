@@ -26,27 +26,12 @@ from pathlib import Path
 from mcit.benchmarks.base import BENCHMARKS, Benchmark, PoolStream, Stream
 from mcit.data.answer_files import AnswerTable
 from mcit.data.llava_json import LlavaDataset
-from mcit.data.sample import Sample, Task
+from mcit.data.sample import Sample, Subset, Task
 from mcit.errors import UserError
 from mcit.seeds import derive_seed
 
 # The tiny model's tokenizer is trained on at most this many samples' text per file.
 _CORPUS_PER_FILE = 5000
-
-
-class Subset(Sequence[Sample]):
-    """A view of some samples of a dataset, in the dataset's order."""
-
-    def __init__(self, dataset: Sequence[Sample], indices: list[int]) -> None:
-        self.dataset, self.indices = dataset, indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self.dataset[i] for i in self.indices[index]]
-        return self.dataset[self.indices[index]]
 
 
 def _sample(dataset: Sequence[Sample], limit: int | None, seed: int, *key: str) -> Sequence[Sample]:

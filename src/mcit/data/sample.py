@@ -132,3 +132,18 @@ class SampleGroups:
     def load_state_dict(self, state: dict[str, list[str]]) -> None:
         self._groups = {}
         self._restored = {task: [str(i) for i in ids] for task, ids in state.items()}
+
+
+class Subset(Sequence[Sample]):
+    """A view of some samples of a dataset (``indices``: a list or a ``range``), in that order, read lazily."""
+
+    def __init__(self, dataset: Sequence[Sample], indices: Sequence[int]) -> None:
+        self.dataset, self.indices = dataset, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self.dataset[i] for i in self.indices[index]]
+        return self.dataset[self.indices[index]]

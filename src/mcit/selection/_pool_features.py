@@ -6,25 +6,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mcit.data.sample import Sample
+from mcit.data.sample import Sample, Subset
 from mcit.selection._features import FeatureOptions, Features, HiddenFeatureOptions, compute_features
 from mcit.selection._featurestore import in_memory_or_store
 from mcit.selection.base import SelectionContext
-
-
-class _Range(Sequence[Sample]):
-    """``samples[start:stop]`` without materialising a lazy pool."""
-
-    def __init__(self, samples: Sequence[Sample], start: int, stop: int) -> None:
-        self.samples, self.start, self.stop = samples, start, stop
-
-    def __len__(self) -> int:
-        return self.stop - self.start
-
-    def __getitem__(self, index):  # noqa: ANN001 - an int (what compute_features asks for)
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        return self.samples[self.start + index]
 
 
 def pool_features(
@@ -51,10 +36,9 @@ def pool_features(
     if not world.distributed:
         advance = ctx.progress(label, n)
         return compute_features(ctx.model, ctx.collator, pool, kinds, options, ctx.device, gradient, out=out, on_batch=advance)
-    share = world.shard(range(n))
-    start, stop = (share[0], share[-1] + 1) if share else (0, 0)
-    advance = ctx.progress(label, stop - start)
-    local = compute_features(ctx.model, ctx.collator, _Range(pool, start, stop), kinds, options, ctx.device, gradient, on_batch=advance)
+    share = Subset(pool, world.span(n))
+    advance = ctx.progress(label, len(share))
+    local = compute_features(ctx.model, ctx.collator, share, kinds, options, ctx.device, gradient, on_batch=advance)
     return _joined(world.gather([local]), out)
 
 
@@ -62,16 +46,15 @@ def _joined(parts: list[Features], out: dict[str, np.ndarray]) -> Features:
     """The processes' features in rank order as one :class:`Features` (matrices written into ``out`` where given)."""
 
     def rows(kind: str) -> np.ndarray | None:
-        matrices = [getattr(part, kind) for part in parts if getattr(part, kind) is not None and len(getattr(part, kind))]
         if getattr(parts[0], kind) is None:
             return None
-        if kind in out:
-            start = 0
-            for matrix in matrices:
-                out[kind][start : start + len(matrix)] = matrix
-                start += len(matrix)
-            return out[kind]
-        return np.concatenate(matrices) if matrices else getattr(parts[0], kind)
+        matrices = [getattr(part, kind) for part in parts if len(getattr(part, kind))]  # an empty share may be (0, 0)
+        if not matrices:
+            return getattr(parts[0], kind)
+        if kind not in out:
+            return np.concatenate(matrices)
+        np.concatenate(matrices, out=out[kind])
+        return out[kind]
 
     scores = None
     if parts[0].scores is not None:
