@@ -35,7 +35,6 @@ from mcit.errors import UserError
 
 T = TypeVar("T")
 _UNSUPPORTED = {
-    "ACCELERATE_USE_FSDP": "FSDP",
     "ACCELERATE_USE_DEEPSPEED": "DeepSpeed",
     "ACCELERATE_USE_MEGATRON_LM": "Megatron-LM",
 }
@@ -50,12 +49,15 @@ class World:
         size: Number of processes.
         local_rank: Index on this machine (the CUDA device it uses).
         group: Process group for host-side collectives (``None``: the default group).
+        sharded: The trainable parameters are sharded over the processes (FSDP2,
+            :mod:`mcit.sharding`) instead of held whole by each.
     """
 
     rank: int = 0
     size: int = 1
     local_rank: int = 0
     group: Any = field(default=None, compare=False)
+    sharded: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -100,6 +102,12 @@ class World:
                 flat = torch.cat([t.reshape(-1).float() for t in same_device])
                 dist.all_reduce(flat)
                 torch._foreach_copy_(same_device, [c.view_as(t) for c, t in zip(flat.split([t.numel() for t in same_device]), same_device)])
+
+    def sum_over_shards_(self, tensors: Sequence[torch.Tensor]) -> None:
+        """Sum, in place, reductions that each process computed over its shard of the parameters
+        (``sharded``); a no-op where every process holds the parameters whole."""
+        if self.sharded:
+            self.sum_tensors_(tensors)
 
     def gather(self, part: list[T]) -> list[T]:
         """Every rank's ``part`` concatenated in rank order, on every rank (picklable objects)."""
@@ -147,18 +155,26 @@ def world_from_environment(timeout_minutes: float = 30.0) -> World:
     Initialises ``torch.distributed`` on first use: NCCL when CUDA is available (with a gloo
     group for host-side collectives), gloo otherwise.
 
+    An accelerate config with ``distributed_type: FSDP`` and ``fsdp_version: 2`` gives a
+    ``sharded`` world (:mod:`mcit.sharding` shards the model); mcit applies FSDP2 itself, so
+    of the config's FSDP settings it reads only the version and refuses those it does not
+    honour.
+
     Raises:
-        UserError: If the accelerate config asks for a sharding engine mcit does not drive yet.
+        UserError: If the accelerate config asks for a sharding engine or an FSDP setting mcit
+            does not drive yet.
     """
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return SINGLE
     for variable, engine in _UNSUPPORTED.items():
-        if os.environ.get(variable, "").lower() in ("1", "true", "yes"):
+        if _on(variable):
             raise UserError(
                 f"this accelerate config uses {engine}; mcit runs several processes as data-parallel "
-                "replicas only so far (configs/accelerate/ddp*.yaml); see docs/scale.md"
+                "replicas (configs/accelerate/ddp*.yaml) or with FSDP2 (configs/accelerate/fsdp*.yaml) so far; "
+                "see docs/scale.md"
             )
+    sharded = _fsdp_requested()
     precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
     if precision != "no":
         raise UserError(
@@ -174,4 +190,32 @@ def world_from_environment(timeout_minutes: float = 30.0) -> World:
             torch.cuda.set_device(local_rank)
         dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(minutes=timeout_minutes))
     group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
-    return World(dist.get_rank(), dist.get_world_size(), local_rank, group)
+    return World(dist.get_rank(), dist.get_world_size(), local_rank, group, sharded)
+
+
+def _on(variable: str) -> bool:
+    return os.environ.get(variable, "").lower() in ("1", "true", "yes")
+
+
+# accelerate's FSDP settings (as ``accelerate launch`` exports them) that mcit cannot honour,
+# each with what to use instead.
+_FSDP_REFUSED = {
+    "FSDP_OFFLOAD_PARAMS": "fsdp_offload_params: mcit's train.offload_method_state keeps the methods' state in host memory",
+    "FSDP_ACTIVATION_CHECKPOINTING": "fsdp_activation_checkpointing: use mcit's train.gradient_checkpointing",
+}
+
+
+def _fsdp_requested() -> bool:
+    """Whether the launcher asks for FSDP; raises for FSDP1 and for settings mcit does not honour."""
+    if not _on("ACCELERATE_USE_FSDP"):
+        return False
+    version = os.environ.get("FSDP_VERSION", "1")
+    if version != "2":
+        raise UserError(
+            f"this accelerate config uses FSDP version {version}; mcit shards with FSDP2 only: set fsdp_version: 2 "
+            "(configs/accelerate/fsdp.yaml)"
+        )
+    for variable, hint in _FSDP_REFUSED.items():
+        if _on(variable):
+            raise UserError(f"this accelerate config sets {hint}")
+    return True

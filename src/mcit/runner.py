@@ -11,6 +11,7 @@ lost. The runner never asks which scenario it runs.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 import re
@@ -31,11 +32,19 @@ from mcit.distributed import World, world_from_environment
 from mcit.errors import UserError
 from mcit.evaluation.evaluate import evaluate_task
 from mcit.evaluation.language_harness import evaluate_language, lm_eval_available
-from mcit.models.hf import configure_trainable, load_trainable_state, load_vlm, parameter_table, trainable_state
+from mcit.models.hf import (
+    configure_trainable,
+    decoder_layers,
+    load_trainable_state,
+    load_vlm,
+    parameter_table,
+    trainable_state,
+)
 from mcit.models.saving import save_standard
 from mcit.scenarios import Scenario, build_scenario
 from mcit.seeds import derive_seed
 from mcit.selection import SelectionContext
+from mcit.sharding import Layout, shard_model, unsharded, whole_state
 from mcit.store import BASE_DIR, STEP_PREFIX, RunStore
 from mcit.strategies import STRATEGIES, Context, Strategy, StrategyChain, TaskView
 from mcit.tracking import RunTrackers, check_trackers
@@ -86,6 +95,17 @@ def environment(device: torch.device, processes: int = 1) -> dict[str, Any]:
     }
 
 
+def check_shardable(strategy: StrategyChain) -> None:
+    """Refuse, before anything is written, what mcit does not run on sharded parameters (FSDP2) yet."""
+    refused = [name for name, one in strategy.strategies if not one.shards]
+    if refused:
+        shardable = ", ".join(sorted(name for name in STRATEGIES.names() if STRATEGIES.get(name).shards))
+        raise UserError(
+            f"method {', '.join(refused)} does not run on sharded parameters (FSDP) yet; run it data parallel "
+            f"(configs/accelerate/ddp.yaml). Methods that do: {shardable}"
+        )
+
+
 def build_strategy(config: RunConfig) -> StrategyChain:
     """The configured methods as one chain (options validated by each method's model)."""
     chain = []
@@ -112,6 +132,7 @@ class Runner:
         self._said_no_standard_form = False
         self.trackers = RunTrackers([], self.store.run_dir, "", {})
         self._steps_before = 0  # optimizer steps of the committed steps (the trackers' x axis)
+        self.layout = Layout(torch.nn.Module())  # the methods' state between shards and checkpoints (FSDP2)
 
     # -- pieces -------------------------------------------------------------------------
 
@@ -127,7 +148,7 @@ class Runner:
                 self.progress.message(f"{label}: resuming at step {resume['step']}")
 
             def on_checkpoint(progress: dict[str, Any]) -> None:
-                state = {"model": trainable_state(ctx.model), "strategy": strategy.state_dict(), "train": progress}
+                state = {"model": trainable_state(ctx.model), "strategy": self.layout.gather(strategy.state_dict()), "train": progress}
                 self.store.save_checkpoint(PARTIAL, state, {"index": ctx.task.index, "task": ctx.task.name})
 
         def on_step(step: int, steps: int, loss: float | None) -> None:
@@ -147,26 +168,31 @@ class Runner:
             self.store.delete_checkpoint(PARTIAL)  # left by a task that has since been committed
             return None
         load_trainable_state(ctx.model, state["model"])
-        strategy.load_state_dict(state["strategy"])
+        strategy.load_state_dict(self.layout.scatter(state["strategy"]))
         return state["train"]
 
     def _evaluate(self, model, collator, columns: list[Task], label: str, record: str) -> tuple[dict[str, float], float]:
         """Score every column; each sample's answer and score go to ``evaluations/<record>.json``."""
         start = time.perf_counter()
         advance = self.progress.phase(label, sum(len(t.eval) for t in columns))
-        evaluations = [
-            evaluate_task(model, collator, task, self.config.eval.batch_size, self.device, on_batch=advance, world=self.world)
-            for task in columns
-        ]
+        with unsharded(model):
+            evaluations = [
+                evaluate_task(model, collator, task, self.config.eval.batch_size, self.device, on_batch=advance, world=self.world)
+                for task in columns
+            ]
         self.store.write_json(f"{EVALUATIONS_DIR}/{record}.json", {e.task.name: e.record() for e in evaluations})
         return {e.task.name: e.score for e in evaluations}, time.perf_counter() - start
 
     def _standard_form(self, model, processor, strategy: Strategy) -> Callable[[Path], Any]:
-        """Writes a checkpoint's model in its standard form (``save_models``); skipped, and said once, where the methods' modules cannot be folded exactly."""
+        """Writes a checkpoint's model in its standard form (``save_models``); skipped, and said once, where the methods' modules cannot be folded exactly.
+
+        A sharded model's weights are gathered here, by every process (rank 0 writes them).
+        """
+        whole = whole_state(model, keep=self.world.is_main) if self.world.sharded else None
 
         def write(directory: Path) -> None:
             try:
-                save_standard(model, processor, directory, strategy)
+                save_standard(model, processor, directory, strategy, whole)
             except UserError as error:
                 if not self._said_no_standard_form:
                     self.progress.message(f"task checkpoints keep mcit's form only: {error}")
@@ -181,11 +207,12 @@ class Runner:
             return {}
         self.progress.message(f"language harness after {step}: {', '.join(harness.tasks)}")
         scores = None
-        if self.world.is_main:  # the harness runs whole on rank 0; the others wait for its scores
-            scores = evaluate_language(
-                model, collator.processor, harness.tasks, limit=harness.limit, include_path=harness.include_path,
-                batch_size=harness.batch_size, device=self.device,
-            )  # fmt: skip
+        with unsharded(model):  # (gathering the weights is a collective: every process takes part)
+            if self.world.is_main:  # the harness runs whole on rank 0; the others wait for its scores
+                scores = evaluate_language(
+                    model, collator.processor, harness.tasks, limit=harness.limit, include_path=harness.include_path,
+                    batch_size=harness.batch_size, device=self.device,
+                )  # fmt: skip
         return {"language_harness": self.world.broadcast(scores)}
 
     def _needs_base_stage(self, scenario: Scenario) -> bool:
@@ -215,7 +242,9 @@ class Runner:
             model = configure_trainable(model, ["vision", "projector", "language_model"]).to(self.device)
             seed = derive_seed(self.config.seed, -1, "train")
             collator = Collator(processor, self.config.model.max_length)
-            ctx = Context(model, TaskView(-1, "base", scenario.base_train), seed, self.device, collator, world=self.world)
+            # The base stage trains whole replicas (data parallel) even under FSDP: it saves a whole model.
+            replicas = dataclasses.replace(self.world, sharded=False)
+            ctx = Context(model, TaskView(-1, "base", scenario.base_train), seed, self.device, collator, world=replicas)
             self._train(ctx, scenario.base_train, Strategy(), self.config.benchmark.base.train, "base stage")
             if self.world.is_main:
                 staging = self.store.run_dir / f".tmp-{BASE_DIR}"
@@ -273,6 +302,8 @@ class Runner:
             harness.check_after(scenario.steps)
             lm_eval_available()
         check_trackers(self.config.trackers)
+        if self.world.sharded:
+            check_shardable(build_strategy(self.config))
         source = self._load_source(scenario)  # checks the model path first (check_model_dir)
         with self.store.lock():
             self._check_config(resolved)  # again, now that no other process can write it
@@ -286,7 +317,8 @@ class Runner:
             done = len(results["rows"])
             state = self.store.load_checkpoint(f"{STEP_PREFIX}{done:03d}")[0] if done else None
             if state is not None:
-                strategy.load_state_dict(state["strategy"])
+                if not self.world.sharded:  # sharded: loaded in shards once the model is sharded
+                    strategy.load_state_dict(state["strategy"])
                 scenario.load_state_dict(state["scenario"])
             # What the methods changed outside the trainable weights (added or merged adapters)
             # is rebuilt from their state before the trained weights are loaded into it.
@@ -294,6 +326,11 @@ class Runner:
             if state is not None:
                 load_trainable_state(model, state["model"])
                 self.progress.message(f"resuming after {scenario.step_label} {done}/{len(scenario.steps)} ({scenario.steps[done - 1]})")
+            if self.world.sharded:
+                shard_model(model, decoder_layers(model))
+                self.layout = Layout(model)
+                if state is not None:
+                    strategy.load_state_dict(self.layout.scatter(state["strategy"]))
             results["parameters"] = [
                 {"part": part, "total": total, "trainable": trainable} for part, total, trainable in parameter_table(model)
             ]
@@ -321,7 +358,8 @@ class Runner:
         peaks = MemoryPeaks(self.device)
         features = self.store.run_dir / "features" if self.world.is_main else None  # the others keep theirs in memory
         selection = SelectionContext(model, collator, self.device, 0, features, self.progress.phase, self.world)
-        step = scenario.begin(index, selection)
+        with unsharded(model):  # selection features: forwards without gradients
+            step = scenario.begin(index, selection)
         seed = derive_seed(self.config.seed, index, "train")
         view = TaskView(index, step.name, step.train)
         offload = torch.device("cpu") if self.config.train.offload_method_state else None
@@ -339,7 +377,8 @@ class Runner:
             model, collator, scenario.columns, f"eval after {step.name}", f"{index + 1:02d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', step.name)}"
         )
         harness = self._language_harness(step.name, scenario, model, collator)
-        end = scenario.end(index, selection)
+        with unsharded(model):
+            end = scenario.end(index, selection)
         row = {
             "after": step.name,
             "scores": scores,
@@ -358,7 +397,7 @@ class Runner:
         }
         for relative, content in end.files.items():
             self.store.write_json(relative, content)
-        state = {"model": trainable_state(model), "strategy": strategy.state_dict(), "scenario": scenario.state_dict()}
+        state = {"model": trainable_state(model), "strategy": self.layout.gather(strategy.state_dict()), "scenario": scenario.state_dict()}
         standard = self._standard_form(model, collator.processor, strategy) if self.config.save_models else None
         # Checkpoint first, then the results that point at it: each write is atomic.
         self.store.save_checkpoint(f"{STEP_PREFIX}{index + 1:03d}", state, {"task": step.name, "index": index}, standard)

@@ -39,12 +39,31 @@ def test_one_process_without_a_launcher(monkeypatch):
     assert SINGLE.sum_counts([3, 4]) == [3, 4] and SINGLE.gather([1, 2]) == [1, 2] and SINGLE.broadcast("x") == "x"
 
 
-@pytest.mark.parametrize(("variable", "engine"), [("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")])
+@pytest.mark.parametrize(("variable", "engine"), [("ACCELERATE_USE_DEEPSPEED", "DeepSpeed"), ("ACCELERATE_USE_MEGATRON_LM", "Megatron-LM")])
 def test_a_sharding_engine_mcit_does_not_drive_is_refused(monkeypatch, variable, engine):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv(variable, "true")
     with pytest.raises(UserError, match=engine):
         world_from_environment()
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({}, "FSDP version 1"),  # accelerate's default
+        ({"FSDP_VERSION": "1"}, "FSDP version 1"),
+        ({"FSDP_VERSION": "2", "FSDP_OFFLOAD_PARAMS": "true"}, "train.offload_method_state"),
+        ({"FSDP_VERSION": "2", "FSDP_ACTIVATION_CHECKPOINTING": "true"}, "train.gradient_checkpointing"),
+    ],
+)
+def test_fsdp_settings_mcit_does_not_honour_are_refused_before_any_process_group(monkeypatch, settings, message):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    for variable, value in settings.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(UserError, match=message):
+        world_from_environment()
+    assert not torch.distributed.is_initialized()
 
 
 def test_accelerate_mixed_precision_is_refused_for_the_mcit_setting(monkeypatch):
@@ -60,7 +79,10 @@ def test_shipped_accelerate_configs_validate(path):
 
     config = load_config_from_file(str(path))
     assert isinstance(config, ClusterConfig)
-    assert config.distributed_type == "MULTI_GPU" and config.num_processes >= 2
+    assert config.distributed_type in ("MULTI_GPU", "FSDP") and config.num_processes >= 2
+    if config.distributed_type == "FSDP":
+        assert config.fsdp_config["fsdp_version"] == 2, "mcit shards with FSDP2 only"
+        assert not config.fsdp_config["fsdp_offload_params"] and not config.fsdp_config["fsdp_activation_checkpointing"]
     assert config.mixed_precision == "no", "mcit's train.mixed_precision sets the precision"
     assert not config.use_cpu, "accelerate's CPU type starts one process"
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from mcit.errors import UserError, one_line
+from mcit.sharding import full, local, local_part, trainable_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +201,16 @@ def configure_trainable(model: torch.nn.Module, trainable: Iterable[str], lora=N
     return model
 
 
+def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The language model's decoder layers (each one FSDP unit when the model is sharded, :mod:`mcit.sharding`)."""
+    return [
+        layer
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.ModuleList) and name.endswith("layers") and part_of(name) == "language_model"
+        for layer in module
+    ]
+
+
 def parameter_table(model: torch.nn.Module) -> list[tuple[str, int, int]]:
     """Rows of (part, total parameters, trainable parameters), LoRA adapters as their own part."""
     totals: dict[str, list[int]] = {}
@@ -212,13 +223,16 @@ def parameter_table(model: torch.nn.Module) -> list[tuple[str, int, int]]:
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Detached CPU copies of the trainable parameters (what a task checkpoint stores)."""
-    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+    """Detached CPU copies of the trainable parameters (what a task checkpoint stores), whole where sharded.
+
+    With sharded parameters (:mod:`mcit.sharding`) every process must call it: each tensor is gathered.
+    """
+    return {n: full(p.detach()).to("cpu", copy=True) for n, p in trainable_parameters(model)}
 
 
 def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Copy a :func:`trainable_state` back in; every trainable parameter must be present."""
-    parameters = dict(model.named_parameters())
+    parameters = {**dict(model.named_parameters()), **dict(trainable_parameters(model))}  # sharded ones where sharded
     missing = [n for n, p in parameters.items() if p.requires_grad and n not in state]
     unexpected = [n for n in state if n not in parameters]
     mismatched = [n for n, t in state.items() if n in parameters and parameters[n].shape != t.shape]
@@ -230,4 +244,4 @@ def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor])
         )
     with torch.no_grad():
         for name, tensor in state.items():
-            parameters[name].copy_(tensor)
+            local(parameters[name]).copy_(local_part(tensor, parameters[name]))  # this process's shard where sharded

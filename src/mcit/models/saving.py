@@ -21,6 +21,8 @@ from pathlib import Path
 import safetensors.torch
 import torch
 
+from mcit.errors import UserError
+
 ADAPTER_DIR = "adapter"
 MODEL_DIR = "model"
 NON_LORA_FILE = "non_lora_trainables.safetensors"
@@ -31,19 +33,22 @@ def is_peft(model: torch.nn.Module) -> bool:
     return hasattr(model, "peft_config")
 
 
-def non_lora_trainables(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The trained weights outside the adapters, under the base model's own names."""
+def non_lora_trainables(model: torch.nn.Module, whole: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The trained weights outside the adapters, under the base model's own names (from ``whole``, the model's state dict, if given)."""
     return {
-        name.removeprefix(_PEFT_PREFIX): parameter.detach().to("cpu", copy=True).contiguous()
+        name.removeprefix(_PEFT_PREFIX): (parameter if whole is None else whole[name]).detach().to("cpu", copy=True).contiguous()
         for name, parameter in model.named_parameters()
         if parameter.requires_grad and "lora_" not in name
     }
 
 
-def save_adapter(model: torch.nn.Module, target: Path) -> Path:
-    """The peft adapter (and the non-LoRA trained weights, if any) of a LoRA model."""
-    model.save_pretrained(target)
-    extra = non_lora_trainables(model)
+def save_adapter(model: torch.nn.Module, target: Path, whole: dict[str, torch.Tensor] | None = None) -> Path:
+    """The peft adapter (and the non-LoRA trained weights, if any) of a LoRA model.
+
+    ``whole``: the model's state dict with whole tensors, for a sharded model (:func:`mcit.sharding.whole_state`).
+    """
+    model.save_pretrained(target, state_dict=whole)
+    extra = non_lora_trainables(model, whole)
     if extra:
         safetensors.torch.save_file(extra, Path(target) / NON_LORA_FILE, metadata={"format": "pt"})
     return Path(target)
@@ -58,17 +63,25 @@ def save_model(model: torch.nn.Module, processor, target: Path) -> Path:
     return Path(target)
 
 
-def save_standard(model: torch.nn.Module, processor, directory: Path, strategy=None) -> Path:
+def save_standard(model: torch.nn.Module, processor, directory: Path, strategy=None, whole: dict[str, torch.Tensor] | None = None) -> Path:
     """Write ``directory/adapter`` (LoRA on) or ``directory/model`` (LoRA off); returns it.
 
     With the run's ``strategy`` (a :class:`mcit.strategies.Strategy`), its methods decide:
     where the adapter alone does not reproduce the model (e.g. earlier adapters merged into
     the weights) the whole model is written, and modules a method added are folded in by
     its ``export_model`` (which raises UserError where that is not exact). The live model
-    is never changed: folding and merging work on a copy.
+    is never changed: folding and merging work on a copy. A sharded model's weights come
+    from ``whole``, its state dict with whole tensors (the methods that run sharded add no
+    modules, so nothing is folded).
     """
     if is_peft(model) and (strategy is None or strategy.adapter_export()):
-        return save_adapter(model, Path(directory) / ADAPTER_DIR)
+        return save_adapter(model, Path(directory) / ADAPTER_DIR, whole)
+    if whole is not None:
+        if is_peft(model):
+            raise UserError("a sharded LoRA model is written as its adapter only; this method's adapter does not reproduce the model")
+        model.save_pretrained(Path(directory) / MODEL_DIR, state_dict=whole)
+        processor.save_pretrained(Path(directory) / MODEL_DIR)
+        return Path(directory) / MODEL_DIR
     plain = model if strategy is None else strategy.export_model(model)  # export_model never changes its input
     if is_peft(plain) and plain is model:
         plain = copy.deepcopy(model)  # merge_and_unload merges in place

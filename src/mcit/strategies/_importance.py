@@ -25,14 +25,17 @@ from torch.autograd.function import once_differentiable
 
 from mcit.data.collate import IGNORE_INDEX, Batch
 from mcit.data.sample import Sample
+from mcit.distributed import SINGLE, World
+from mcit.losses import answer_tokens
+from mcit.sharding import local, local_grads
 from mcit.strategies.base import Context
 
 Tensors = dict[str, torch.Tensor]
 
 
 def snapshot(ctx: Context) -> Tensors:
-    """Detached fp32 copies of the trainable parameters, by name, on their own device."""
-    return {name: param.detach().float().clone() for name, param in ctx.trainable()}
+    """Detached fp32 copies of the trainable parameters (this process's shards where sharded), by name, on their own device."""
+    return {name: local(param).detach().float().clone() for name, param in ctx.trainable()}
 
 
 def trainable_lists(ctx: Context) -> tuple[tuple[str, ...], list[torch.nn.Parameter]]:
@@ -112,11 +115,15 @@ class PenaltyVectors:
             the first forward, and kept ``None`` when ``streamed``.
         gradient: The gradient vector, on the parameters' device, kept and reused across
             steps while no live graph still holds it (``None`` until the first forward).
+        hand_over_copy: Backward hands autograd a copy of the gradient instead of views of
+            it: with sharded parameters autograd takes the tensors it gets as the
+            parameters' ``.grad`` and FSDP then adds the task gradient into them in place.
     """
 
     theta_star: FlatTensors
     importance: FlatTensors | None
     streamed: bool = False
+    hand_over_copy: bool = False
     scratch: FlatTensors | None = None
     gradient: FlatTensors | None = None
     _holder: weakref.ref | None = None
@@ -184,7 +191,7 @@ class QuadraticPenalty(torch.autograd.Function):
     def forward(fctx, vectors, scale, sink, *params):  # noqa: D102
         device = params[0].device
         gradient = vectors.gradient_for(fctx, device)
-        fctx.gradient, fctx.sink = gradient, sink
+        fctx.gradient, fctx.sink, fctx.hand_over_copy = gradient, sink, vectors.hand_over_copy
         if vectors.streamed:
             omega = None if vectors.importance is None else vectors.importance.views
             return streamed_penalty(params, vectors.theta_star.views, omega, scale, gradient.views)
@@ -215,7 +222,10 @@ class QuadraticPenalty(torch.autograd.Function):
             recorded = fctx.sink.penalty_grads
             fctx.sink.penalty_grads = gradient if recorded is None else FlatTensors(recorded.flat + gradient.flat, gradient.shapes)
         # The engine casts each gradient to its parameter's dtype (as the .float() cast did);
-        # it neither writes into nor keeps these views (they stay referenced here).
+        # it neither writes into nor keeps these views (they stay referenced here), except
+        # through a sharded parameter's local view (``hand_over_copy``).
+        if fctx.hand_over_copy:
+            gradient = FlatTensors(gradient.flat.clone(), gradient.shapes)
         return (None, None, None, *gradient.views)
 
 
@@ -246,14 +256,19 @@ def streamed_penalty(
     return value * scale
 
 
-def normalise_mean_one(importance: Tensors) -> Tensors:
+def normalise_mean_one(importance: Tensors, world: World = SINGLE) -> Tensors:
     """Divide Omega by its mean over all elements of all tensors, so that mean(Omega) = 1.
 
     This makes the penalty strength independent of the loss scale (token-mean losses give
-    tiny Fisher values). An all-zero Omega is returned unchanged.
+    tiny Fisher values). An all-zero Omega is returned unchanged. With sharded parameters
+    (``world.sharded``) the mean is over all processes' shards.
     """
-    count = sum(t.numel() for t in importance.values())
-    total = sum(t.double().sum() for t in importance.values())
+    sums = torch.tensor(
+        [float(sum(t.numel() for t in importance.values())), float(sum(t.double().sum() for t in importance.values()))],
+        dtype=torch.float64,
+    )
+    world.sum_over_shards_([sums])
+    count, total = sums.tolist()
     if count == 0 or float(total) == 0.0:
         return {name: t.clone() for name, t in importance.items()}
     mean = float(total) / count
@@ -290,21 +305,28 @@ def importance_batches(ctx: Context, batch_size: int, limit: int, purpose: str) 
 
 
 def importance_mean(
-    ctx: Context, batch_size: int, limit: int, purpose: str, contribution: Callable[[Batch], Tensors]
+    ctx: Context, batch_size: int, limit: int, purpose: str, contribution: Callable[[Batch, float], Tensors]
 ) -> Tensors:
-    """The mean of ``contribution(batch)`` (fp32 tensors by trainable-parameter name) over the importance batches.
+    """The mean of ``contribution(batch, weight)`` (fp32 tensors by trainable-parameter name) over the importance batches.
 
-    On several processes (``ctx.world``) each computes its contiguous share of the batches
-    and the sums are added over the processes, so every process gets the mean over all of
-    them (up to float summation order) for its share of the work.
+    ``contribution`` scales the loss it differentiates by ``weight``. On several processes
+    (``ctx.world``) each computes its contiguous share of the batches (weight 1) and the sums
+    are added over the processes, so every process gets the mean over all of them (up to
+    float summation order) for its share of the work. With sharded parameters a gradient is
+    a collective, so the processes go through every batch together, each with its part of
+    it (:func:`batch_part`), and each gets the mean on its shards.
     """
     batches = _chosen_batches(ctx, batch_size, limit, purpose)
     assert batches, "a task has at least one training sample"
+    world = ctx.world
     total: Tensors | None = None
     with torch.enable_grad():
-        for samples in ctx.world.shard(batches):
-            batch = ctx.collator.train_batch(samples).to(ctx.device)
-            part = contribution(batch)
+        for samples in batches if world.sharded else world.shard(batches):
+            if world.sharded:
+                batch, weight = batch_part(ctx, samples)
+            else:
+                batch, weight = ctx.collator.train_batch(samples).to(ctx.device), 1.0
+            part = contribution(batch, weight)
             if total is None:
                 total = part
             else:
@@ -312,8 +334,28 @@ def importance_mean(
                     total[name].add_(tensor)
     if total is None:  # this process's share was empty
         total = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in ctx.trainable()}
-    ctx.world.sum_tensors_(list(total.values()))
+    if not world.sharded:
+        world.sum_tensors_(list(total.values()))
     return {name: tensor / len(batches) for name, tensor in total.items()}
+
+
+def batch_part(ctx: Context, samples: list[Sample]) -> tuple[Batch, float]:
+    """This process's part of a batch whose gradient all processes take together (on ``ctx.device``), and its loss's weight.
+
+    Each process takes its contiguous share, weighted by its share of the batch's answer
+    tokens, so the gradients summed over the processes are the whole batch's; a batch of
+    fewer samples than processes is taken whole by each, with weight 1 / processes. One
+    process takes the whole batch with weight 1.
+    """
+    world = ctx.world
+    if not world.distributed:
+        return ctx.collator.train_batch(samples).to(ctx.device), 1.0
+    if len(samples) < world.size:
+        return ctx.collator.train_batch(samples).to(ctx.device), 1.0 / world.size
+    batch = ctx.collator.train_batch(world.shard(samples))
+    tokens = answer_tokens(batch.labels)
+    (total,) = world.sum_counts([tokens])
+    return batch.to(ctx.device), tokens / total if total else 1.0 / world.size
 
 
 def answer_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -325,9 +367,18 @@ def answer_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def parameter_grads(ctx: Context, value: torch.Tensor) -> Tensors:
     """fp32 gradients of ``value`` w.r.t. the trainable parameters (zeros where unused).
 
-    Uses ``torch.autograd.grad`` so ``param.grad`` is left untouched.
+    Uses ``torch.autograd.grad`` so ``param.grad`` is left untouched. With sharded
+    parameters the gradient is a collective of FSDP's backward: it goes through ``.grad``
+    (empty outside a training step, and left empty) and is this process's shards, summed
+    over the processes.
     """
     named = ctx.trainable()
+    if ctx.world.sharded:
+        value.backward()
+        grads = {name: local_grads([p])[0].float().clone() for name, p in named}
+        for _, p in named:
+            p.grad = None
+        return grads
     grads = torch.autograd.grad(value, [p for _, p in named], allow_unused=True)
     return {
         name: (torch.zeros_like(p, dtype=torch.float32) if g is None else g.detach().float())
@@ -392,6 +443,7 @@ class Anchor:
         assert self._theta_star is not None
         omega = None if self._importance is None else [self._importance[name] for name in names]
         vectors = PenaltyVectors.of([self._theta_star[name] for name in names], omega, device, ctx.streams_state)
+        vectors.hand_over_copy = ctx.world.sharded
         self._theta_star = {**self._theta_star, **vectors.theta_star.by_name(names)}
         if vectors.importance is not None:
             self._importance = {**self._importance, **vectors.importance.by_name(names)}
@@ -412,6 +464,9 @@ class Anchor:
         if not params:
             return torch.zeros((), device=ctx.device, dtype=torch.float32)
         sink = self if record_gradients else None
+        if ctx.world.sharded:  # this process's shards' part of the penalty, entering the step once
+            params = [local(p) for p in params]
+            scale = scale / ctx.shard_weight if ctx.shard_weight > 0 else scale
         with torch.autocast(ctx.device.type, enabled=False):  # fp32, under bf16 autocast too
             return QuadraticPenalty.apply(self._vectors(ctx, names), float(scale), sink, *params)
 

@@ -7,9 +7,12 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from mcit.losses import answer_loss, answer_tokens
+from mcit.distributed import SINGLE, World
+from mcit.losses import answer_loss
 from mcit.seeds import derive_seed
+from mcit.sharding import local
 from mcit.strategies._buffer import BufferOptions, Buffers, ReplayBuffer
+from mcit.strategies._importance import batch_part
 from mcit.strategies.base import STRATEGIES, Context, Strategy
 
 
@@ -19,7 +22,7 @@ class AGEMOptions(BufferOptions):
     reference_batch_size: int = Field(16, ge=1, description="Memory samples in the reference batch of each step.")
 
 
-def agem_project_(grads: list[torch.Tensor], reference: list[torch.Tensor]) -> None:
+def agem_project_(grads: list[torch.Tensor], reference: list[torch.Tensor], world: World = SINGLE) -> None:
     """A-GEM's projection, in place, of gradient tensors against reference gradient tensors.
 
     The lists are treated as one vector each (as if flattened and concatenated), in fp32:
@@ -31,12 +34,15 @@ def agem_project_(grads: list[torch.Tensor], reference: list[torch.Tensor]) -> N
     Args:
         grads: Gradient of the current batch, g (overwritten).
         reference: Gradient of a memory batch, g_ref, laid out like ``grads``.
+        world: With sharded parameters, the tensors are this process's shards and the dot
+            products are summed over the processes' shards.
     """
     with torch.no_grad():
-        dot = _dot(grads, reference)
+        dots = torch.stack([_dot(grads, reference), _dot(reference, reference)])
+        world.sum_over_shards_([dots])
+        dot, norm = dots.tolist()
         if dot < 0:
-            coefficient = (dot / _dot(reference, reference)).item()
-            torch._foreach_add_(grads, reference, alpha=-coefficient)
+            torch._foreach_add_(grads, reference, alpha=-(dot / norm))
 
 
 def _grads(params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
@@ -54,21 +60,16 @@ def _dot(first: list[torch.Tensor], second: list[torch.Tensor]) -> torch.Tensor:
 def _reference_gradient(ctx: Context, params: list[torch.nn.Parameter], samples: list) -> list[torch.Tensor]:
     """The answer-token loss gradient of the reference batch (left in ``.grad``, which starts empty).
 
-    On several processes each takes its contiguous share of the batch, weighted by its share
-    of the batch's answer tokens, and the gradients are summed over them: the gradient of the
-    whole reference batch on every process, as for a training step.
+    On several processes each takes its part of the batch (:func:`batch_part`, as for a
+    training step) and the gradients are summed over them (by FSDP's backward where the
+    parameters are sharded): the gradient of the whole reference batch on every process.
     """
-    world, share = ctx.world, ctx.world.shard(samples)
-    batch = ctx.collator.train_batch(share).to(ctx.device) if share else None
-    tokens = answer_tokens(batch.labels) if batch is not None else 0
-    (total,) = world.sum_counts([tokens])
-    if batch is not None:
-        loss = answer_loss(ctx.model(**batch.inputs).logits, batch.labels)
-        if world.distributed:
-            loss = loss * (tokens / total if total else 0.0)
-        loss.backward()
+    batch, weight = batch_part(ctx, samples)
+    loss = answer_loss(ctx.model(**batch.inputs).logits, batch.labels)
+    (loss * weight if weight != 1.0 else loss).backward()
     reference = _grads(params)
-    world.sum_tensors_(reference)
+    if not ctx.world.sharded:
+        ctx.world.sum_tensors_(reference)
     return reference
 
 
@@ -90,6 +91,7 @@ class AGEM(Strategy):
 
     options_class = AGEMOptions
     options: AGEMOptions
+    shards = True
 
     def __init__(self, options: AGEMOptions | None = None) -> None:
         super().__init__(options)
@@ -116,7 +118,7 @@ class AGEM(Strategy):
         count = min(self.options.reference_batch_size, len(memory))
         chosen = torch.randperm(len(memory), generator=generator)[:count].tolist()
         reference = _reference_gradient(ctx, params, [memory[i] for i in chosen])
-        agem_project_(grads, reference)
+        agem_project_([local(g) for g in grads], [local(r) for r in reference], ctx.world)
         for p, grad in zip(params, grads):
             p.grad = grad
 

@@ -19,6 +19,7 @@ from mcit.data.collate import Batch
 from mcit.data.sample import Sample, SampleLookup
 from mcit.distributed import SINGLE, World
 from mcit.registry import Registry
+from mcit.sharding import trainable_parameters
 
 
 class StrategyOptions(BaseModel):
@@ -61,6 +62,10 @@ class Context:
         state_device: Where the methods keep their per-parameter vectors (anchors,
             importances, SI's path): ``None`` for ``device``; the CPU with
             ``train.offload_method_state``, streamed through ``device`` tensor by tensor.
+        shard_weight: With sharded parameters (``world.sharded``), the loop's weights of
+            this process's micro-batches of the step, summed: a term that a hook computes
+            on this process's shard of the parameters (a penalty) is divided by it, so that
+            the shard's part enters the step once.
     """
 
     model: torch.nn.Module
@@ -73,6 +78,7 @@ class Context:
     lookup: SampleLookup | None = None
     world: World = SINGLE
     state_device: torch.device | None = None
+    shard_weight: float = 1.0
 
     @property
     def vectors_device(self) -> torch.device:
@@ -85,7 +91,8 @@ class Context:
         return self.vectors_device != self.device
 
     def trainable(self) -> list[tuple[str, torch.nn.Parameter]]:
-        return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        """The trainable parameters by name (of a sharded model, the sharded ones: :func:`mcit.sharding.trainable_parameters`)."""
+        return trainable_parameters(self.model)
 
 
 class Strategy:
@@ -99,6 +106,9 @@ class Strategy:
     # config adds the default adapter when none is set), "refused" (the method brings its
     # own adapters) or "any".
     peft_lora: ClassVar[Literal["any", "required", "refused"]] = "any"
+    # Whether the method works on sharded parameters (FSDP2, mcit.sharding): its per-parameter
+    # state on each process's shards (by parameter name), its reductions summed over them.
+    shards: ClassVar[bool] = False
 
     @classmethod
     def provides(cls, options: StrategyOptions) -> frozenset[str]:

@@ -8,7 +8,9 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import Field
 
+from mcit.distributed import SINGLE, World
 from mcit.seeds import derive_seed
+from mcit.sharding import as_shard_of, local, local_grads
 from mcit.strategies._buffer import REPLAY_ROLE
 from mcit.strategies.base import STRATEGIES, Context, Strategy, StrategyOptions
 
@@ -37,7 +39,7 @@ class DGGOptions(StrategyOptions):
 
 
 def guidance(
-    displacement: list[torch.Tensor], grads: list[torch.Tensor], norm: str = "global"
+    displacement: list[torch.Tensor], grads: list[torch.Tensor], norm: str = "global", world: World = SINGLE
 ) -> list[torch.Tensor | None]:
     """DGG's approximate old-task gradient ``g_hat = d * min(1, ||g|| / ||d||)``.
 
@@ -47,76 +49,78 @@ def guidance(
         grads: The current gradient per tensor, same shapes.
         norm: ``"global"``: one scale from the norms over all tensors; ``"per_tensor"``: a
             scale per tensor.
+        world: With sharded parameters, the tensors are this process's shards and the
+            norms are summed over the processes' shards.
 
     Returns:
         g_hat per tensor, or ``None`` where nothing is added (``||d|| = 0``: at the start of
         a task, or a tensor that has not moved).
     """
+    return [None if scale is None else d * scale for d, scale in zip(displacement, scales(displacement, grads, norm, world))]
+
+
+def scales(
+    displacement: list[torch.Tensor], grads: list[torch.Tensor], norm: str = "global", world: World = SINGLE
+) -> list[float | None]:
+    """Per tensor, ``min(1, ||g|| / ||d||)`` (the same for all with ``norm="global"``), or ``None`` where ``||d|| = 0``.
+
+    The scales are Python floats: a 0-d tensor operand makes foreach ops take a slow
+    per-tensor path on CPU.
+    """
+    if norm not in ("global", "per_tensor"):
+        raise ValueError(f"unknown norm {norm!r}; valid: global, per_tensor")
+    squares = torch.stack([_squared_norms(displacement), _squared_norms(grads)])  # (2, tensors)
     if norm == "global":
-        scale = global_scale(displacement, grads)
-        if scale is None:
-            return [None] * len(displacement)
-        return list(torch._foreach_mul(list(displacement), scale))
-    if norm == "per_tensor":
-        out: list[torch.Tensor | None] = []
-        for d, g in zip(displacement, grads):
-            d_norm = d.float().norm()
-            out.append(None if d_norm == 0 else d * torch.clamp(g.float().norm() / d_norm, max=1.0))
-        return out
-    raise ValueError(f"unknown norm {norm!r}; valid: global, per_tensor")
+        squares = squares.sum(1, keepdim=True)
+    world.sum_over_shards_([squares])
+    d_norms, g_norms = squares.sqrt().tolist()
+    out = [None if d == 0 else min(1.0, g / d) for d, g in zip(d_norms, g_norms)]
+    return out * len(displacement) if norm == "global" else out
 
 
-def global_scale(displacement: list[torch.Tensor], grads: list[torch.Tensor]) -> float | None:
-    """``min(1, ||g|| / ||d||)`` with norms over all tensors, or ``None`` when ``||d|| = 0``."""
-    d_norm = _global_norm(displacement)
-    if d_norm == 0:
-        return None
-    # A Python float: a 0-d tensor operand makes foreach ops take a slow per-tensor path on CPU.
-    return min(1.0, float(_global_norm(grads) / d_norm))
-
-
-def _global_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """The L2 norm over all elements of all ``tensors``, in fp32: one foreach norm per list
-    instead of a reduction per tensor (the norm of the per-tensor norms is the global norm)."""
+def _squared_norms(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Each tensor's squared L2 norm in fp32 (one foreach norm for the list), on the CPU."""
     if not tensors:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(tensors), dtype=torch.float32)))
+        return torch.zeros(0)
+    return torch.stack(torch._foreach_norm(list(tensors), dtype=torch.float32)).cpu().double().square()
 
 
-def streamed_guidance(params: list[torch.nn.Parameter], anchor: list[torch.Tensor], norm: str = "global") -> None:
+def streamed_guidance(
+    params: list[torch.nn.Parameter], anchor: list[torch.Tensor], norm: str = "global", world: World = SINGLE
+) -> None:
     """``.grad += g_hat`` (see :func:`guidance`) with theta* in host memory, one tensor at a time.
 
     Each tensor's theta* is copied to its parameter's device, used and dropped, so the device
-    holds one tensor of the displacement at a time; the global norm takes a first pass for
-    ``||d||`` and a second to add. Same result as the kept-on-device path up to fp32
-    summation order.
+    holds one tensor of the displacement at a time: a first pass for the norms, a second to
+    add. Same result as the kept-on-device path up to fp32 summation order.
     """
     with torch.no_grad():
         def displacement(p: torch.nn.Parameter, a: torch.Tensor) -> torch.Tensor:
-            return p.detach().float() - a.to(p.device, non_blocking=True)
+            return local(p).detach().float() - a.to(p.device, non_blocking=True)
 
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        if norm == "global":
-            squares = torch.stack([displacement(p, a).square().sum() for p, a in zip(params, anchor)]).sum()
-            d_norm = float(squares.sqrt())
-            if d_norm == 0:
-                return
-            scales = [min(1.0, float(_global_norm(grads)) / d_norm)] * len(params)
-        elif norm == "per_tensor":
-            scales = []
-            for p, a, g in zip(params, anchor, grads):
-                d_norm = float(displacement(p, a).norm())
-                scales.append(None if d_norm == 0 else min(1.0, float(g.float().norm()) / d_norm))
-        else:
+        grads = local_grads(params)
+        squares = torch.stack([
+            torch.tensor([float(displacement(p, a).square().sum()) for p, a in zip(params, anchor)], dtype=torch.float64),
+            _squared_norms(grads),
+        ])
+        if norm not in ("global", "per_tensor"):
             raise ValueError(f"unknown norm {norm!r}; valid: global, per_tensor")
-        for p, a, scale in zip(params, anchor, scales):
-            if scale is None:
-                continue
-            extra = displacement(p, a) * scale
-            if p.grad is None:
-                p.grad = extra.to(p.dtype)
-            else:
-                p.grad.add_(extra.to(p.grad.dtype))
+        if norm == "global":
+            squares = squares.sum(1, keepdim=True)
+        world.sum_over_shards_([squares])
+        d_norms, g_norms = squares.sqrt().tolist()
+        found = [None if d == 0 else min(1.0, g / d) for d, g in zip(d_norms, g_norms)]
+        for p, a, scale in zip(params, anchor, found * len(params) if norm == "global" else found):
+            if scale is not None:
+                _add_to_grad(p, displacement(p, a) * scale)
+
+
+def _add_to_grad(param: torch.nn.Parameter, extra: torch.Tensor) -> None:
+    """``param.grad += extra`` (``extra`` laid out like this process's shard of it), creating the gradient if there is none."""
+    if param.grad is None:
+        param.grad = as_shard_of(extra.to(param.dtype), param)
+    else:
+        local(param.grad).add_(extra.to(param.grad.dtype))
 
 
 @STRATEGIES.register("dgg")
@@ -156,6 +160,7 @@ class DynamicGradientGuidance(Strategy):
 
     options_class = DGGOptions
     options: DGGOptions
+    shards = True
 
     def __init__(self, options: DGGOptions | None = None) -> None:
         super().__init__(options)
@@ -183,7 +188,7 @@ class DynamicGradientGuidance(Strategy):
         per_task = self.options.alpha_per_task
         if per_task is not None and ctx.task.index >= len(per_task):
             logger.warning("dgg: alpha_per_task has no task %d; using alpha=%s", ctx.task.index, self.options.alpha)
-        self.anchor = {name: p.detach().float().cpu().clone() for name, p in ctx.trainable()}
+        self.anchor = {name: local(p).detach().float().cpu().clone() for name, p in ctx.trainable()}
         self._anchor_on_device = None
 
     def gate(self, ctx: Context) -> bool:
@@ -206,32 +211,26 @@ class DynamicGradientGuidance(Strategy):
             return
         names, params = tuple(name for name, _ in named), [p for _, p in named]
         if ctx.streams_state:  # train.offload_method_state: theta* stays in host memory
-            streamed_guidance(params, [self.anchor[name] for name in names], self.options.norm)
+            streamed_guidance(params, [self.anchor[name] for name in names], self.options.norm, ctx.world)
             return
         with torch.no_grad():
+            shards = [local(p) for p in params]
             # Parameters minus the fp32 anchor promote to fp32, as p.float() - anchor.
-            displacement = torch._foreach_sub(params, self._anchor_list(names, params))
-            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-            if self.options.norm == "global":
-                scale = global_scale(displacement, grads)
-                if scale is None:
-                    return
+            displacement = torch._foreach_sub(shards, self._anchor_list(names, shards))
+            found = scales(displacement, local_grads(params), self.options.norm, ctx.world)
+            if self.options.norm == "global" and found[0] is not None:
                 # .grad += scale * d as one fused list op for fp32 gradients; the rest below.
                 fused = [p.grad is not None and p.grad.dtype == torch.float32 for p in params]
                 if any(fused):
                     torch._foreach_add_(
-                        [g for g, f in zip(grads, fused) if f], [d for d, f in zip(displacement, fused) if f], alpha=scale
+                        [local(p.grad) for p, f in zip(params, fused) if f],
+                        [d for d, f in zip(displacement, fused) if f],
+                        alpha=found[0],
                     )
-                extras = [None if f else d * scale for d, f in zip(displacement, fused)]
-            else:
-                extras = guidance(displacement, grads, self.options.norm)
-            for p, extra in zip(params, extras):
-                if extra is None:
-                    continue
-                if p.grad is None:
-                    p.grad = extra.to(p.dtype)
-                else:
-                    p.grad.add_(extra.to(p.grad.dtype))
+                found = [None if f else scale for f, scale in zip(fused, found)]
+            for p, d, scale in zip(params, displacement, found):
+                if scale is not None:
+                    _add_to_grad(p, d * scale)
 
     def state_dict(self) -> dict[str, Any]:
         return {"anchor": dict(self.anchor)}

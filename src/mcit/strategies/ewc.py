@@ -43,9 +43,10 @@ def fisher_diagonal(ctx: Context, options: EWCOptions) -> Tensors:
     """
     batch_size = 1 if options.fisher == "per_sample" else options.batch_size
 
-    def squared_gradient(batch) -> Tensors:
+    def squared_gradient(batch, weight: float) -> Tensors:
         outputs = ctx.model(**batch.inputs)
-        return {name: g.square() for name, g in parameter_grads(ctx, answer_loss(outputs.logits, batch.labels)).items()}
+        loss = answer_loss(outputs.logits, batch.labels) * weight
+        return {name: g.square() for name, g in parameter_grads(ctx, loss).items()}
 
     return importance_mean(ctx, batch_size, options.importance_samples, "ewc", squared_gradient)
 
@@ -71,6 +72,7 @@ class EWC(Strategy):
 
     options_class = EWCOptions
     options: EWCOptions
+    shards = True
 
     def __init__(self, options: EWCOptions | None = None) -> None:
         super().__init__(options)
@@ -81,7 +83,7 @@ class EWC(Strategy):
 
     def after_task(self, ctx: Context) -> None:
         fisher = fisher_diagonal(ctx, self.options)
-        self.anchor.average_in(normalise_mean_one(fisher) if self.options.normalise else fisher)
+        self.anchor.average_in(normalise_mean_one(fisher, ctx.world) if self.options.normalise else fisher)
         self.anchor.theta_star = snapshot(ctx)
 
     def state_dict(self) -> dict[str, Any]:

@@ -40,9 +40,10 @@ def output_sensitivity(ctx: Context, options: MASOptions) -> Tensors:
     value is taken of the batch-mean gradient instead (a cheaper approximation).
     """
 
-    def absolute_gradient(batch) -> Tensors:
+    def absolute_gradient(batch, weight: float) -> Tensors:
         logits = answer_logits(ctx.model(**batch.inputs).logits, batch.labels)
-        return {name: g.abs() for name, g in parameter_grads(ctx, logits.square().sum(-1).mean()).items()}
+        sensitivity = logits.square().sum(-1).mean() * weight
+        return {name: g.abs() for name, g in parameter_grads(ctx, sensitivity).items()}
 
     return importance_mean(ctx, options.batch_size, options.importance_samples, "mas", absolute_gradient)
 
@@ -61,6 +62,7 @@ class MAS(Strategy):
 
     options_class = MASOptions
     options: MASOptions
+    shards = True
 
     def __init__(self, options: MASOptions | None = None) -> None:
         super().__init__(options)
@@ -71,7 +73,7 @@ class MAS(Strategy):
 
     def after_task(self, ctx: Context) -> None:
         omega = output_sensitivity(ctx, self.options)
-        self.anchor.average_in(normalise_mean_one(omega) if self.options.normalise else omega)
+        self.anchor.average_in(normalise_mean_one(omega, ctx.world) if self.options.normalise else omega)
         self.anchor.theta_star = snapshot(ctx)
 
     def state_dict(self) -> dict[str, Any]:

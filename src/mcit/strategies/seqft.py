@@ -8,3 +8,5 @@ from mcit.strategies.base import STRATEGIES, Strategy
 @STRATEGIES.register("seqft")
 class SeqFT(Strategy):
     """Plain sequential fine-tuning (lower bound): every hook is the base no-op."""
+
+    shards = True

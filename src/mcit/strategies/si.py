@@ -8,6 +8,8 @@ import torch
 from pydantic import Field
 
 from mcit.data.collate import Batch
+from mcit.distributed import World
+from mcit.sharding import local, local_grads
 from mcit.strategies._importance import (
     Anchor,
     FlatTensors,
@@ -57,19 +59,23 @@ class SI(Strategy):
 
     options_class = SIOptions
     options: SIOptions
+    shards = True
 
     def __init__(self, options: SIOptions | None = None) -> None:
         super().__init__(options)
         self.anchor = Anchor()
         self.omega_sum: Tensors | None = None
         self.path: _Path | None = None
+        self._importance_pending = False  # Omega is derived from omega_sum at the next penalty
 
     def before_task(self, ctx: Context) -> None:
         names, params = trainable_lists(ctx)
-        theta_start = FlatTensors.copy_of(params, ctx.vectors_device)
+        theta_start = FlatTensors.copy_of([local(p) for p in params], ctx.vectors_device)
         self.path = _Path(list(names), theta_start, theta_start.zeros_like())
 
     def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
+        if self._importance_pending:
+            self._set_importance(ctx.world)
         return self.anchor.penalised(ctx, loss, self.options.strength, record_gradients=True)
 
     def _running(self, ctx: Context, names: tuple[str, ...]) -> _Path:
@@ -80,17 +86,17 @@ class SI(Strategy):
     def after_backward(self, ctx: Context, batch: Batch) -> None:
         names, params = trainable_lists(ctx)
         path = self._running(ctx, names)
-        path.accumulate(params)
-        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+        path.accumulate([local(p) for p in params])
         penalty_grads, self.anchor.penalty_grads = self.anchor.penalty_grads, None
-        if penalty_grads is not None:  # this process's share of it; the gradients are already summed
+        if penalty_grads is not None and not ctx.world.sharded:
+            # this process's share of it, as the gradients are summed (sharded: its shards' whole part)
             ctx.world.sum_tensors_([penalty_grads.flat])
-        path.record_grad(grads, penalty_grads)
+        path.record_grad(local_grads(params), penalty_grads)
 
     def after_task(self, ctx: Context) -> None:
         names, params = trainable_lists(ctx)
         path = self._running(ctx, names)
-        theta_end = path.accumulate(params)
+        theta_end = path.accumulate([local(p) for p in params])
         # w / ((theta_end - theta_start)^2 + xi), over all tensors at once.
         moved = (theta_end.flat - path.theta_start.flat).square_().add_(self.options.damping)
         contribution = FlatTensors(path.path_integral.flat / moved, theta_end.shapes)
@@ -104,13 +110,15 @@ class SI(Strategy):
             }
         self.anchor.theta_star = theta_end.by_name(names)
         self.anchor.tasks += 1
-        self._set_importance()
+        self._set_importance(ctx.world)
         self.path = None
 
-    def _set_importance(self) -> None:
+    def _set_importance(self, world: World) -> None:
+        """Omega from its running sum (normalised over all processes' shards where sharded)."""
+        self._importance_pending = False
         if self.omega_sum is None:
             return
-        self.anchor.importance = normalise_mean_one(self.omega_sum) if self.options.normalise else dict(self.omega_sum)
+        self.anchor.importance = normalise_mean_one(self.omega_sum, world) if self.options.normalise else dict(self.omega_sum)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -124,7 +132,7 @@ class SI(Strategy):
         self.anchor.load_state_dict({"theta_star": state.get("theta_star"), "tasks": state.get("tasks", 0)})
         self.omega_sum = state.get("omega_sum")
         self.path = _Path.from_state(state.get("running", {}))
-        self._set_importance()
+        self._importance_pending = True  # set at the next penalty, where the processes are known
 
 
 class _Path:

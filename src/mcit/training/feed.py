@@ -40,9 +40,10 @@ class MicroBatch:
     batch: Batch
     tokens: int  # its answer tokens
     weight: float = 1.0  # its share of the step's answer tokens (:func:`weigh`)
+    pad: bool = False  # a repeat with no tokens that evens out the processes' forwards (:func:`pad_to`)
 
     def pin_memory(self) -> MicroBatch:
-        return MicroBatch(self.batch.pin_memory(), self.tokens, self.weight)
+        return MicroBatch(self.batch.pin_memory(), self.tokens, self.weight, self.pad)
 
 
 def weigh(micro_batches: list[MicroBatch], world: World) -> list[MicroBatch]:
@@ -55,7 +56,26 @@ def weigh(micro_batches: list[MicroBatch], world: World) -> list[MicroBatch]:
     tokens, count = world.sum_counts([sum(m.tokens for m in micro_batches), len(micro_batches)])
     if count == 1:
         return micro_batches
-    return [MicroBatch(m.batch, m.tokens, m.tokens / tokens if tokens else 1.0 / count) for m in micro_batches]
+    real = count if tokens else world.sum_counts([sum(not m.pad for m in micro_batches)])[0]
+    return [
+        MicroBatch(m.batch, m.tokens, 0.0 if m.pad else m.tokens / tokens if tokens else 1.0 / real, m.pad)
+        for m in micro_batches
+    ]
+
+
+def micro_batch_count(samples: int, micro_batch_size: int) -> int:
+    """How many micro-batches a share of ``samples`` samples is collated into (see ``_Steps``)."""
+    return -(-samples // micro_batch_size) if 0 < micro_batch_size < samples else 1
+
+
+def pad_to(micro_batches: list[MicroBatch], count: int) -> list[MicroBatch]:
+    """``micro_batches`` followed by repeats of the last one, with no answer tokens and marked ``pad``, up to ``count``.
+
+    With sharded parameters every forward is a collective, so every process runs the same
+    number of them; a repeat without tokens gets weight 0 and adds nothing to the step.
+    """
+    last = micro_batches[-1]
+    return micro_batches + [MicroBatch(last.batch, 0, 0.0, pad=True) for _ in range(count - len(micro_batches))]
 
 
 class _Steps(Dataset):
@@ -101,6 +121,6 @@ def with_samples(micro_batches: list[MicroBatch], data: Sequence[Sample], indice
         count = micro.batch.labels.size(0)
         batch = micro.batch.to(device, non_blocking=True)
         samples = [data[i] for i in indices[start : start + count]]
-        result.append(MicroBatch(Batch(batch.inputs, batch.labels, samples), micro.tokens, micro.weight))
+        result.append(MicroBatch(Batch(batch.inputs, batch.labels, samples), micro.tokens, micro.weight, micro.pad))
         start += count
     return result

@@ -16,8 +16,9 @@ from mcit.data.sample import Sample
 from mcit.distributed import World
 from mcit.errors import UserError
 from mcit.losses import answer_loss
+from mcit.sharding import ParameterUse, full, shard_like
 from mcit.strategies.base import Context, Strategy
-from mcit.training.feed import MicroBatch, batch_order, step_loader, weigh, with_samples
+from mcit.training.feed import MicroBatch, batch_order, micro_batch_count, pad_to, step_loader, weigh, with_samples
 from mcit.training.optim import build_optimizer, warmup_cosine
 from mcit.training.precision import MasterWeights, autocast
 from mcit.training.settings import TrainConfig
@@ -45,12 +46,17 @@ def optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """The optimizer's state as a state tree (its integer keys become a list)."""
     state = optimizer.state_dict()
     keys = sorted(state["state"])
-    return {"keys": keys, "values": [state["state"][k] for k in keys], "param_groups": state["param_groups"]}
+    values = [{name: full(value) for name, value in state["state"][k].items()} for k in keys]  # whole where sharded
+    return {"keys": keys, "values": values, "param_groups": state["param_groups"]}
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, tree: dict[str, Any]) -> None:
-    """Inverse of :func:`optimizer_state`."""
-    state = {int(k): dict(v) for k, v in zip(tree["keys"], tree["values"])}
+    """Inverse of :func:`optimizer_state` (sharded again like the parameters where they are sharded)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    state = {
+        int(k): {name: shard_like(value, params[int(k)]) for name, value in v.items()}
+        for k, v in zip(tree["keys"], tree["values"])
+    }
     optimizer.load_state_dict({"state": state, "param_groups": tree["param_groups"]})
 
 
@@ -136,6 +142,10 @@ def train(
         first, skipped, losses.value = resume["step"], resume["skipped"], resume["loss"]
         earlier_seconds = resume["seconds"]
     shards = [world.shard(b) for b in batches]
+    # With sharded parameters each forward is a collective: every process runs the step's
+    # largest share's number of micro-batches, and which parameters ran is tracked.
+    forwards = [micro_batch_count(-(-len(b) // world.size), settings.micro_batch_size) for b in batches]
+    use = ParameterUse(model) if world.sharded else None
     loader = step_loader(
         ctx.collator, data, shards[first:], settings.micro_batch_size, settings.num_workers, ctx.device.type == "cuda"
     )
@@ -144,9 +154,15 @@ def train(
         with gradient_checkpointing(model, settings.gradient_checkpointing):
             for step, collated in enumerate(loader, start=first):
                 ctx.step = step
-                micro_batches = weigh(with_samples(collated, data, shards[step], ctx.device), world)
-                step_loss = _forward_backward(ctx, strategy, micro_batches, settings)
-                if world.distributed:
+                micro_batches = with_samples(collated, data, shards[step], ctx.device)
+                if use is not None:
+                    micro_batches = pad_to(micro_batches, forwards[step])
+                micro_batches = weigh(micro_batches, world)
+                step_loss = _forward_backward(ctx, strategy, micro_batches, settings, use)
+                if use is not None:  # FSDP summed the gradients in its backward
+                    step_loss = _summed(world, step_loss)
+                    use.drop_unused_(world)
+                elif world.distributed:
                     step_loss = _sum_over_processes(world, params, step_loss)
                 if settings.on_nonfinite == "skip" and not torch.isfinite(step_loss):
                     skipped += 1
@@ -174,16 +190,28 @@ def train(
         losses.read()  # what is still pending when the last step was skipped
     finally:
         model.eval()
+        if use is not None:
+            use.close()
     seconds = earlier_seconds + time.perf_counter() - start
     return TrainStats(len(batches), sum(len(b) for b in batches), seconds, losses.value, skipped)
 
 
-def _forward_backward(ctx: Context, strategy: Strategy, micro_batches: list[MicroBatch], settings: TrainConfig) -> torch.Tensor:
-    """Forward and backward of one step's micro-batches; returns the step's loss (detached, on the device)."""
+def _forward_backward(
+    ctx: Context, strategy: Strategy, micro_batches: list[MicroBatch], settings: TrainConfig, use: ParameterUse | None = None
+) -> torch.Tensor:
+    """Forward and backward of one step's micro-batches; returns the step's loss (detached, on the device).
+
+    With sharded parameters (``use``), ``ctx.shard_weight`` is set to this process's
+    micro-batches' weights, summed, and padding micro-batches do not count as using parameters.
+    """
     total = None
+    if use is not None:
+        ctx.shard_weight = sum(m.weight for m in micro_batches)
     for index, micro in enumerate(micro_batches):
         ctx.micro_batch = index
         batch = micro.batch
+        if use is not None:
+            use.recording = not micro.pad
         with autocast(settings.mixed_precision, ctx.device):
             outputs = ctx.model(**batch.inputs)
             loss = answer_loss(outputs.logits, batch.labels)
@@ -194,6 +222,13 @@ def _forward_backward(ctx: Context, strategy: Strategy, micro_batches: list[Micr
         total = loss.detach() if total is None else total + loss.detach()
     ctx.micro_batch = 0
     return total
+
+
+def _summed(world: World, step_loss: torch.Tensor) -> torch.Tensor:
+    """The step's loss summed over the processes (the gradients FSDP has summed already)."""
+    total = step_loss.float().reshape(1)
+    world.sum_tensors_([total])
+    return total[0]
 
 
 def _sum_over_processes(world: World, params: list[torch.nn.Parameter], step_loss: torch.Tensor) -> torch.Tensor:

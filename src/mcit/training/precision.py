@@ -19,6 +19,8 @@ from collections.abc import Iterator
 
 import torch
 
+from mcit.sharding import full, local, local_part
+
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
@@ -69,14 +71,14 @@ class MasterWeights:
 
     def state(self) -> list[torch.Tensor]:
         """The fp32 copies, for a mid-task checkpoint (the model's rounded weights cannot restore them)."""
-        return [master.detach().clone() for _, master in self.pairs]
+        return [full(master.detach()).clone() for _, master in self.pairs]  # whole where sharded
 
     def load_state(self, tensors: list[torch.Tensor]) -> None:
         if len(tensors) != len(self.pairs):
             raise ValueError(f"the checkpoint has {len(tensors)} master weights, the model {len(self.pairs)}")
         with torch.no_grad():
             for (_, master), saved in zip(self.pairs, tensors):
-                master.copy_(saved)
+                local(master).copy_(local_part(saved, master))
 
     def __iter__(self) -> Iterator[torch.nn.Parameter]:
         return iter(self.optimizer_params)
