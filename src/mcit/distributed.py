@@ -18,7 +18,10 @@ overlap of the reduction with the backward pass; for LoRA the gradients are smal
 (docs/scale.md).
 
 :class:`World` is what the rest of mcit sees: the rank, the number of processes and the
-collectives, each a no-op for a single process.
+collectives, each a no-op for a single process. With an FSDP2 accelerate config the world
+is ``sharded``: the processes split the parameters too (:mod:`mcit.sharding`), FSDP sums the
+gradients in its backward pass, and the methods sum their reductions over the shards
+(:meth:`World.sum_over_shards_`).
 """
 
 from __future__ import annotations

@@ -95,17 +95,6 @@ def environment(device: torch.device, processes: int = 1) -> dict[str, Any]:
     }
 
 
-def check_shardable(strategy: StrategyChain) -> None:
-    """Refuse, before anything is written, what mcit does not run on sharded parameters (FSDP2) yet."""
-    refused = [name for name, one in strategy.strategies if not one.shards]
-    if refused:
-        shardable = ", ".join(sorted(name for name in STRATEGIES.names() if STRATEGIES.get(name).shards))
-        raise UserError(
-            f"method {', '.join(refused)} does not run on sharded parameters (FSDP) yet; run it data parallel "
-            f"(configs/accelerate/ddp.yaml). Methods that do: {shardable}"
-        )
-
-
 def build_strategy(config: RunConfig) -> StrategyChain:
     """The configured methods as one chain (options validated by each method's model)."""
     chain = []
@@ -303,7 +292,7 @@ class Runner:
             lm_eval_available()
         check_trackers(self.config.trackers)
         if self.world.sharded:
-            check_shardable(build_strategy(self.config))
+            build_strategy(self.config).check_shards()
         source = self._load_source(scenario)  # checks the model path first (check_model_dir)
         with self.store.lock():
             self._check_config(resolved)  # again, now that no other process can write it
@@ -311,7 +300,8 @@ class Runner:
             results = self.store.read_results() or self._new_results(scenario)
             self.world.barrier()  # every process has read the results before rank 0 writes them again
             model, processor = self._stream_model(scenario, source)
-            model = configure_trainable(model, self.config.model.trainable, self.config.model.lora).to(self.device)
+            lora_seed = derive_seed(self.config.seed, "lora")
+            model = configure_trainable(model, self.config.model.trainable, self.config.model.lora, lora_seed).to(self.device)
             collator = Collator(processor, self.config.model.max_length)
             strategy = build_strategy(self.config)
             done = len(results["rows"])

@@ -44,20 +44,28 @@ _KEPT = "_mcit_sharded_trainable"
 
 
 def shard_model(model: nn.Module, units: Iterable[nn.Module]) -> None:
-    """Shard ``model`` in place: each of ``units`` (decoder layers) one FSDP2 unit, the rest the root unit."""
+    """Shard ``model`` in place: each of ``units`` (decoder layers) one FSDP2 unit, the rest the root unit.
+
+    The root unit of a peft model is the model it wraps: generation runs through that one's
+    forward, and FSDP needs every forward to enter through the root.
+    """
+    get_base_model = getattr(model, "get_base_model", None)
+    root = get_base_model() if callable(get_base_model) else model
+    if hasattr(root, "enable_input_require_grads"):
+        # Each unit's reduce-scatter is issued when its backward is done, which FSDP learns
+        # from its inputs' gradient; with frozen embeddings (LoRA) and no image in a process's
+        # share nothing upstream needs one, the first layer's reduce would come last there
+        # and the processes' collectives would not pair up.
+        root.enable_input_require_grads()
     for unit in units:
         fully_shard(unit)
-    fully_shard(model)
+    fully_shard(root)
     setattr(model, _KEPT, tuple((n, p) for n, p in model.named_parameters() if p.requires_grad))
     for module in model.modules():
         if isinstance(module, FSDPModule):
             module.set_gradient_divide_factor(1.0)  # sum, as the loop's token weights expect
             module.set_force_sum_reduction_for_comms(True)  # gloo has no pre-multiplied sum
             module.set_reduce_scatter_unused_params(True)  # same collectives when a process skips the vision tower
-
-
-def is_sharded(model: nn.Module) -> bool:
-    return isinstance(model, FSDPModule)
 
 
 def trainable_parameters(model: nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
@@ -130,7 +138,7 @@ def shard_like(whole: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 def unsharded(model: nn.Module) -> Iterator[None]:
     """Every FSDP unit of ``model`` gathered and kept whole until the block ends, so forwards run
     without collectives (each process may run a different number); no-op for an unsharded model."""
-    units = [m for m in model.modules() if isinstance(m, FSDPModule)]
+    units = [m for m in model.modules() if isinstance(m, FSDPModule)]  # the root unit first
     if not units:
         yield
         return
@@ -142,7 +150,7 @@ def unsharded(model: nn.Module) -> Iterator[None]:
     finally:
         for unit in units:
             unit.reshard()
-            unit.set_reshard_after_forward(unit is not model, recurse=False)  # FSDP2's defaults
+            unit.set_reshard_after_forward(unit is not units[0], recurse=False)  # FSDP2's defaults
 
 
 class ParameterUse:

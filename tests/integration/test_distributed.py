@@ -1,9 +1,9 @@
-"""Two data-parallel processes (``accelerate launch``, gloo on CPU) against one process.
+"""Two processes (``accelerate launch``, gloo on CPU), data parallel and FSDP2, against one process.
 
-One launch of ``tests/distributed_driver.py`` with ``configs/accelerate/ddp-cpu.yaml`` runs
-a 3-task stream for each method of ``METHODS``, from a base model trained once here; each
-is compared with the same run in this process. A second launch kills rank 1 mid-task and a
-third resumes it.
+For each engine (``configs/accelerate/ddp-cpu.yaml``, ``fsdp-cpu.yaml``) one launch of
+``tests/distributed_driver.py`` runs a 3-task stream for each method of ``METHODS``, from a
+base model trained once here; each is compared with the same run in this process. Other
+launches kill a rank mid-task and resume the run.
 
 The tolerance, and why: two processes sum the gradients of their halves of each batch,
 one process sums over the whole batch at once, so the gradient differs by float summation
@@ -13,7 +13,8 @@ same effect as for micro-batches, ``test_step_options``); an entry whose gradien
 exact arithmetic (an attention key bias: softmax ignores it) takes AdamW steps of up to
 lr in the direction of its rounding noise, which differs between the two runs (5e-3 seen
 after 36 steps, with dgg). Greedy decoding can flip an answer whose top two tokens are
-that close. So: 99% of the weights and strategy tensors (measured: 99.81-99.99%) agree to
+that close. FSDP2 sums each gradient by reduce-scatter instead of one all-reduce, and each
+method's reductions over the two shards, with the same effect. So: 99% of the weights and strategy tensors (measured: 99.81-99.99%) agree to
 1e-4 relative / 1e-6 absolute (A-GEM: 1e-2 / 1e-4, see ``CLOSE``), none differs by more than the 36 AdamW steps at lr 1e-3
 could move it (0.036 * max(1, |w|)), and each accuracy cell is within one evaluation
 sample (1/24). Weighting each process's mean loss equally instead of by its answer
@@ -40,12 +41,13 @@ from mcit.store import RunStore
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-ACCELERATE_CONFIG = ROOT / "configs" / "accelerate" / "ddp-cpu.yaml"
+ENGINES = {"ddp": "ddp-cpu.yaml", "fsdp": "fsdp-cpu.yaml"}  # data parallel, FSDP2
 DRIVER = ROOT / "tests" / "distributed_driver.py"
 # Small memories (24 samples per task), so replay is a part of each batch and A-GEM's reference batch of 8 differs per step.
 METHODS = {
     "seqft": "[seqft]", "er": "[{name: er, buffer_per_task: 24}]", "ewc": "[ewc]", "si": "[si]",
     "er+dgg": "[{name: er, buffer_per_task: 24}, dgg]", "agem": "[{name: agem, buffer_per_task: 24, reference_batch_size: 8}]",
+    "l2": "[l2]", "mas": "[mas]", "joint": "[joint]",
 }  # fmt: skip
 NAMES = list(METHODS)  # run <i> of the launch is NAMES[i]
 EVAL_SAMPLES = 24
@@ -80,9 +82,11 @@ def stream_overrides(base_model: Path, **extra) -> list[str]:
     return tiny_overrides(**values)
 
 
-def launch(out: Path, logs: Path, methods: list[str], overrides: list[str], env: dict | None = None, timeout: int = 600):
+def launch(
+    out: Path, logs: Path, methods: list[str], overrides: list[str], env: dict | None = None, timeout: int = 600, engine: str = "ddp"
+):
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CONFIG),
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "configs" / "accelerate" / ENGINES[engine]),
         str(DRIVER), str(out), str(logs), json.dumps(methods), *overrides,
     ]  # fmt: skip
     environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
@@ -98,13 +102,27 @@ def base_model(tmp_path_factory) -> Path:
     return directory / "base_model"
 
 
-@pytest.fixture(scope="module")
-def launched(tmp_path_factory, base_model) -> Path:
-    """Every method of ``METHODS`` run by two processes; ``<dir>/runs/<i>`` and ``<dir>/logs``."""
-    directory = tmp_path_factory.mktemp("distributed")
-    result = launch(directory / "runs", directory / "logs", list(METHODS.values()), stream_overrides(base_model))
+@pytest.fixture(scope="module", params=list(ENGINES))
+def launched(request, tmp_path_factory, base_model) -> Path:
+    """Every method of ``METHODS`` run by two processes of one engine; ``<dir>/runs/<i>`` and ``<dir>/logs``."""
+    directory = tmp_path_factory.mktemp(f"distributed-{request.param}")
+    result = launch(directory / "runs", directory / "logs", list(METHODS.values()), stream_overrides(base_model), engine=request.param)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     return directory
+
+
+@pytest.fixture(scope="module")
+def single_runs(tmp_path_factory, base_model):
+    """The one-process run of a method of ``METHODS`` (made once for both engines): its run directory."""
+    directory, done = tmp_path_factory.mktemp("single"), {}
+
+    def run(name: str) -> Path:
+        if name not in done:
+            Runner(load_config(None, stream_overrides(base_model, method=METHODS[name])), directory / name, world=SINGLE).run()
+            done[name] = directory / name
+        return done[name]
+
+    return run
 
 
 def model_and_strategy(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -123,9 +141,10 @@ def model_and_strategy(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_two_processes_give_the_single_process_run(tmp_path, base_model, launched, name):
+def test_two_processes_give_the_single_process_run(single_runs, launched, name):
     index = NAMES.index(name)
-    single = Runner(load_config(None, stream_overrides(base_model, method=METHODS[name])), tmp_path / "single", world=SINGLE).run()
+    single_dir = single_runs(name)
+    single = RunStore(single_dir).read_results()
     distributed = RunStore(launched / "runs" / str(index)).read_results()
     assert distributed["complete"] and distributed["environment"]["processes"] == 2
     assert single["environment"]["processes"] == 1
@@ -134,7 +153,7 @@ def test_two_processes_give_the_single_process_run(tmp_path, base_model, launche
         for a, b in zip(row_single, row_distributed, strict=True):
             assert abs(a - b) <= 1 / EVAL_SAMPLES + 1e-9, (single["matrix"], distributed["matrix"])
     assert [r["train_steps"] for r in single["rows"]] == [r["train_steps"] for r in distributed["rows"]]
-    ours, theirs = model_and_strategy(tmp_path / "single"), model_and_strategy(launched / "runs" / str(index))
+    ours, theirs = model_and_strategy(single_dir), model_and_strategy(launched / "runs" / str(index))
     assert ours.keys() == theirs.keys()
     rtol, atol = CLOSE.get(name, (1e-4, 1e-6))
     close = total = 0
@@ -159,17 +178,30 @@ def test_only_rank_zero_writes_the_run_directory(launched):
     assert (logs / "rank1.log").read_text() == ""
 
 
+def test_rank_zero_writes_the_whole_model_in_its_standard_form(launched):
+    """The standard form holds the checkpoint's whole tensors (under FSDP, gathered over the shards for rank 0 to write)."""
+    from mcit.models.hf import load_vlm
+
+    run_dir = launched / "runs" / str(NAMES.index("si"))
+    saved = dict(load_vlm(run_dir / "checkpoints" / "task-003" / "model")[0].named_parameters())
+    trained = RunStore(run_dir).load_checkpoint("task-003")[0]["model"]
+    assert trained and all(torch.equal(saved[name], tensor) for name, tensor in trained.items())
+
+
 @pytest.mark.parametrize("rank", [0, 1])
 def test_a_killed_rank_resumes_to_the_uninterrupted_result(tmp_path, base_model, launched, rank):
     """SIGKILL one process after step 5 of task 2 (checkpoints every 2 steps); launching again resumes."""
     index = NAMES.index("si")
+    engine = "fsdp" if "fsdp" in launched.name else "ddp"
     overrides = stream_overrides(base_model, **{"train.checkpoint_every": 2})
-    killed = launch(tmp_path / "runs", tmp_path / "logs", [METHODS["si"]], overrides, env={"MCIT_TEST_KILL": f"{rank}:1:5"})
+    killed = launch(
+        tmp_path / "runs", tmp_path / "logs", [METHODS["si"]], overrides, env={"MCIT_TEST_KILL": f"{rank}:1:5"}, engine=engine
+    )
     assert killed.returncode != 0
     store = RunStore(tmp_path / "runs" / "0")
     assert len(store.read_results()["rows"]) == 1, "task 2 finished before the kill; the test would not resume mid-task"
     assert store.load_checkpoint("partial")[0]["train"]["step"] == 4
-    resumed = launch(tmp_path / "runs", tmp_path / "logs2", [METHODS["si"]], overrides)
+    resumed = launch(tmp_path / "runs", tmp_path / "logs2", [METHODS["si"]], overrides, engine=engine)
     assert resumed.returncode == 0, resumed.stderr[-6000:]
     straight = RunStore(launched / "runs" / str(index)).read_results()
     assert store.read_results()["matrix"] == straight["matrix"]
@@ -191,10 +223,11 @@ POOL = {
 }
 
 
-def test_two_processes_select_from_the_same_pool_features(tmp_path, base_model):
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_two_processes_select_from_the_same_pool_features(tmp_path, base_model, engine):
     """LAMP's pool features computed shard by shard on two processes and gathered select what one process selects."""
     overrides = ["scenario=pool", *tiny_overrides(**POOL, **{"model.name": str(base_model)})]
-    result = launch(tmp_path / "runs", tmp_path / "logs", ["[seqft]"], overrides)
+    result = launch(tmp_path / "runs", tmp_path / "logs", ["[seqft]"], overrides, engine=engine)
     assert result.returncode == 0, result.stderr[-6000:]
     single = Runner(load_config(None, [*overrides, "method=[seqft]"]), tmp_path / "single", world=SINGLE).run()
     distributed = RunStore(tmp_path / "runs" / "0").read_results()
@@ -205,3 +238,23 @@ def test_two_processes_select_from_the_same_pool_features(tmp_path, base_model):
         assert len(ours) == 24 and ours == theirs, step
     assert [r["selected"] for r in single["rows"]] == [r["selected"] for r in distributed["rows"]]
     assert (tmp_path / "logs" / "rank1.log").read_text() == ""
+
+
+def test_fsdp_trains_lora_as_one_process_does(tmp_path, base_model):
+    """LoRA under FSDP2 (the adapters sharded with their layers, the root unit inside the peft wrapper): si against one process."""
+    from mcit.models.hf import load_vlm
+    from mcit.models.saving import load_adapter
+
+    overrides = stream_overrides(base_model, **{"model.lora": "{r: 4, alpha: 8}"})
+    result = launch(tmp_path / "runs", tmp_path / "logs", [METHODS["si"]], overrides, engine="fsdp")
+    assert result.returncode == 0, result.stderr[-6000:]
+    Runner(load_config(None, [*overrides, f"method={METHODS['si']}"]), tmp_path / "single", world=SINGLE).run()
+    ours, theirs = model_and_strategy(tmp_path / "single"), model_and_strategy(tmp_path / "runs" / "0")
+    assert ours.keys() == theirs.keys() and any("lora_A" in key for key in ours)
+    close = sum(int(torch.isclose(a, theirs[k], rtol=1e-4, atol=1e-6).sum()) for k, a in ours.items())
+    assert close >= 0.99 * sum(a.numel() for a in ours.values())
+    assert RunStore(tmp_path / "single").read_results()["matrix"] == RunStore(tmp_path / "runs" / "0").read_results()["matrix"]
+    adapter = load_adapter(load_vlm(base_model)[0], tmp_path / "runs" / "0" / "checkpoints" / "task-003" / "adapter")
+    saved = dict(adapter.named_parameters())
+    trained = RunStore(tmp_path / "runs" / "0").load_checkpoint("task-003")[0]["model"]
+    assert all(torch.equal(saved[name], tensor) for name, tensor in trained.items()), "the adapter on disk is not the trained one"

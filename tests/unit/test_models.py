@@ -323,6 +323,22 @@ def test_lora_trains_adapters_and_projector_only(tiny):
     assert table["language_model"][1] == 0 and table["vision"][1] == 0
 
 
+def test_lora_initialisation_depends_on_its_seed_only(tiny):
+    """The adapters' random init comes from the seed, not from what the process drew before (sweeps, processes, resumes)."""
+    import copy
+
+    def adapters(seed: int, draws: int) -> dict[str, torch.Tensor]:
+        torch.randn(draws)  # some earlier use of torch's global generator
+        before = torch.get_rng_state()
+        peft_model = configure_trainable(copy.deepcopy(tiny[0]), ["projector"], LoraConfig(r=4), seed=seed)
+        assert torch.equal(torch.get_rng_state(), before), "the global generator must be left as it was"
+        return {n: p.detach().clone() for n, p in peft_model.named_parameters() if "lora_A" in n}
+
+    first, again, other = adapters(3, 1), adapters(3, 1000), adapters(4, 1)
+    assert first and all(torch.equal(first[n], again[n]) for n in first)
+    assert any(not torch.equal(first[n], other[n]) for n in first)
+
+
 def test_lora_forward_backward(tiny):
     model, processor = tiny
     peft_model = configure_trainable(model, ["projector", "language_model"], LoraConfig(r=4, alpha=8.0))

@@ -17,14 +17,18 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
+from conftest import tiny_overrides
+from mcit.config import load_config
 from mcit.distributed import World
+from mcit.errors import UserError
+from mcit.runner import Runner
+from mcit.strategies import STRATEGIES
 from mcit.sharding import Layout, ParameterUse, full, local, local_part, shard_model, unsharded, whole_state
 from mcit.strategies import Context, TaskView
 from mcit.strategies._importance import Anchor, normalise_mean_one
 from mcit.strategies.agem import agem_project_
 from mcit.strategies.dgg import scales
 
-pytestmark = pytest.mark.slow
 
 
 class Net(nn.Module):
@@ -127,6 +131,7 @@ def _worker(rank: int, size: int, port: int, results) -> None:
         torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_methods_on_sharded_parameters_match_one_process():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -140,3 +145,11 @@ def test_methods_on_sharded_parameters_match_one_process():
         assert out["unused_dropped"], "a parameter no process ran must keep no gradient (AdamW then leaves it alone)"
         assert out["tree_kept"] and out["resharded"]
     assert results[0]["whole_state"] < 1e-6 and results[1]["whole_state"] is True
+
+
+@pytest.mark.parametrize("name", [n for n in STRATEGIES.names() if not STRATEGIES.get(n).shards])
+def test_a_method_that_does_not_run_sharded_is_refused_before_anything_is_written(tmp_path, name):
+    config = load_config(None, tiny_overrides(method=f"[{name}]"))
+    with pytest.raises(UserError, match=f"method {name} does not run on sharded parameters.*Methods that do: agem, dgg"):
+        Runner(config, tmp_path / "run", world=World(0, 2, sharded=True)).run()
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())

@@ -169,12 +169,15 @@ def lora_targets(model: torch.nn.Module, wanted: Iterable[str] | None = None) ->
     return [n for n in linears if any(n in found for found in matches.values())]
 
 
-def configure_trainable(model: torch.nn.Module, trainable: Iterable[str], lora=None) -> torch.nn.Module:
+def configure_trainable(model: torch.nn.Module, trainable: Iterable[str], lora=None, seed: int = 0) -> torch.nn.Module:
     """Freeze everything, then unfreeze the named parts; optionally add LoRA to the LM.
 
     With ``lora`` (a :class:`mcit.config.LoraConfig`), peft adds adapters to every linear
     layer of the language model (not the output head); the language model's base weights stay
-    frozen and the adapters train. Other listed parts train with full weights.
+    frozen and the adapters train. Other listed parts train with full weights. The adapters'
+    random initialisation is drawn from ``seed`` (torch's global generator is left as it
+    was), so it does not depend on what the process ran before: the same in every process of
+    a distributed run, in every cell of a sweep, and in a run and its resumption.
 
     Returns:
         The model to train (a peft wrapper when LoRA is on).
@@ -190,7 +193,9 @@ def configure_trainable(model: torch.nn.Module, trainable: Iterable[str], lora=N
         peft_config = LoraConfig(
             r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, use_rslora=lora.rslora, target_modules=targets
         )
-        model = get_peft_model(model, peft_config)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = get_peft_model(model, peft_config)
     for name, parameter in model.named_parameters():
         if lora is not None and "lora_" in name:
             parameter.requires_grad_(True)

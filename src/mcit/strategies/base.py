@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from mcit.data.collate import Batch
 from mcit.data.sample import Sample, SampleLookup
 from mcit.distributed import SINGLE, World
+from mcit.errors import UserError
 from mcit.registry import Registry
 from mcit.sharding import trainable_parameters
 
@@ -202,6 +203,16 @@ class StrategyChain(Strategy):
     def __init__(self, strategies: Sequence[tuple[str, Strategy]]) -> None:
         super().__init__()
         self.strategies = list(strategies)
+
+    def check_shards(self) -> None:
+        """Refuse a chain with a method that does not run on sharded parameters (FSDP2) yet."""
+        refused = [name for name, one in self.strategies if not one.shards]
+        if refused:
+            shardable = ", ".join(sorted(name for name in STRATEGIES.names() if STRATEGIES.get(name).shards))
+            raise UserError(
+                f"method {', '.join(refused)} does not run on sharded parameters (FSDP) yet; run it data parallel "
+                f"(configs/accelerate/ddp.yaml). Methods that do: {shardable}"
+            )
 
     def setup_model(self, model: torch.nn.Module, seed: int) -> torch.nn.Module:
         for _, strategy in self.strategies:

@@ -74,7 +74,10 @@ def train(
     Each optimizer step takes ``settings.batch_size`` samples, in micro-batches of
     ``settings.micro_batch_size`` if set (gradients accumulated, weighted by answer tokens),
     split over the processes of ``ctx.world`` if several (each takes its share of every
-    step's batch; gradients are summed over them before ``after_backward``),
+    step's batch; gradients are summed over them before ``after_backward``: by one
+    all-reduce here, or by FSDP's reduce-scatter where the parameters are sharded, when every
+    process runs the same number of micro-batches and a parameter no process ran keeps no
+    gradient),
     under bf16 autocast if ``settings.mixed_precision`` says so, and on fp32 master weights
     when the model's weights are low precision (:mod:`mcit.training.precision`). The loss is
     read back from the device every ``settings.loss_every`` steps, before each checkpoint and
