@@ -1,8 +1,11 @@
-"""Shared fixtures: a tiny, fast configuration of the embedded stream."""
+"""Shared fixtures: a tiny, fast configuration of the embedded stream; two processes on gloo."""
 
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -69,3 +72,33 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def on_two_gloo_processes(worker: Callable[[int], Any]) -> list[Any]:
+    """``worker(rank)`` run in two spawned processes, with the environment a launcher gives them
+    (``RANK``, ``WORLD_SIZE``, ``MASTER_PORT``, ...); returns what each returned, by rank.
+
+    ``worker`` must be a module-level function (it is pickled by name); it joins the processes
+    itself (``world_from_environment`` or ``init_process_group("gloo")``); the group is torn
+    down after it returns.
+    """
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_gloo_process, args=(worker, port, results), nprocs=2, join=True)
+    return [results[0], results[1]]
+
+
+def _gloo_process(rank: int, worker: Callable[[int], Any], port: int, results) -> None:
+    import torch
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    try:
+        results[rank] = worker(rank)
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()

@@ -39,7 +39,6 @@ from torch import nn
 from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor, Shard
 
-
 _KEPT = "_mcit_sharded_trainable"
 
 

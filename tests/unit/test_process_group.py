@@ -3,16 +3,14 @@ collectives on a real 2-process gloo group (torch.multiprocessing)."""
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import on_two_gloo_processes
 from mcit.data.collate import Batch
 from mcit.data.sample import Sample
 from mcit.distributed import SINGLE, World, world_from_environment
@@ -95,37 +93,27 @@ def test_a_step_smaller_than_the_processes_is_refused_before_any_collective():
         train(ctx, data, Strategy(), TrainConfig(batch_size=1, epochs=1))
 
 
-def _collectives(rank: int, size: int, port: int, results) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(size), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
+def _collectives(rank: int) -> dict:
     world = world_from_environment()
-    try:
-        # Answer tokens: rank 0 has micro-batches of 3 and 1 tokens, rank 1 one of 4: shares over all 8.
-        labels = {0: [torch.tensor([[1, 1, 1]]), torch.tensor([[1, -100, -100]])], 1: [torch.tensor([[1, 1, 1, 1]])]}[rank]
-        micro = [MicroBatch(Batch({}, lab, ()), int((lab != -100).sum())) for lab in labels]
-        weights = [m.weight for m in weigh(micro, world)]
-        # Gradients: "both" has one on each rank, "one" on rank 1 only, "none" on neither.
-        both, one, none = (torch.nn.Parameter(torch.zeros(2)) for _ in range(3))
-        both.grad = torch.full((2,), float(rank + 1))
-        if rank == 1:
-            one.grad = torch.tensor([5.0, 6.0])
-        loss = _sum_over_processes(world, [both, one, none], torch.tensor(0.25 * (rank + 1)))
-        results[rank] = {
-            "weights": weights, "both": both.grad.tolist(), "one": one.grad.tolist(), "none": none.grad,
-            "loss": float(loss), "gather": world.gather([f"r{rank}a", f"r{rank}b"]), "broadcast": world.broadcast(f"from {rank}"),
-        }  # fmt: skip
-    finally:
-        torch.distributed.destroy_process_group()
+    # Answer tokens: rank 0 has micro-batches of 3 and 1 tokens, rank 1 one of 4: shares over all 8.
+    labels = {0: [torch.tensor([[1, 1, 1]]), torch.tensor([[1, -100, -100]])], 1: [torch.tensor([[1, 1, 1, 1]])]}[rank]
+    micro = [MicroBatch(Batch({}, lab, ()), int((lab != -100).sum())) for lab in labels]
+    weights = [m.weight for m in weigh(micro, world)]
+    # Gradients: "both" has one on each rank, "one" on rank 1 only, "none" on neither.
+    both, one, none = (torch.nn.Parameter(torch.zeros(2)) for _ in range(3))
+    both.grad = torch.full((2,), float(rank + 1))
+    if rank == 1:
+        one.grad = torch.tensor([5.0, 6.0])
+    loss = _sum_over_processes(world, [both, one, none], torch.tensor(0.25 * (rank + 1)))
+    return {
+        "weights": weights, "both": both.grad.tolist(), "one": one.grad.tolist(), "none": none.grad,
+        "loss": float(loss), "gather": world.gather([f"r{rank}a", f"r{rank}b"]), "broadcast": world.broadcast(f"from {rank}"),
+    }  # fmt: skip
 
 
 @pytest.mark.slow
 def test_collectives_on_two_gloo_processes():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    results = mp.Manager().dict()
-    mp.spawn(_collectives, args=(2, port, results), nprocs=2, join=True)
-    zero, one = results[0], results[1]
+    zero, one = on_two_gloo_processes(_collectives)
     assert zero["weights"] == [3 / 8, 1 / 8] and one["weights"] == [4 / 8]
     for result in (zero, one):
         assert result["both"] == [3.0, 3.0] and result["one"] == [5.0, 6.0]

@@ -9,26 +9,22 @@ differences, which the test bounds by float summation order (1e-5).
 from __future__ import annotations
 
 import copy
-import os
-import socket
+import dataclasses
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from torch import nn
 
-from conftest import tiny_overrides
+from conftest import on_two_gloo_processes, tiny_overrides
 from mcit.config import load_config
-from mcit.distributed import World
+from mcit.distributed import World, world_from_environment
 from mcit.errors import UserError
 from mcit.runner import Runner
-from mcit.strategies import STRATEGIES
 from mcit.sharding import Layout, ParameterUse, full, local, local_part, shard_model, unsharded, whole_state
-from mcit.strategies import Context, TaskView
+from mcit.strategies import STRATEGIES, Context, TaskView
 from mcit.strategies._importance import Anchor, normalise_mean_one
 from mcit.strategies.agem import agem_project_
 from mcit.strategies.dgg import scales
-
 
 
 class Net(nn.Module):
@@ -48,96 +44,86 @@ def _diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().max()) if a.numel() else 0.0
 
 
-def _worker(rank: int, size: int, port: int, results) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=size)
-    try:
-        torch.manual_seed(0)
-        reference = Net()
-        model = copy.deepcopy(reference)
-        shard_model(model, [model.a])
-        world = World(rank, size, sharded=True)
-        one = Context(reference, TaskView(1, "t", []), 0, torch.device("cpu"))
-        ctx = Context(model, TaskView(1, "t", []), 0, torch.device("cpu"), world=world)
-        sharded = dict(ctx.trainable())
-        generator = torch.Generator().manual_seed(1)
-        names = [n for n, _ in one.trainable()]
-        theta = {n: p.detach() + 0.1 * torch.randn(p.shape, generator=generator) for n, p in one.trainable()}
-        omega = {n: torch.rand(p.shape, generator=generator) for n, p in one.trainable()}
-        out: dict[str, float | bool] = {}
+def _worker(rank: int) -> dict:
+    world = dataclasses.replace(world_from_environment(), sharded=True)
+    torch.manual_seed(0)
+    reference = Net()
+    model = copy.deepcopy(reference)
+    shard_model(model, [model.a])
+    one = Context(reference, TaskView(1, "t", []), 0, torch.device("cpu"))
+    ctx = Context(model, TaskView(1, "t", []), 0, torch.device("cpu"), world=world)
+    sharded = dict(ctx.trainable())
+    generator = torch.Generator().manual_seed(1)
+    names = [n for n, _ in one.trainable()]
+    theta = {n: p.detach() + 0.1 * torch.randn(p.shape, generator=generator) for n, p in one.trainable()}
+    omega = {n: torch.rand(p.shape, generator=generator) for n, p in one.trainable()}
+    out: dict[str, float | bool] = {}
 
-        # The penalty and its recorded gradient (SI), with the step's task loss over a batch split in two.
-        x = torch.randn(4, 6, generator=generator)
-        whole_anchor, anchor = Anchor(), Anchor()
-        whole_anchor.theta_star, whole_anchor.importance = theta, omega
-        anchor.theta_star = {n: local_part(t, sharded[n]).clone() for n, t in theta.items()}
-        anchor.importance = {n: local_part(t, sharded[n]).clone() for n, t in omega.items()}
-        expected = whole_anchor.penalised(one, reference(x).square().mean(), 0.7, record_gradients=True)
-        expected.backward()
-        ctx.shard_weight = 0.5  # this process's micro-batch weight: half of the batch
-        mine = x[2 * rank : 2 * rank + 2]
-        loss = anchor.penalised(ctx, model(mine).square().mean(), 0.7, record_gradients=True) * 0.5
-        loss.backward()
-        total = loss.detach().reshape(1).clone()
-        world.sum_tensors_([total])
-        out["loss"] = abs(float(total) - float(expected))
-        out["grad"] = max(_diff(full(sharded[n].grad), p.grad) for n, p in one.trainable() if n in sharded)
-        recorded = Layout(model).gather(anchor.penalty_grads.by_name(names))
-        out["penalty_grads"] = max(_diff(recorded[n], t) for n, t in whole_anchor.penalty_grads.by_name(names).items())
+    # The penalty and its recorded gradient (SI), with the step's task loss over a batch split in two.
+    x = torch.randn(4, 6, generator=generator)
+    whole_anchor, anchor = Anchor(), Anchor()
+    whole_anchor.theta_star, whole_anchor.importance = theta, omega
+    anchor.theta_star = {n: local_part(t, sharded[n]).clone() for n, t in theta.items()}
+    anchor.importance = {n: local_part(t, sharded[n]).clone() for n, t in omega.items()}
+    expected = whole_anchor.penalised(one, reference(x).square().mean(), 0.7, record_gradients=True)
+    expected.backward()
+    ctx.shard_weight = 0.5  # this process's micro-batch weight: half of the batch
+    mine = x[2 * rank : 2 * rank + 2]
+    loss = anchor.penalised(ctx, model(mine).square().mean(), 0.7, record_gradients=True) * 0.5
+    loss.backward()
+    total = loss.detach().reshape(1).clone()
+    world.sum_tensors_([total])
+    out["loss"] = abs(float(total) - float(expected))
+    out["grad"] = max(_diff(full(sharded[n].grad), p.grad) for n, p in one.trainable() if n in sharded)
+    recorded = Layout(model).gather(anchor.penalty_grads.by_name(names))
+    out["penalty_grads"] = max(_diff(recorded[n], t) for n, t in whole_anchor.penalty_grads.by_name(names).items())
 
-        # ParameterUse: the layer no forward ran got FSDP's zero gradient; it must end with none, the others keep theirs.
-        use = ParameterUse(model)
-        model.zero_grad(set_to_none=True)
-        model(mine).sum().backward()
-        had_zero = sharded["unused.weight"].grad is not None and float(full(sharded["unused.weight"].grad).abs().sum()) == 0
-        use.drop_unused_(world)
-        out["unused_dropped"] = had_zero and sharded["unused.weight"].grad is None and sharded["a.weight"].grad is not None
-        use.close()
+    # ParameterUse: the layer no forward ran got FSDP's zero gradient; it must end with none, the others keep theirs.
+    use = ParameterUse(model)
+    model.zero_grad(set_to_none=True)
+    model(mine).sum().backward()
+    had_zero = sharded["unused.weight"].grad is not None and float(full(sharded["unused.weight"].grad).abs().sum()) == 0
+    use.drop_unused_(world)
+    out["unused_dropped"] = had_zero and sharded["unused.weight"].grad is None and sharded["a.weight"].grad is not None
+    use.close()
 
-        # DGG's norms and A-GEM's dot products over the shards.
-        shards = [local(sharded[n]).detach() for n in names]
-        displacement = [s - local_part(theta[n], sharded[n]) for s, n in zip(shards, names)]
-        grads = [local_part(omega[n] - 0.5, sharded[n]).clone() for n in names]
-        whole_d = [reference.get_parameter(n).detach() - theta[n] for n in names]
-        whole_g = [omega[n] - 0.5 for n in names]
-        for norm in ("global", "per_tensor"):
-            got, want = scales(displacement, grads, norm, world), scales(whole_d, whole_g, norm)
-            out[f"dgg_{norm}"] = max(abs(a - b) for a, b in zip(got, want))
-        reference_grads = [local_part(-t, sharded[n]).clone() for n, t in zip(names, whole_g)]  # g.g_ref < 0: projects
-        agem_project_(grads, reference_grads, world)
-        whole_projected = [g.clone() for g in whole_g]
-        agem_project_(whole_projected, [-g for g in whole_g])
-        gathered = Layout(model).gather(dict(zip(names, grads)))
-        out["agem"] = max(_diff(gathered[n], g) for n, g in zip(names, whole_projected))
+    # DGG's norms and A-GEM's dot products over the shards.
+    shards = [local(sharded[n]).detach() for n in names]
+    displacement = [s - local_part(theta[n], sharded[n]) for s, n in zip(shards, names)]
+    grads = [local_part(omega[n] - 0.5, sharded[n]).clone() for n in names]
+    whole_d = [reference.get_parameter(n).detach() - theta[n] for n in names]
+    whole_g = [omega[n] - 0.5 for n in names]
+    for norm in ("global", "per_tensor"):
+        got, want = scales(displacement, grads, norm, world), scales(whole_d, whole_g, norm)
+        out[f"dgg_{norm}"] = max(abs(a - b) for a, b in zip(got, want))
+    reference_grads = [local_part(-t, sharded[n]).clone() for n, t in zip(names, whole_g)]  # g.g_ref < 0: projects
+    agem_project_(grads, reference_grads, world)
+    whole_projected = [g.clone() for g in whole_g]
+    agem_project_(whole_projected, [-g for g in whole_g])
+    gathered = Layout(model).gather(dict(zip(names, grads)))
+    out["agem"] = max(_diff(gathered[n], g) for n, g in zip(names, whole_projected))
 
-        # Mean-1 normalisation over all shards; the state tree's round trip through whole tensors.
-        normalised = Layout(model).gather(normalise_mean_one(anchor.importance, world))
-        out["normalise"] = max(_diff(normalised[n], t) for n, t in normalise_mean_one(omega).items())
-        tree = {"anchor": {"theta_star": theta, "tasks": 3}, "other": [torch.ones(2)]}
-        back = Layout(model).gather(Layout(model).scatter(tree))
-        out["round_trip"] = max(_diff(back["anchor"]["theta_star"][n], t) for n, t in theta.items())
-        out["tree_kept"] = back["anchor"]["tasks"] == 3 and torch.equal(back["other"][0], torch.ones(2))
+    # Mean-1 normalisation over all shards; the state tree's round trip through whole tensors.
+    normalised = Layout(model).gather(normalise_mean_one(anchor.importance, world))
+    out["normalise"] = max(_diff(normalised[n], t) for n, t in normalise_mean_one(omega).items())
+    tree = {"anchor": {"theta_star": theta, "tasks": 3}, "other": [torch.ones(2)]}
+    back = Layout(model).gather(Layout(model).scatter(tree))
+    out["round_trip"] = max(_diff(back["anchor"]["theta_star"][n], t) for n, t in theta.items())
+    out["tree_kept"] = back["anchor"]["tasks"] == 3 and torch.equal(back["other"][0], torch.ones(2))
 
-        # Whole weights for evaluation: a different number of forwards per process, no collective among them.
-        with torch.no_grad(), unsharded(model):
-            outputs = [model(x) for _ in range(rank + 1)]
-        out["unsharded"] = max(_diff(o, reference(x)) for o in outputs)
-        out["resharded"] = type(dict(model.named_parameters())["b.weight"]).__name__ == "DTensor"
-        state = whole_state(model, keep=rank == 0)
-        out["whole_state"] = (state is None) if rank else max(_diff(state[n], t) for n, t in reference.state_dict().items())
-        results[rank] = out
-    finally:
-        torch.distributed.destroy_process_group()
+    # Whole weights for evaluation: a different number of forwards per process, no collective among them.
+    with torch.no_grad(), unsharded(model):
+        outputs = [model(x) for _ in range(rank + 1)]
+    out["unsharded"] = max(_diff(o, reference(x)) for o in outputs)
+    out["resharded"] = type(dict(model.named_parameters())["b.weight"]).__name__ == "DTensor"
+    state = whole_state(model, keep=rank == 0)
+    out["whole_state"] = (state is None) if rank else max(_diff(state[n], t) for n, t in reference.state_dict().items())
+    return out
 
 
 @pytest.mark.slow
 def test_methods_on_sharded_parameters_match_one_process():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    results = mp.Manager().dict()
-    mp.spawn(_worker, args=(2, port, results), nprocs=2, join=True)
+    results = on_two_gloo_processes(_worker)
     for rank in (0, 1):
         out = dict(results[rank])
         for key in ("loss", "grad", "penalty_grads", "dgg_global", "dgg_per_tensor", "agem", "normalise", "round_trip", "unsharded"):
