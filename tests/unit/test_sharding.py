@@ -20,11 +20,21 @@ from mcit.config import load_config
 from mcit.distributed import World, world_from_environment
 from mcit.errors import UserError
 from mcit.runner import Runner
-from mcit.sharding import Layout, ParameterUse, full, local, local_part, shard_model, unsharded, whole_state
+from mcit.sharding import (
+    Layout,
+    ParameterUse,
+    as_shard_of,
+    full,
+    local,
+    local_part,
+    shard_model,
+    unsharded,
+    whole_state,
+)
 from mcit.strategies import STRATEGIES, Context, TaskView
 from mcit.strategies._importance import Anchor, normalise_mean_one
 from mcit.strategies.agem import agem_project_
-from mcit.strategies.dgg import scales
+from mcit.strategies.dgg import scales, streamed_guidance
 
 
 class Net(nn.Module):
@@ -78,6 +88,20 @@ def _worker(rank: int) -> dict:
     recorded = Layout(model).gather(anchor.penalty_grads.by_name(names))
     out["penalty_grads"] = max(_diff(recorded[n], t) for n, t in whole_anchor.penalty_grads.by_name(names).items())
 
+    # The same penalty with theta* and Omega in host memory (train.offload_method_state), streamed shard by shard.
+    model.zero_grad(set_to_none=True)
+    streamed = Anchor()
+    streamed.theta_star, streamed.importance = dict(anchor.theta_star), dict(anchor.importance)
+    value = streamed.penalty(dataclasses.replace(ctx, state_device=torch.device("cpu", 0), shard_weight=1.0), 0.7)
+    value.backward()
+    parts = torch.stack([value.detach()])
+    world.sum_tensors_([parts])
+    whole_value = whole_anchor.penalty(one, 0.7)
+    out["streamed_penalty"] = abs(float(parts[0]) - float(whole_value)) + max(
+        _diff(full(sharded[n].grad), 2 * 0.7 * omega[n] * (reference.get_parameter(n).detach() - theta[n])) for n in names
+    )
+    model.zero_grad(set_to_none=True)
+
     # ParameterUse: the layer no forward ran got FSDP's zero gradient; it must end with none, the others keep theirs.
     use = ParameterUse(model)
     model.zero_grad(set_to_none=True)
@@ -96,6 +120,14 @@ def _worker(rank: int) -> dict:
     for norm in ("global", "per_tensor"):
         got, want = scales(displacement, grads, norm, world), scales(whole_d, whole_g, norm)
         out[f"dgg_{norm}"] = max(abs(a - b) for a, b in zip(got, want))
+    # DGG with theta* in host memory: .grad += d * scale, one shard tensor at a time.
+    params = [sharded[n] for n in names]
+    for p, g in zip(params, grads):
+        p.grad = as_shard_of(g.clone(), p)
+    streamed_guidance(params, [local_part(theta[n], sharded[n]).clone() for n in names], "global", world)
+    (scale,) = set(scales(whole_d, whole_g, "global"))
+    out["dgg_streamed"] = max(_diff(full(p.grad), g + d * scale) for p, g, d in zip(params, whole_g, whole_d))
+    model.zero_grad(set_to_none=True)
     reference_grads = [local_part(-t, sharded[n]).clone() for n, t in zip(names, whole_g)]  # g.g_ref < 0: projects
     agem_project_(grads, reference_grads, world)
     whole_projected = [g.clone() for g in whole_g]
@@ -126,7 +158,7 @@ def test_methods_on_sharded_parameters_match_one_process():
     results = on_two_gloo_processes(_worker)
     for rank in (0, 1):
         out = dict(results[rank])
-        for key in ("loss", "grad", "penalty_grads", "dgg_global", "dgg_per_tensor", "agem", "normalise", "round_trip", "unsharded"):
+        for key in ("loss", "grad", "penalty_grads", "streamed_penalty", "dgg_global", "dgg_streamed", "dgg_per_tensor", "agem", "normalise", "round_trip", "unsharded"):
             assert out[key] < 1e-5, (rank, key, out[key])
         assert out["unused_dropped"], "a parameter no process ran must keep no gradient (AdamW then leaves it alone)"
         assert out["tree_kept"] and out["resharded"]
