@@ -1,15 +1,16 @@
-"""One process against two data-parallel processes on the same cores, side by side.
+"""One process against two processes, data parallel and FSDP2, on the same cores, side by side.
 
-Usage: .venv/bin/python experiments/data_parallel_speed.py [--rounds 2] [--out runs/data-parallel-speed]
-       [key=value ...]   (overrides of the run; default: 3 tasks of 800 samples, no base stage)
+Usage: .venv/bin/python experiments/data_parallel_speed.py [--rounds 2] [--engines ddp,fsdp]
+       [--out runs/data-parallel-speed] [key=value ...]   (overrides of the run; default: 3 tasks
+       of 800 samples, no base stage)
 
-Runs the same stream with one process of ``--threads`` threads and with ``accelerate launch
---config_file configs/accelerate/ddp-cpu.yaml`` (two processes of ``--threads / 2`` threads
-each), alternately, ``--rounds`` times each (order flipped every round, so drifting load hits
-both alike). Prints training samples/s and evaluation seconds (from each run's results) and
-the ratio of the medians (two processes / one). On a CPU the two processes share the same
-cores, so the ratio says what the gradient all-reduce and the per-step bookkeeping cost, not
-what a second device gains.
+Runs the same stream with one process of ``--threads`` threads and with ``accelerate launch``
+of ``configs/accelerate/ddp-cpu.yaml`` and of ``fsdp-cpu.yaml`` (two processes of ``--threads
+/ 2`` threads each), in turn, ``--rounds`` times each (the order reversed every round, so
+drifting load hits all alike). Prints training samples/s and evaluation seconds (from each
+run's results) and the ratios of the medians (two processes / one). On a CPU the two
+processes share the same cores, so a ratio says what the collectives and the per-step
+bookkeeping cost, not what a second device gains.
 """
 
 from __future__ import annotations
@@ -30,14 +31,17 @@ DEFAULTS = [
 ]  # fmt: skip
 
 
-def one_run(out: Path, processes: int, threads: int, overrides: list[str]) -> tuple[float, float]:
-    """(training samples/s, evaluation seconds) of one run into ``out``."""
+ENGINES = {"ddp": "ddp-cpu.yaml", "fsdp": "fsdp-cpu.yaml"}
+
+
+def one_run(out: Path, engine: str | None, threads: int, overrides: list[str]) -> tuple[float, float]:
+    """(training samples/s, evaluation seconds) of one run into ``out``: one process (``engine`` None) or two."""
     shutil.rmtree(out, ignore_errors=True)
     args = ["run", *DEFAULTS, *overrides, f"threads={threads}", "--out", str(out)]
-    if processes == 1:
+    if engine is None:
         command = [sys.executable, "-m", "mcit", *args]
     else:
-        config = ROOT / "configs" / "accelerate" / "ddp-cpu.yaml"
+        config = ROOT / "configs" / "accelerate" / ENGINES[engine]
         command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "-m", "mcit", *args]
     subprocess.run(command, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     results = json.loads((out / "results.json").read_text())
@@ -50,23 +54,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--engines", default="ddp,fsdp", help="Two-process engines to time against one process.")
     parser.add_argument("--out", type=Path, default=Path("runs/data-parallel-speed"))
     args, overrides = parser.parse_known_args()
-    measured: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
+    arms: list[str | None] = [None, *args.engines.split(",")]
+    measured: dict[str | None, list[tuple[float, float]]] = {arm: [] for arm in arms}
     for round_index in range(args.rounds):
-        order = (1, 2) if round_index % 2 == 0 else (2, 1)
-        for processes in order:
-            threads = args.threads if processes == 1 else max(1, args.threads // 2)
-            speed, evaluation = one_run(args.out / f"p{processes}", processes, threads, overrides)
-            measured[processes].append((speed, evaluation))
-            print(f"round {round_index + 1}: {processes} process(es) x {threads} thread(s): "
+        for arm in arms if round_index % 2 == 0 else arms[::-1]:
+            threads = args.threads if arm is None else max(1, args.threads // 2)
+            speed, evaluation = one_run(args.out / (arm or "one"), arm, threads, overrides)
+            measured[arm].append((speed, evaluation))
+            label = "1 process" if arm is None else f"2 processes ({arm})"
+            print(f"round {round_index + 1}: {label} x {threads} thread(s): "
                   f"{speed:7.1f} training samples/s, evaluation {evaluation:5.1f} s", flush=True)  # fmt: skip
-    speed = {p: statistics.median(s for s, _ in runs) for p, runs in measured.items()}
-    evaluation = {p: statistics.median(e for _, e in runs) for p, runs in measured.items()}
-    print(f"median training samples/s: one process {speed[1]:.1f}, two processes {speed[2]:.1f}; "
-          f"two / one = {speed[2] / speed[1]:.3f}")  # fmt: skip
-    print(f"median evaluation seconds: one process {evaluation[1]:.1f}, two processes {evaluation[2]:.1f}; "
-          f"one / two = {evaluation[1] / evaluation[2]:.3f}")  # fmt: skip
+    speed = {arm: statistics.median(s for s, _ in runs) for arm, runs in measured.items()}
+    evaluation = {arm: statistics.median(e for _, e in runs) for arm, runs in measured.items()}
+    for arm in arms[1:]:
+        print(f"median training samples/s: one process {speed[None]:.1f}, two processes ({arm}) {speed[arm]:.1f}; "
+              f"two / one = {speed[arm] / speed[None]:.3f}")  # fmt: skip
+        print(f"median evaluation seconds: one process {evaluation[None]:.1f}, two processes ({arm}) {evaluation[arm]:.1f}; "
+              f"one / two = {evaluation[None] / evaluation[arm]:.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":
