@@ -40,11 +40,11 @@ from mcit.models.hf import (
     parameter_table,
     trainable_state,
 )
-from mcit.models.saving import save_standard
+from mcit.models.saving import save_standard, writes_adapter
 from mcit.scenarios import Scenario, build_scenario
 from mcit.seeds import derive_seed
 from mcit.selection import SelectionContext
-from mcit.sharding import Layout, shard_model, unsharded, whole_state
+from mcit.sharding import Layout, shard_model, trainable_parameters, unsharded, whole_state
 from mcit.store import BASE_DIR, STEP_PREFIX, RunStore
 from mcit.strategies import STRATEGIES, Context, Strategy, StrategyChain, TaskView
 from mcit.tracking import RunTrackers, check_trackers
@@ -175,9 +175,13 @@ class Runner:
     def _standard_form(self, model, processor, strategy: Strategy) -> Callable[[Path], Any]:
         """Writes a checkpoint's model in its standard form (``save_models``); skipped, and said once, where the methods' modules cannot be folded exactly.
 
-        A sharded model's weights are gathered here, by every process (rank 0 writes them).
+        A sharded model's weights are gathered here, by every process (rank 0 writes them):
+        the trained ones where the adapter alone is written, else all.
         """
-        whole = whole_state(model, keep=self.world.is_main) if self.world.sharded else None
+        whole = None
+        if self.world.sharded:
+            names = {name for name, _ in trainable_parameters(model)} if writes_adapter(model, strategy) else None
+            whole = whole_state(model, keep=self.world.is_main, names=names)
 
         def write(directory: Path) -> None:
             try:

@@ -96,11 +96,14 @@ def full(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
 
 
-def whole_state(model: nn.Module, keep: bool = True) -> dict[str, torch.Tensor] | None:
-    """``model.state_dict()`` with every sharded tensor gathered whole, on the CPU (a collective:
-    every process must call it); ``None`` where not ``keep`` (the processes that do not write)."""
+def whole_state(model: nn.Module, keep: bool = True, names: set[str] | None = None) -> dict[str, torch.Tensor] | None:
+    """``model.state_dict()`` (its ``names`` only, if given) with every sharded tensor gathered
+    whole, on the CPU (a collective: every process must call it); ``None`` where not ``keep``
+    (the processes that do not write)."""
     whole = {}
     for name, tensor in model.state_dict().items():
+        if names is not None and name not in names:
+            continue
         tensor = full(tensor)
         if keep:
             whole[name] = tensor.detach().to("cpu", copy=True)

@@ -63,6 +63,11 @@ def save_model(model: torch.nn.Module, processor, target: Path) -> Path:
     return Path(target)
 
 
+def writes_adapter(model: torch.nn.Module, strategy=None) -> bool:
+    """Whether :func:`save_standard` writes the adapter alone (the trained weights), not the whole model."""
+    return is_peft(model) and (strategy is None or strategy.adapter_export())
+
+
 def save_standard(model: torch.nn.Module, processor, directory: Path, strategy=None, whole: dict[str, torch.Tensor] | None = None) -> Path:
     """Write ``directory/adapter`` (LoRA on) or ``directory/model`` (LoRA off); returns it.
 
@@ -72,9 +77,9 @@ def save_standard(model: torch.nn.Module, processor, directory: Path, strategy=N
     its ``export_model`` (which raises UserError where that is not exact). The live model
     is never changed: folding and merging work on a copy. A sharded model's weights come
     from ``whole``, its state dict with whole tensors (the methods that run sharded add no
-    modules, so nothing is folded).
+    modules, so nothing is folded; for an adapter, the trained tensors are enough).
     """
-    if is_peft(model) and (strategy is None or strategy.adapter_export()):
+    if writes_adapter(model, strategy):
         return save_adapter(model, Path(directory) / ADAPTER_DIR, whole)
     if whole is not None:
         if is_peft(model):
