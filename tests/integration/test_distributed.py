@@ -47,7 +47,7 @@ DRIVER = ROOT / "tests" / "distributed_driver.py"
 METHODS = {
     "seqft": "[seqft]", "er": "[{name: er, buffer_per_task: 24}]", "ewc": "[ewc]", "si": "[si]",
     "er+dgg": "[{name: er, buffer_per_task: 24}, dgg]", "agem": "[{name: agem, buffer_per_task: 24, reference_batch_size: 8}]",
-    "l2": "[l2]", "mas": "[mas]", "joint": "[joint]",
+    "l2": "[l2]", "mas": "[mas]", "joint": "[joint]", "soft_targets": "[soft_targets]",
 }  # fmt: skip
 NAMES = list(METHODS)  # run <i> of the launch is NAMES[i]
 EVAL_SAMPLES = 24

@@ -32,6 +32,7 @@ class SoftTargets(Strategy):
 
     options_class = SoftTargetsOptions
     options: SoftTargetsOptions
+    shards = True
 
     def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
         hard = answer_loss(outputs.logits, batch.labels)
