@@ -92,7 +92,8 @@ class World:
         return values.tolist()
 
     def sum_tensors_(self, tensors: Sequence[torch.Tensor]) -> None:
-        """Sum ``tensors`` over the processes, in place, in one fp32 all-reduce per device."""
+        """Sum ``tensors`` over the processes, in place, in one all-reduce per device (fp32, or
+        fp64 where one of them is; host tensors through the host-side group)."""
         if not self.distributed or not tensors:
             return
         import torch.distributed as dist
@@ -101,9 +102,10 @@ class World:
             by_device: dict[torch.device, list[torch.Tensor]] = {}
             for tensor in tensors:
                 by_device.setdefault(tensor.device, []).append(tensor)
-            for same_device in by_device.values():
-                flat = torch.cat([t.reshape(-1).float() for t in same_device])
-                dist.all_reduce(flat)
+            for device, same_device in by_device.items():
+                dtype = torch.float64 if any(t.dtype == torch.float64 for t in same_device) else torch.float32
+                flat = torch.cat([t.reshape(-1).to(dtype) for t in same_device])
+                dist.all_reduce(flat, group=self.group if device.type == "cpu" else None)
                 torch._foreach_copy_(same_device, [c.view_as(t) for c, t in zip(flat.split([t.numel() for t in same_device]), same_device)])
 
     def sum_over_shards_(self, tensors: Sequence[torch.Tensor]) -> None:
