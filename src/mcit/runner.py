@@ -121,7 +121,6 @@ class Runner:
         self._said_no_standard_form = False
         self.trackers = RunTrackers([], self.store.run_dir, "", {})
         self._steps_before = 0  # optimizer steps of the committed steps (the trackers' x axis)
-        self.layout = Layout(torch.nn.Module())  # the methods' state between shards and checkpoints (FSDP2)
 
     # -- pieces -------------------------------------------------------------------------
 
@@ -137,7 +136,7 @@ class Runner:
                 self.progress.message(f"{label}: resuming at step {resume['step']}")
 
             def on_checkpoint(progress: dict[str, Any]) -> None:
-                state = {"model": trainable_state(ctx.model), "strategy": self.layout.gather(strategy.state_dict()), "train": progress}
+                state = {"model": trainable_state(ctx.model), "strategy": Layout(ctx.model).gather(strategy.state_dict()), "train": progress}
                 self.store.save_checkpoint(PARTIAL, state, {"index": ctx.task.index, "task": ctx.task.name})
 
         def on_step(step: int, steps: int, loss: float | None) -> None:
@@ -157,7 +156,7 @@ class Runner:
             self.store.delete_checkpoint(PARTIAL)  # left by a task that has since been committed
             return None
         load_trainable_state(ctx.model, state["model"])
-        strategy.load_state_dict(self.layout.scatter(state["strategy"]))
+        strategy.load_state_dict(Layout(ctx.model).scatter(state["strategy"]))
         return state["train"]
 
     def _evaluate(self, model, collator, columns: list[Task], label: str, record: str) -> tuple[dict[str, float], float]:
@@ -322,9 +321,8 @@ class Runner:
                 self.progress.message(f"resuming after {scenario.step_label} {done}/{len(scenario.steps)} ({scenario.steps[done - 1]})")
             if self.world.sharded:
                 shard_model(model, decoder_layers(model))
-                self.layout = Layout(model)
                 if state is not None:
-                    strategy.load_state_dict(self.layout.scatter(state["strategy"]))
+                    strategy.load_state_dict(Layout(model).scatter(state["strategy"]))
             results["parameters"] = [
                 {"part": part, "total": total, "trainable": trainable} for part, total, trainable in parameter_table(model)
             ]
@@ -391,7 +389,7 @@ class Runner:
         }
         for relative, content in end.files.items():
             self.store.write_json(relative, content)
-        state = {"model": trainable_state(model), "strategy": self.layout.gather(strategy.state_dict()), "scenario": scenario.state_dict()}
+        state = {"model": trainable_state(model), "strategy": Layout(model).gather(strategy.state_dict()), "scenario": scenario.state_dict()}
         standard = self._standard_form(model, collator.processor, strategy) if self.config.save_models else None
         # Checkpoint first, then the results that point at it: each write is atomic.
         self.store.save_checkpoint(f"{STEP_PREFIX}{index + 1:03d}", state, {"task": step.name, "index": index}, standard)

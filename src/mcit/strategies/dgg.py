@@ -67,15 +67,22 @@ def scales(
     The scales are Python floats: a 0-d tensor operand makes foreach ops take a slow
     per-tensor path on CPU.
     """
+    return _scales_of(_squared_norms(displacement), _squared_norms(grads), norm, world)
+
+
+def _scales_of(
+    displacement_squares: torch.Tensor, grad_squares: torch.Tensor, norm: str, world: World
+) -> list[float | None]:
+    """:func:`scales` from each tensor's squared norms (this process's shards' where sharded)."""
     if norm not in ("global", "per_tensor"):
         raise ValueError(f"unknown norm {norm!r}; valid: global, per_tensor")
-    squares = torch.stack([_squared_norms(displacement), _squared_norms(grads)])  # (2, tensors)
+    squares = torch.stack([displacement_squares, grad_squares])  # (2, tensors)
     if norm == "global":
         squares = squares.sum(1, keepdim=True)
     world.sum_over_shards_([squares])
     d_norms, g_norms = squares.sqrt().tolist()
     out = [None if d == 0 else min(1.0, g / d) for d, g in zip(d_norms, g_norms)]
-    return out * len(displacement) if norm == "global" else out
+    return out * len(displacement_squares) if norm == "global" else out
 
 
 def _squared_norms(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -98,19 +105,11 @@ def streamed_guidance(
         def displacement(p: torch.nn.Parameter, a: torch.Tensor) -> torch.Tensor:
             return local(p).detach().float() - a.to(p.device, non_blocking=True)
 
-        grads = local_grads(params)
-        squares = torch.stack([
-            torch.tensor([float(displacement(p, a).square().sum()) for p, a in zip(params, anchor)], dtype=torch.float64),
-            _squared_norms(grads),
-        ])
-        if norm not in ("global", "per_tensor"):
-            raise ValueError(f"unknown norm {norm!r}; valid: global, per_tensor")
-        if norm == "global":
-            squares = squares.sum(1, keepdim=True)
-        world.sum_over_shards_([squares])
-        d_norms, g_norms = squares.sqrt().tolist()
-        found = [None if d == 0 else min(1.0, g / d) for d, g in zip(d_norms, g_norms)]
-        for p, a, scale in zip(params, anchor, found * len(params) if norm == "global" else found):
+        displacement_squares = torch.tensor(
+            [float(displacement(p, a).square().sum()) for p, a in zip(params, anchor)], dtype=torch.float64
+        )
+        found = _scales_of(displacement_squares, _squared_norms(local_grads(params)), norm, world)
+        for p, a, scale in zip(params, anchor, found):
             if scale is not None:
                 _add_to_grad(p, displacement(p, a) * scale)
 
