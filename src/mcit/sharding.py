@@ -129,6 +129,18 @@ def as_shard_of(part: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return DTensor.from_local(part.to(like.device), like.device_mesh, like.placements, shape=like.shape, stride=like.stride())
 
 
+def counted_once(value: torch.Tensor, processes: int) -> torch.Tensor:
+    """A term every process computes whole (the same value on each), as each process adds it to its loss.
+
+    Its value is divided by ``processes``, so the processes' summed loss counts it once; its
+    gradient is the whole one, as each process needs it: the whole tensors it was computed
+    from are gathered with ``full``, whose backward keeps each process's rows of the gradient.
+    """
+    if processes == 1:
+        return value
+    return value / processes + (value - value.detach()) * ((processes - 1) / processes)
+
+
 def shard_like(whole: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A whole tensor (e.g. from a checkpoint) sharded like ``like``, if ``like`` is a sharded tensor of its shape."""
     if not isinstance(like, DTensor) or whole.shape != like.shape:
@@ -208,7 +220,7 @@ class Layout:
 
     The methods keep per-parameter tensors in dicts keyed by parameter name (theta*, Omega,
     SI's path, DGG's anchor). In a state tree, every tensor under a key that names a sharded
-    trainable parameter is such a tensor: :meth:`gather` makes it whole (for a checkpoint
+    trainable parameter (or in a list under such a key) is such a tensor: :meth:`gather` makes it whole (for a checkpoint
     that loads on any number of processes), :meth:`scatter` takes this process's shard.
     """
 
@@ -226,10 +238,15 @@ class Layout:
 
     def _map(self, tree: Any, convert) -> Any:
         if isinstance(tree, dict):
-            return {
-                key: convert(key, value) if key in self.params and isinstance(value, torch.Tensor) else self._map(value, convert)
-                for key, value in tree.items()
-            }
+            return {key: self._convert(key, value, convert) if key in self.params else self._map(value, convert) for key, value in tree.items()}
         if isinstance(tree, list | tuple):
             return type(tree)(self._map(value, convert) for value in tree)
         return tree
+
+    def _convert(self, name: str, value: Any, convert) -> Any:
+        """A tensor under a parameter's name, or each tensor of a list of them (C-LoRA's task start: ``[theta]``)."""
+        if isinstance(value, torch.Tensor):
+            return convert(name, value)
+        if isinstance(value, list | tuple) and all(isinstance(t, torch.Tensor) for t in value):
+            return type(value)(convert(name, t) for t in value)
+        return self._map(value, convert)

@@ -168,6 +168,6 @@ def test_methods_on_sharded_parameters_match_one_process():
 @pytest.mark.parametrize("name", [n for n in STRATEGIES.names() if not STRATEGIES.get(n).shards])
 def test_a_method_that_does_not_run_sharded_is_refused_before_anything_is_written(tmp_path, name):
     config = load_config(None, tiny_overrides(method=f"[{name}]"))
-    with pytest.raises(UserError, match=f"method {name} does not run on sharded parameters.*Methods that do: agem, dgg"):
+    with pytest.raises(UserError, match=f"method {name} does not run on sharded parameters.*Methods that do: agem, clora, dgg"):
         Runner(config, tmp_path / "run", world=World(0, 2, sharded=True)).run()
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())

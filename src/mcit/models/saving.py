@@ -77,20 +77,48 @@ def save_standard(model: torch.nn.Module, processor, directory: Path, strategy=N
     its ``export_model`` (which raises UserError where that is not exact). The live model
     is never changed: folding and merging work on a copy. A sharded model's weights come
     from ``whole``, its state dict with whole tensors (the methods that run sharded add no
-    modules, so nothing is folded; for an adapter, the trained tensors are enough).
+    modules, so nothing is folded; for an adapter, the trained tensors are enough; a LoRA
+    model written whole has its adapters merged by :func:`merged_state`).
     """
     if writes_adapter(model, strategy):
         return save_adapter(model, Path(directory) / ADAPTER_DIR, whole)
     if whole is not None:
-        if is_peft(model):
-            raise UserError("a sharded LoRA model is written as its adapter only; this method's adapter does not reproduce the model")
-        model.save_pretrained(Path(directory) / MODEL_DIR, state_dict=whole)
+        base = model.get_base_model() if is_peft(model) else model
+        base.save_pretrained(Path(directory) / MODEL_DIR, state_dict=merged_state(model, whole) if is_peft(model) else whole)
         processor.save_pretrained(Path(directory) / MODEL_DIR)
         return Path(directory) / MODEL_DIR
     plain = model if strategy is None else strategy.export_model(model)  # export_model never changes its input
     if is_peft(plain) and plain is model:
         plain = copy.deepcopy(model)  # merge_and_unload merges in place
     return save_model(plain, processor, Path(directory) / MODEL_DIR)
+
+
+def merged_state(model: torch.nn.Module, whole: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The base model's state dict with every active LoRA adapter merged, from ``whole``, the peft model's state dict with whole tensors.
+
+    What ``merge_and_unload`` writes, computed on the state dict instead of the live (e.g.
+    sharded) model: ``W + scaling * B @ A`` per adapted linear layer (fp32 product, cast to
+    W's dtype), under the base model's names.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    merged = {}
+    for key, tensor in whole.items():
+        if ".lora_" not in key:
+            merged[key.removeprefix(_PEFT_PREFIX).replace(".base_layer.", ".")] = tensor
+    for name, module in model.named_modules():
+        if not isinstance(module, LoraLayer):
+            continue
+        target = f"{name.removeprefix(_PEFT_PREFIX)}.weight"
+        for adapter in module.active_adapters:
+            if adapter not in module.lora_A:
+                continue
+            if getattr(module, "fan_in_fan_out", False) or module.lora_A[adapter].weight.dim() != 2:
+                raise UserError(f"{name}: only linear LoRA layers (not fan_in_fan_out, not convolutions) are merged from a sharded model")
+            a, b = whole[f"{name}.lora_A.{adapter}.weight"].float(), whole[f"{name}.lora_B.{adapter}.weight"].float()
+            weight = merged[target]
+            merged[target] = weight + ((b @ a) * module.scaling[adapter]).to(weight.dtype)
+    return merged
 
 
 def load_adapter(base: torch.nn.Module, adapter: Path) -> torch.nn.Module:

@@ -5,6 +5,12 @@ and ``lora_B[adapter]`` (r -> out) and its ``scaling[adapter]`` (alpha / r, or a
 with rsLoRA). What the methods add on top: listing the adapters, folding an adapter into its
 base weight and restarting it (the same arithmetic when a run merges and when a resumed run
 re-applies a recorded merge, so both give the same bits), and seeded re-initialisation.
+
+On a sharded model (FSDP2, :mod:`mcit.sharding`) each process holds rows of every adapter
+and base weight: :func:`factors` gathers them whole (a collective: every process calls it,
+as every process runs the methods' hooks), :func:`fold` and :func:`restart` compute the
+whole update or initial value on every process and write each process's rows of it, so a
+sharded run writes the same values as a run on one process.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import math
 import torch
 
 from mcit.seeds import derive_seed
+from mcit.sharding import full, local, local_part
 
 Factors = dict[str, dict[str, torch.Tensor]]
 """Per adapted module name: ``{"A": lora_A weight, "B": lora_B weight}`` (CPU copies)."""
@@ -43,10 +50,10 @@ def lora_units(model: torch.nn.Module) -> dict[str, tuple[torch.nn.Module, str]]
 
 
 def factors(model: torch.nn.Module, adapter: str) -> Factors:
-    """CPU copies of one adapter's A and B in every layer that has it."""
+    """CPU copies of one adapter's A and B in every layer that has it (whole where sharded)."""
     return {
-        name: {"A": module.lora_A[adapter].weight.detach().to("cpu", copy=True),
-               "B": module.lora_B[adapter].weight.detach().to("cpu", copy=True)}
+        name: {"A": full(module.lora_A[adapter].weight.detach()).to("cpu", copy=True),
+               "B": full(module.lora_B[adapter].weight.detach()).to("cpu", copy=True)}
         for name, module in lora_layers(model).items()
         if adapter in module.lora_A
     }  # fmt: skip
@@ -66,7 +73,7 @@ def fold(model: torch.nn.Module, adapter: str, recorded: Factors) -> None:
         weight = module.get_base_layer().weight
         a, b = pair["A"].to(weight.device, torch.float32), pair["B"].to(weight.device, torch.float32)
         delta = (b @ a) * module.scaling[adapter]
-        weight.add_(delta.to(weight.dtype))
+        local(weight).add_(local_part(delta, weight).to(weight.dtype))
 
 
 @torch.no_grad()
@@ -78,5 +85,5 @@ def restart(model: torch.nn.Module, adapter: str, seed: int) -> None:
         a = module.lora_A[adapter].weight
         fresh = torch.empty(a.shape, dtype=torch.float32)
         torch.nn.init.kaiming_uniform_(fresh, a=math.sqrt(5), generator=torch.Generator().manual_seed(derive_seed(seed, name)))
-        a.copy_(fresh.to(a.device, a.dtype))
-        module.lora_B[adapter].weight.zero_()
+        local(a).copy_(local_part(fresh, a).to(a.device, a.dtype))
+        local(module.lora_B[adapter].weight).zero_()

@@ -11,6 +11,7 @@ from mcit.data.collate import Batch
 from mcit.strategies._importance import Tensors, tensors_state, to_device
 from mcit.strategies._lora import lora_units
 from mcit.strategies._low_rank import LowRank, compress, hadamard_square_sum
+from mcit.sharding import counted_once, full, local
 from mcit.strategies.base import STRATEGIES, Context, Strategy, StrategyOptions
 
 
@@ -23,9 +24,12 @@ class CLoRAOptions(StrategyOptions):
     )
 
 
-def _factors(module: torch.nn.Module, adapter: str, detach: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    b, a = module.lora_B[adapter].weight, module.lora_A[adapter].weight
-    return (b.detach().float().clone(), a.detach().float().clone()) if detach else (b.float(), a.float())
+def _factors(b: torch.Tensor, a: torch.Tensor, detach: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp32 (B, A) of one adapter, whole where sharded (``full``: an all-gather, differentiable: its
+    backward keeps each process's rows of the gradient)."""
+    if detach:
+        return full(b.detach()).float().clone(), full(a.detach()).float().clone()
+    return full(b).float(), full(a).float()
 
 
 @STRATEGIES.register("clora", help="C-LoRA: penalise the new LoRA update elementwise where past updates were large.")
@@ -56,10 +60,17 @@ class CLoRA(Strategy):
       1.0 then means the same average pull as l2. The normalisation is global (not per
       weight) so weights that changed more in the past stay more protected.
     - No penalty during the first task (P does not exist yet).
+
+    On sharded parameters (FSDP2) the LoRA factors are gathered whole on every process
+    (rank-sized: 2 all-gathers per adapted layer and micro-batch) and P's factors are kept
+    whole on every process; every process computes the LoRA part of the penalty whole and
+    counts it once (:func:`~mcit.sharding.counted_once`). Dense P and the dense updates are
+    this process's shards, their part of the penalty and of ``c`` summed over the shards.
     """
 
     options_class = CLoRAOptions
     options: CLoRAOptions
+    shards = True
 
     def __init__(self, options: CLoRAOptions | None = None) -> None:
         super().__init__(options)
@@ -69,36 +80,46 @@ class CLoRA(Strategy):
         self.start: dict[str, list[torch.Tensor]] | None = None  # per unit: [B, A] or [theta] at task start
         self._scale: float | None = None
 
-    def _units(self, ctx: Context) -> tuple[dict[str, tuple[torch.nn.Module, str]], dict[str, torch.nn.Parameter]]:
-        """LoRA units and the trainable parameters that belong to none of them."""
-        lora = lora_units(ctx.model)
-        inside = {id(p) for module, adapter in lora.values() for p in (module.lora_A[adapter].weight, module.lora_B[adapter].weight)}
-        full = {name: p for name, p in ctx.trainable() if id(p) not in inside}
-        return lora, full
+    def _units(self, ctx: Context) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor, float]], dict[str, torch.nn.Parameter]]:
+        """LoRA units as (B, A, scaling) and the trainable parameters that belong to none of them.
+
+        B and A are the trainable parameters by name (of a sharded model, the sharded ones,
+        which the optimizer steps), not the module attributes, which hold the gathered
+        weights of a unit between its forward and its backward.
+        """
+        trainable = dict(ctx.trainable())
+        lora = {}
+        for key, (module, adapter) in lora_units(ctx.model).items():
+            name = key.rsplit("/", 1)[0]
+            b = trainable.get(f"{name}.lora_B.{adapter}.weight", module.lora_B[adapter].weight)
+            a = trainable.get(f"{name}.lora_A.{adapter}.weight", module.lora_A[adapter].weight)
+            lora[key] = (b, a, module.scaling[adapter])
+        inside = {id(p) for b, a, _ in lora.values() for p in (b, a)}
+        dense = {name: p for name, p in trainable.items() if id(p) not in inside}
+        return lora, dense
 
     def _updates(self, ctx: Context, detach: bool) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], Tensors]:
         """DeltaW_t of every unit, fp32: LoRA units as factors (X, Y) with DeltaW_t = X Y, the others dense."""
         if self.start is None:
             raise RuntimeError("clora: no task start recorded (before_task was not called)")
-        lora, full = self._units(ctx)
+        lora, params = self._units(ctx)
         factored: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        for key, (module, adapter) in lora.items():
-            b, a = _factors(module, adapter, detach)
+        for key, (b, a, scaling) in lora.items():
+            b, a = _factors(b, a, detach)
             b0, a0 = self.start[key][0].to(b.device), self.start[key][1].to(a.device)
             # B A - B0 A0 = (B - B0) A + B0 (A - A0): exactly 0 at the task start, and no
             # cancellation between two large products when the update is small.
-            scaling = module.scaling[adapter]
             factored[key] = (torch.cat([scaling * (b - b0), scaling * b0], dim=1), torch.cat([a, a - a0], dim=0))
         dense: Tensors = {}
-        for name, param in full.items():
-            theta = param.detach().float() if detach else param.float()
+        for name, param in params.items():
+            theta = local(param).detach().float() if detach else local(param).float()
             dense[name] = theta - self.start[name][0].to(theta.device)
         return factored, dense
 
     def before_task(self, ctx: Context) -> None:
-        lora, full = self._units(ctx)
-        self.start = {key: list(_factors(module, adapter, detach=True)) for key, (module, adapter) in lora.items()}
-        self.start.update({name: [p.detach().float().clone()] for name, p in full.items()})
+        lora, params = self._units(ctx)
+        self.start = {key: list(_factors(b, a, detach=True)) for key, (b, a, _) in lora.items()}
+        self.start.update({name: [local(p).detach().float().clone()] for name, p in params.items()})
 
     def past_update(self, key: str) -> torch.Tensor | None:
         """P of one unit as a dense matrix (for inspection; the penalty never forms it)."""
@@ -106,11 +127,17 @@ class CLoRA(Strategy):
             return self.factors[key].dense()
         return self.past.get(key)
 
-    def _normaliser(self) -> float:
+    def _normaliser(self, ctx: Context) -> float:
         if self._scale is None:
-            count = sum(f.numel for f in self.factors.values()) + sum(t.numel() for t in self.past.values())
-            square = sum(float(f.square_sum()) for f in self.factors.values())
-            square += sum(float(t.double().square().sum()) for t in self.past.values())
+            # Dense P of the parameters outside LoRA: this process's shards where sharded, summed
+            # over them; that of a LoRA unit (an older checkpoint's, keyed "<module>/<adapter>") is whole.
+            shards = [t for key, t in self.past.items() if "/" not in key]
+            whole = [t for key, t in self.past.items() if "/" in key]
+            dense = torch.tensor([float(sum(t.numel() for t in shards)), sum(float(t.double().square().sum()) for t in shards)], dtype=torch.float64)
+            ctx.world.sum_over_shards_([dense])
+            count = sum(f.numel for f in self.factors.values()) + sum(t.numel() for t in whole) + float(dense[0])
+            square = sum(float(f.square_sum()) for f in self.factors.values()) + float(dense[1])
+            square += sum(float(t.double().square().sum()) for t in whole)
             mean_square = square / max(count, 1)
             self._scale = mean_square if self.options.normalise and mean_square > 0 else 1.0
         return self._scale
@@ -121,17 +148,22 @@ class CLoRA(Strategy):
             return None
         self.factors = {key: f.to(ctx.device) for key, f in self.factors.items()}
         self.past = to_device(self.past, ctx.device)
-        total = torch.zeros((), device=ctx.device, dtype=torch.float32)
+        whole = torch.zeros((), device=ctx.device, dtype=torch.float32)  # the LoRA units' part: whole on every process
         factored, dense = self._updates(ctx, detach=False)
         for key, (x, y) in factored.items():  # a weight that appeared after the last task has no past
             if key in self.factors:
-                total = total + hadamard_square_sum(self.factors[key], x, y)
+                whole = whole + hadamard_square_sum(self.factors[key], x, y)
             elif key in self.past:  # a dense P from a checkpoint of before the factored form
-                total = total + (self.past[key] * (x @ y)).square().sum()
+                whole = whole + (self.past[key].to(x.device) * (x @ y)).square().sum()
+        shard = torch.zeros((), device=ctx.device, dtype=torch.float32)  # the dense part: this process's shards where sharded
         for name, update in dense.items():
             if name in self.past:
-                total = total + (self.past[name] * update).square().sum()
-        return total / self._normaliser()
+                shard = shard + (self.past[name] * update).square().sum()
+        if not ctx.world.sharded:
+            return (whole + shard) / self._normaliser(ctx)
+        # Each process's part enters the step once (its micro-batch weights sum to shard_weight).
+        weight = ctx.shard_weight if ctx.shard_weight > 0 else 1.0
+        return (counted_once(whole, ctx.world.size) + shard) / (self._normaliser(ctx) * weight)
 
     def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
         penalty = self.penalty(ctx)

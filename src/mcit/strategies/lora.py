@@ -47,6 +47,7 @@ class ContinualLoRA(Strategy):
     options_class = LoRAOptions
     options: LoRAOptions
     peft_lora = "required"
+    shards = True
 
     @classmethod
     def owns(cls, options: LoRAOptions) -> frozenset[str]:
