@@ -310,8 +310,8 @@ class Runner:
             done = len(results["rows"])
             state = self.store.load_checkpoint(f"{STEP_PREFIX}{done:03d}")[0] if done else None
             if state is not None:
-                if not self.world.sharded:  # sharded: loaded in shards once the model is sharded
-                    strategy.load_state_dict(state["strategy"])
+                # Whole, for setup_model; sharded: loaded again in shards once the model is sharded.
+                strategy.load_state_dict(state["strategy"])
                 scenario.load_state_dict(state["scenario"])
             # What the methods changed outside the trainable weights (added or merged adapters)
             # is rebuilt from their state before the trained weights are loaded into it.

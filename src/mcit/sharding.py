@@ -167,6 +167,14 @@ def unsharded(model: nn.Module) -> Iterator[None]:
             unit.set_reshard_after_forward(unit is not units[0], recurse=False)  # FSDP2's defaults
 
 
+def reshard(model: nn.Module) -> None:
+    """Free every FSDP unit's gathered weights (the root unit keeps its own gathered after a
+    forward until its backward, or for good after a forward without one); no-op for an unsharded model."""
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
+
+
 class ParameterUse:
     """Which trainable parameters took part in the forward passes since :meth:`reset`, on any process.
 
@@ -234,7 +242,10 @@ class Layout:
         return self._map(tree, lambda name, t: local_part(t, self.params[name]) if t.shape == self.params[name].shape else t)
 
     def _whole(self, name: str, shard: torch.Tensor) -> torch.Tensor:
-        return as_shard_of(shard, self.params[name]).full_tensor()
+        # gloo gathers no 8- or 16-bit integers (TIR's int16 owners): through int32, exactly
+        narrow = not shard.is_floating_point() and shard.element_size() < 4
+        whole = as_shard_of(shard.to(torch.int32) if narrow else shard, self.params[name]).full_tensor()
+        return whole.to(shard.dtype) if narrow else whole
 
     def _map(self, tree: Any, convert) -> Any:
         if isinstance(tree, dict):

@@ -48,6 +48,7 @@ METHODS = {
     "seqft": "[seqft]", "er": "[{name: er, buffer_per_task: 24}]", "ewc": "[ewc]", "si": "[si]",
     "er+dgg": "[{name: er, buffer_per_task: 24}, dgg]", "agem": "[{name: agem, buffer_per_task: 24, reference_batch_size: 8}]",
     "l2": "[l2]", "mas": "[mas]", "joint": "[joint]", "soft_targets": "[soft_targets]",
+    "tir": "[tir]", "moelora": "[{name: moelora, r: 4, experts: 2}]", "lwf": "[lwf]",
 }  # fmt: skip
 NAMES = list(METHODS)  # run <i> of the launch is NAMES[i]
 EVAL_SAMPLES = 24
@@ -287,3 +288,26 @@ def test_fsdp_trains_the_adapter_methods_as_one_process_does(tmp_path, base_mode
         assert all(torch.equal(saved[n], t) for n, t in trained.items()), "the adapter on disk is not the trained one"
     else:
         assert not any("lora_" in key for key in loaded), "the adapters were not merged into the model"
+
+
+def test_a_killed_fsdp_lora_run_resumes_with_its_merged_adapters(tmp_path, base_model, launched_lora):
+    """lora merges each task's adapter into the frozen weights, which checkpoints do not hold: a sharded run
+    killed in task 2 re-applies task 1's merge from the strategy state before it shards, and ends as the uninterrupted run."""
+    from mcit.models.saving import load_saved
+
+    index = list(LORA_METHODS).index("lora")
+    overrides = stream_overrides(base_model, **LORA, **{"train.checkpoint_every": 2})
+    killed = launch(tmp_path / "runs", tmp_path / "logs", [LORA_METHODS["lora"]], overrides, env={"MCIT_TEST_KILL": "1:1:5"}, engine="fsdp")
+    assert killed.returncode != 0
+    store = RunStore(tmp_path / "runs" / "0")
+    assert len(store.read_results()["rows"]) == 1, "task 2 finished before the kill; the test would not resume mid-task"
+    resumed = launch(tmp_path / "runs", tmp_path / "logs2", [LORA_METHODS["lora"]], overrides, engine="fsdp")
+    assert resumed.returncode == 0, resumed.stderr[-6000:]
+    straight = launched_lora / "runs" / str(index)
+    assert store.read_results()["matrix"] == RunStore(straight).read_results()["matrix"]
+    ours, theirs = model_and_strategy(store.run_dir), model_and_strategy(straight)
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(tensor, theirs[name]) for name, tensor in ours.items())
+    written = dict(load_saved(store.run_dir / "checkpoints" / "task-003" / "model")[0].named_parameters())
+    expected = dict(load_saved(straight / "checkpoints" / "task-003" / "model")[0].named_parameters())
+    assert written.keys() == expected.keys() and all(torch.equal(t, expected[k]) for k, t in written.items())

@@ -54,13 +54,32 @@ def loss_on(model, collator, data) -> float:
         return answer_loss(model(**batch.inputs).logits, batch.labels).item()
 
 
-def test_lwf_takes_a_fresh_teacher_at_each_task_and_frees_it_after():
+def test_lwf_teacher_is_the_task_start_model_and_leaves_the_trained_weights_alone():
+    import copy
+
     lwf = STRATEGIES.get("lwf")()
-    model = DigitLM()
-    ctx = Context(model, TaskView(0, "a", samples("a", 1)), seed=0, device=torch.device("cpu"), collator=DigitCollator())
+    model, collator = DigitLM(), DigitCollator()
+    data = samples("a", 1)
+    ctx = Context(model, TaskView(0, "a", data), seed=0, device=torch.device("cpu"), collator=collator)
     lwf.before_task(ctx)
-    assert lwf.teacher is not model and not any(p.requires_grad for p in lwf.teacher.parameters())
-    assert all(torch.equal(p, q) for p, q in zip(lwf.teacher.parameters(), model.parameters()))
+    start = copy.deepcopy(model).eval()
+    with torch.no_grad():  # the task trains: every trainable weight moves
+        for param in model.parameters():
+            param.add_(0.1 * torch.randn(param.shape, generator=torch.Generator().manual_seed(param.numel())))
+    trained = copy.deepcopy(model)
+    model.train()
+    batch = collator.train_batch(data)
+    lwf.before_forward(ctx, batch)
+    teacher = lwf._teacher_logits
+    with torch.no_grad():
+        assert torch.equal(teacher, start(**batch.inputs).logits), "the teacher is the model of the task start"
+        assert not torch.equal(teacher, trained(**batch.inputs).logits)
+    assert model.training and all(torch.equal(p, q) for p, q in zip(model.parameters(), trained.parameters()))
+    outputs = model(**batch.inputs)
+    loss = answer_loss(outputs.logits, batch.labels)
+    expected = loss + distillation_loss(outputs.logits, teacher, batch.labels, 2.0)
+    assert torch.equal(lwf.loss(ctx, batch, outputs, loss), expected)
+    assert torch.equal(lwf.loss(ctx, batch, outputs, loss), loss), "the teacher's logits serve the one forward they were taken for"
     lwf.after_task(ctx)
     assert lwf.teacher is None
 

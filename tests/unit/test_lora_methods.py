@@ -203,12 +203,18 @@ def test_moelora_mixes_experts_by_a_dense_softmax_and_folds_only_when_exact(tiny
     make_constant(layer)
     with pytest.raises(UserError, match="3 of 4 adapted layers have an input-dependent router"):
         moelora.export_model(model)
+    with pytest.raises(UserError, match="3 of 4 adapted layers have an input-dependent router"):
+        moelora.export_state(model, model.state_dict())
     for m in layers.values():
         make_constant(m)
     folded = moelora.export_model(model)
     assert not any(isinstance(m, MoELoRALinear) for m in folded.modules())
     torch.testing.assert_close(outputs(folded), outputs(model), atol=1e-5, rtol=1e-5)
     assert any(isinstance(m, MoELoRALinear) for m in model.modules()), "export works on a copy"
+    # The same fold on the state dict (what a sharded run writes): the folded model's state dict.
+    state, expected = moelora.export_state(model, model.state_dict()), folded.state_dict()
+    assert state.keys() == expected.keys()
+    assert all(torch.equal(state[key], tensor) for key, tensor in expected.items())
 
 
 def test_moelora_refuses_a_peft_adapter_and_ranks_that_do_not_split():

@@ -76,15 +76,17 @@ def save_standard(model: torch.nn.Module, processor, directory: Path, strategy=N
     the weights) the whole model is written, and modules a method added are folded in by
     its ``export_model`` (which raises UserError where that is not exact). The live model
     is never changed: folding and merging work on a copy. A sharded model's weights come
-    from ``whole``, its state dict with whole tensors (the methods that run sharded add no
-    modules, so nothing is folded; for an adapter, the trained tensors are enough; a LoRA
-    model written whole has its adapters merged by :func:`merged_state`).
+    from ``whole``, its state dict with whole tensors; a sharded model cannot be copied, so
+    the methods fold their modules into that state dict (``export_state``) and a LoRA
+    model's adapters are merged into it (:func:`merged_state`); for an adapter, the trained
+    tensors are enough.
     """
     if writes_adapter(model, strategy):
         return save_adapter(model, Path(directory) / ADAPTER_DIR, whole)
     if whole is not None:
+        state = whole if strategy is None else strategy.export_state(model, whole)
         base = model.get_base_model() if is_peft(model) else model
-        base.save_pretrained(Path(directory) / MODEL_DIR, state_dict=merged_state(model, whole) if is_peft(model) else whole)
+        base.save_pretrained(Path(directory) / MODEL_DIR, state_dict=merged_state(model, state) if is_peft(model) else state)
         processor.save_pretrained(Path(directory) / MODEL_DIR)
         return Path(directory) / MODEL_DIR
     plain = model if strategy is None else strategy.export_model(model)  # export_model never changes its input

@@ -152,6 +152,18 @@ class Strategy:
         """
         return model
 
+    def export_state(self, model: torch.nn.Module, whole: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """:meth:`export_model` on a state dict, for a model that cannot be copied (sharded).
+
+        ``whole`` is ``model.state_dict()`` with whole tensors; returns the state dict of the
+        model :meth:`export_model` would return (added modules folded in), without changing
+        ``model`` or ``whole``.
+
+        Raises:
+            UserError: As :meth:`export_model`.
+        """
+        return whole
+
     def adapter_export(self) -> bool:
         """Whether the peft adapter alone, on the base model, reproduces the trained model."""
         return True
@@ -162,6 +174,14 @@ class Strategy:
     def train_data(self, ctx: Context, data: Sequence[Sample]) -> Sequence[Sample]:
         """Return the samples to train on for this task (e.g. with replay mixed in)."""
         return data
+
+    def before_forward(self, ctx: Context, batch: Batch) -> None:
+        """Called before each training forward of the model on ``batch`` (a micro-batch), in its autocast.
+
+        For work that needs the model between two steps' backward passes (LwF's teacher
+        forward with other weights swapped in); with sharded parameters every process calls
+        it for each of the step's micro-batches, padding included.
+        """
 
     def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
         """Return the loss to minimise (e.g. task loss plus a penalty).
@@ -224,6 +244,11 @@ class StrategyChain(Strategy):
             model = strategy.export_model(model)
         return model
 
+    def export_state(self, model: torch.nn.Module, whole: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        for _, strategy in self.strategies:
+            whole = strategy.export_state(model, whole)
+        return whole
+
     def adapter_export(self) -> bool:
         return all(strategy.adapter_export() for _, strategy in self.strategies)
 
@@ -235,6 +260,10 @@ class StrategyChain(Strategy):
         for _, strategy in self.strategies:
             data = strategy.train_data(ctx, data)
         return data
+
+    def before_forward(self, ctx: Context, batch: Batch) -> None:
+        for _, strategy in self.strategies:
+            strategy.before_forward(ctx, batch)
 
     def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
         for _, strategy in self.strategies:

@@ -64,20 +64,28 @@ class MoELoRALinear(torch.nn.Module):
 
     def constant_gates(self) -> torch.Tensor | None:
         """The gates when they do not depend on the input (every router row equal, or one expert), else None."""
-        router = self.moelora_router.detach()
-        if self.experts == 1 or torch.equal(router, router[:1].expand_as(router)):
-            return torch.full((self.experts,), 1.0 / self.experts, dtype=torch.float32, device=router.device)
-        return None
+        return constant_gates(self.moelora_router.detach())
 
     @torch.no_grad()
     def folded(self, gates: torch.Tensor) -> torch.nn.Linear:
         """The base layer with ``scaling * sum_e gates_e B_e A_e`` added to its weight (a copy)."""
         linear = copy.deepcopy(self.base)
-        a = self.moelora_A.float().unflatten(0, (self.experts, self.expert_rank))
-        b = self.moelora_B.float().unflatten(1, (self.experts, self.expert_rank))
-        delta = torch.einsum("e,oer,eri->oi", gates, b, a) * self.scaling
-        linear.weight.add_(delta.to(linear.weight.dtype))
+        linear.weight.add_(self.delta(self.moelora_A, self.moelora_B, gates).to(linear.weight.dtype))
         return linear
+
+    def delta(self, a: torch.Tensor, b: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
+        """``scaling * sum_e gates_e B_e A_e`` of factors ``a``, ``b`` laid out as this layer's (fp32)."""
+        a = a.float().unflatten(0, (self.experts, self.expert_rank))
+        b = b.float().unflatten(1, (self.experts, self.expert_rank))
+        return torch.einsum("e,oer,eri->oi", gates.to(a.device), b, a) * self.scaling
+
+
+def constant_gates(router: torch.Tensor) -> torch.Tensor | None:
+    """A router's gates when they do not depend on the input (every row equal, or one expert), else None."""
+    experts = router.shape[0]
+    if experts == 1 or torch.equal(router, router[:1].expand_as(router)):
+        return torch.full((experts,), 1.0 / experts, dtype=torch.float32, device=router.device)
+    return None
 
 
 def _replace(model: torch.nn.Module, name: str, module: torch.nn.Module) -> None:
@@ -105,6 +113,7 @@ class MoELoRA(Strategy):
 
     options_class = MoELoRAOptions
     options: MoELoRAOptions
+    shards = True  # its layers are added once, in setup_model, before the model is sharded
     peft_lora = "refused"
 
     @classmethod
@@ -125,14 +134,35 @@ class MoELoRA(Strategy):
         return False
 
     def export_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        layers = {n: m for n, m in model.named_modules() if isinstance(m, MoELoRALinear)}
-        varying = [n for n, m in layers.items() if m.constant_gates() is None]
-        if varying:
-            raise UserError(
-                f"moelora: {len(varying)} of {len(layers)} adapted layers have an input-dependent router "
-                f"(e.g. {varying[0]}), so their mixture cannot be folded into the weights exactly"
-            )
+        layers = self._foldable(model, {n: m.moelora_router.detach() for n, m in _layers(model).items()})
         plain = copy.deepcopy(model)
         for name, layer in layers.items():
             _replace(plain, name, layer.folded(layer.constant_gates()))
         return plain
+
+    def export_state(self, model: torch.nn.Module, whole: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        layers = self._foldable(model, {n: whole[f"{n}.moelora_router"] for n in _layers(model)})
+        owned = {f"{name}.{key}" for name, layer in layers.items() for key in layer.state_dict()}
+        plain = {key: tensor for key, tensor in whole.items() if key not in owned}
+        for name, layer in layers.items():
+            weight = whole[f"{name}.base.weight"]
+            delta = layer.delta(whole[f"{name}.moelora_A"], whole[f"{name}.moelora_B"], constant_gates(whole[f"{name}.moelora_router"]))
+            plain[f"{name}.weight"] = weight + delta.to(weight.dtype)
+            if f"{name}.base.bias" in whole:
+                plain[f"{name}.bias"] = whole[f"{name}.base.bias"]
+        return plain
+
+    @staticmethod
+    def _foldable(model: torch.nn.Module, routers: dict[str, torch.Tensor]) -> dict[str, MoELoRALinear]:
+        """The adapted layers, if every router (by layer name) is input-independent; else UserError naming how many are not."""
+        varying = [n for n, router in routers.items() if constant_gates(router) is None]
+        if varying:
+            raise UserError(
+                f"moelora: {len(varying)} of {len(routers)} adapted layers have an input-dependent router "
+                f"(e.g. {varying[0]}), so their mixture cannot be folded into the weights exactly"
+            )
+        return _layers(model)
+
+
+def _layers(model: torch.nn.Module) -> dict[str, MoELoRALinear]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, MoELoRALinear)}

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from mcit.data.collate import IGNORE_INDEX, Batch
+from mcit.sharding import unsharded
 from mcit.strategies._importance import (
     Anchor,
     Tensors,
@@ -69,6 +70,8 @@ def task_embedding(ctx: Context, limit: int, batch_size: int = 16) -> Tensors:
     up to ``limit`` training samples (seeded subset). ``image`` is absent when no sample has
     an image; it is averaged over the samples that have one. The vision encoder is called on
     the batch's ``pixel_values`` as LLaVA-style towers take them, (batch, channels, H, W).
+    Every process embeds the same samples (a sharded model's weights gathered whole for it),
+    so each gets the same embedding.
     """
     model = ctx.model
     embed = model.get_input_embeddings()
@@ -83,21 +86,22 @@ def task_embedding(ctx: Context, limit: int, batch_size: int = 16) -> Tensors:
             sums[modality] = sums[modality] + total if modality in sums else total
             counts[modality] = counts.get(modality, 0) + len(vectors)
 
-    for batch in importance_batches(ctx, batch_size, limit, "tir-embedding"):
-        ids = batch.inputs["input_ids"]
-        vectors = embed(ids).float()
-        answer = batch.labels != IGNORE_INDEX
-        prompt = (batch.inputs["attention_mask"] == 1) & ~answer
-        if image_token is not None:  # image placeholders carry no instruction
-            prompt &= ids != image_token
-        for modality, mask in (("instruction", prompt), ("answer", answer)):
-            means = (vectors * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-            add(modality, means[mask.any(1)])
-        if "pixel_values" in batch.inputs:
-            if vision is None:
-                logger.warning("tir: no vision module found (%s); image modality skipped", VISION_MODULE_NAMES)
-            else:
-                add("image", _image_features(vision, batch.inputs["pixel_values"]))
+    with unsharded(model):  # the encoder and the embeddings are called outside the model's forward
+        for batch in importance_batches(ctx, batch_size, limit, "tir-embedding"):
+            ids = batch.inputs["input_ids"]
+            vectors = embed(ids).float()
+            answer = batch.labels != IGNORE_INDEX
+            prompt = (batch.inputs["attention_mask"] == 1) & ~answer
+            if image_token is not None:  # image placeholders carry no instruction
+                prompt &= ids != image_token
+            for modality, mask in (("instruction", prompt), ("answer", answer)):
+                means = (vectors * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+                add(modality, means[mask.any(1)])
+            if "pixel_values" in batch.inputs:
+                if vision is None:
+                    logger.warning("tir: no vision module found (%s); image modality skipped", VISION_MODULE_NAMES)
+                else:
+                    add("image", _image_features(vision, batch.inputs["pixel_values"]))
     return {modality: sums[modality] / counts[modality] for modality in sums}
 
 
@@ -174,11 +178,13 @@ class TIR(Strategy):
     - Text-only tasks have no image modality: their pairs use the modalities both have.
     - theta* = parameters at the end of the last task; no penalty during the first task.
       Omega, theta* and embeddings are fp32 (owners int16) on the parameters' device; the
-      relaxed Omega is one more copy while a task trains.
+      relaxed Omega is one more copy while a task trains. On sharded parameters (FSDP2)
+      Omega, its owners and theta* are this process's shards; the embeddings are whole.
     """
 
     options_class = TIROptions
     options: TIROptions
+    shards = True
 
     def __init__(self, options: TIROptions | None = None) -> None:
         super().__init__(options)
@@ -228,7 +234,7 @@ class TIR(Strategy):
             omega = fisher_diagonal(ctx, EWCOptions(importance_samples=n))
         else:
             omega = output_sensitivity(ctx, MASOptions(importance_samples=n))
-        omega = normalise_mean_one(omega) if self.options.normalise else omega
+        omega = normalise_mean_one(omega, ctx.world) if self.options.normalise else omega
         self.importance, self.owners = merge_max(self.importance, self.owners, omega, len(self.embeddings))
         self.embeddings.append(self.pending)
         self.pending = None

@@ -216,6 +216,7 @@ def _forward_backward(
         if use is not None:
             use.recording = not micro.pad
         with autocast(settings.mixed_precision, ctx.device):
+            strategy.before_forward(ctx, batch)
             outputs = ctx.model(**batch.inputs)
             loss = answer_loss(outputs.logits, batch.labels)
             loss = strategy.loss(ctx, batch, outputs, loss)
