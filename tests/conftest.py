@@ -74,6 +74,11 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+def largest_difference(a, b) -> float:
+    """The largest absolute difference of two tensors of one shape, in fp32 (0 for empty ones)."""
+    return float((a.float() - b.float()).abs().max()) if a.numel() else 0.0
+
+
 def on_two_gloo_processes(worker: Callable[[int], Any]) -> list[Any]:
     """``worker(rank)`` run in two spawned processes, with the environment a launcher gives them
     (``RANK``, ``WORLD_SIZE``, ``MASTER_PORT``, ...); returns what each returned, by rank.

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import on_two_gloo_processes, tiny_overrides
+from conftest import largest_difference, on_two_gloo_processes, tiny_overrides
 from mcit.config import load_config
 from mcit.distributed import World, world_from_environment
 from mcit.errors import UserError
@@ -50,10 +50,6 @@ class Net(nn.Module):
         return self.b(torch.relu(self.a(x)))
 
 
-def _diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.float() - b.float()).abs().max()) if a.numel() else 0.0
-
-
 def _worker(rank: int) -> dict:
     world = dataclasses.replace(world_from_environment(), sharded=True)
     torch.manual_seed(0)
@@ -84,9 +80,9 @@ def _worker(rank: int) -> dict:
     total = loss.detach().reshape(1).clone()
     world.sum_tensors_([total])
     out["loss"] = abs(float(total) - float(expected))
-    out["grad"] = max(_diff(full(sharded[n].grad), p.grad) for n, p in one.trainable() if n in sharded)
+    out["grad"] = max(largest_difference(full(sharded[n].grad), p.grad) for n, p in one.trainable() if n in sharded)
     recorded = Layout(model).gather(anchor.penalty_grads.by_name(names))
-    out["penalty_grads"] = max(_diff(recorded[n], t) for n, t in whole_anchor.penalty_grads.by_name(names).items())
+    out["penalty_grads"] = max(largest_difference(recorded[n], t) for n, t in whole_anchor.penalty_grads.by_name(names).items())
 
     # The same penalty with theta* and Omega in host memory (train.offload_method_state), streamed shard by shard.
     model.zero_grad(set_to_none=True)
@@ -98,7 +94,7 @@ def _worker(rank: int) -> dict:
     world.sum_tensors_([parts])
     whole_value = whole_anchor.penalty(one, 0.7)
     out["streamed_penalty"] = abs(float(parts[0]) - float(whole_value)) + max(
-        _diff(full(sharded[n].grad), 2 * 0.7 * omega[n] * (reference.get_parameter(n).detach() - theta[n])) for n in names
+        largest_difference(full(sharded[n].grad), 2 * 0.7 * omega[n] * (reference.get_parameter(n).detach() - theta[n])) for n in names
     )
     model.zero_grad(set_to_none=True)
 
@@ -126,30 +122,30 @@ def _worker(rank: int) -> dict:
         p.grad = as_shard_of(g.clone(), p)
     streamed_guidance(params, [local_part(theta[n], sharded[n]).clone() for n in names], "global", world)
     (scale,) = set(scales(whole_d, whole_g, "global"))
-    out["dgg_streamed"] = max(_diff(full(p.grad), g + d * scale) for p, g, d in zip(params, whole_g, whole_d))
+    out["dgg_streamed"] = max(largest_difference(full(p.grad), g + d * scale) for p, g, d in zip(params, whole_g, whole_d))
     model.zero_grad(set_to_none=True)
     reference_grads = [local_part(-t, sharded[n]).clone() for n, t in zip(names, whole_g)]  # g.g_ref < 0: projects
     agem_project_(grads, reference_grads, world)
     whole_projected = [g.clone() for g in whole_g]
     agem_project_(whole_projected, [-g for g in whole_g])
     gathered = Layout(model).gather(dict(zip(names, grads)))
-    out["agem"] = max(_diff(gathered[n], g) for n, g in zip(names, whole_projected))
+    out["agem"] = max(largest_difference(gathered[n], g) for n, g in zip(names, whole_projected))
 
     # Mean-1 normalisation over all shards; the state tree's round trip through whole tensors.
     normalised = Layout(model).gather(normalise_mean_one(anchor.importance, world))
-    out["normalise"] = max(_diff(normalised[n], t) for n, t in normalise_mean_one(omega).items())
+    out["normalise"] = max(largest_difference(normalised[n], t) for n, t in normalise_mean_one(omega).items())
     tree = {"anchor": {"theta_star": theta, "tasks": 3}, "other": [torch.ones(2)]}
     back = Layout(model).gather(Layout(model).scatter(tree))
-    out["round_trip"] = max(_diff(back["anchor"]["theta_star"][n], t) for n, t in theta.items())
+    out["round_trip"] = max(largest_difference(back["anchor"]["theta_star"][n], t) for n, t in theta.items())
     out["tree_kept"] = back["anchor"]["tasks"] == 3 and torch.equal(back["other"][0], torch.ones(2))
 
     # Whole weights for evaluation: a different number of forwards per process, no collective among them.
     with torch.no_grad(), unsharded(model):
         outputs = [model(x) for _ in range(rank + 1)]
-    out["unsharded"] = max(_diff(o, reference(x)) for o in outputs)
+    out["unsharded"] = max(largest_difference(o, reference(x)) for o in outputs)
     out["resharded"] = type(dict(model.named_parameters())["b.weight"]).__name__ == "DTensor"
     state = whole_state(model, keep=rank == 0)
-    out["whole_state"] = (state is None) if rank else max(_diff(state[n], t) for n, t in reference.state_dict().items())
+    out["whole_state"] = (state is None) if rank else max(largest_difference(state[n], t) for n, t in reference.state_dict().items())
     return out
 
 

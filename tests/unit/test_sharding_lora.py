@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import on_two_gloo_processes
+from conftest import largest_difference, on_two_gloo_processes
 from mcit.distributed import world_from_environment
 from mcit.models.saving import merged_state
 from mcit.sharding import Layout, full, local, local_part, shard_model, whole_state
@@ -45,10 +45,6 @@ def lora_net() -> nn.Module:
     return model
 
 
-def _diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.float() - b.float()).abs().max()) if a.numel() else 0.0
-
-
 def _nudge(ctx: Context, sharded: Context | None, generator: torch.Generator) -> None:
     """Move every trainable parameter by the same random step in both models (``sharded``: its shards of it)."""
     with torch.no_grad():
@@ -72,19 +68,19 @@ def _worker(rank: int) -> dict:
 
     # lora / msgm: record the adapter, fold it into the base weights, restart it.
     recorded, expected = factors(model, "default"), factors(reference, "default")
-    out["factors"] = max(_diff(recorded[n][k], expected[n][k]) for n in expected for k in ("A", "B"))
+    out["factors"] = max(largest_difference(recorded[n][k], expected[n][k]) for n in expected for k in ("A", "B"))
     fold(model, "default", recorded)
     fold(reference, "default", expected)
     restart(model, "default", 3)
     restart(reference, "default", 3)
     state = whole()
-    out["fold_restart"] = max(_diff(state[n], t) for n, t in reference.state_dict().items())
+    out["fold_restart"] = max(largest_difference(state[n], t) for n, t in reference.state_dict().items())
 
     # The merged model a sharded run writes, from the gathered state, against peft's merge of the whole model.
     merged = merged_state(model, whole())
     peft_merged = copy.deepcopy(reference).merge_and_unload().state_dict()
     out["merged_keys"] = merged.keys() == peft_merged.keys()
-    out["merged"] = max(_diff(merged[n], t) for n, t in peft_merged.items())
+    out["merged"] = max(largest_difference(merged[n], t) for n, t in peft_merged.items())
 
     # C-LoRA: a finished task (P from its update), then the penalty of the next task's update and its gradient.
     generator = torch.Generator().manual_seed(1)
@@ -106,14 +102,14 @@ def _worker(rank: int) -> dict:
     world.sum_tensors_([total])
     out["clora_penalty"] = abs(float(total) - float(expected_value)) / float(expected_value)
     sharded = dict(ctx.trainable())
-    out["clora_grad"] = max(_diff(full(sharded[n].grad), p.grad) for n, p in one.trainable())
+    out["clora_grad"] = max(largest_difference(full(sharded[n].grad), p.grad) for n, p in one.trainable())
     out["clora_dense_trained"] = "base_model.model.a.base_layer.bias" in clora.past
     gathered = Layout(model).gather(clora.state_dict())
     theirs = reference_clora.state_dict()
     out["clora_state"] = max(
-        _diff(gathered[part][n], t) for part in ("past", "factors_u", "factors_v") for n, t in theirs[part].items()
+        largest_difference(gathered[part][n], t) for part in ("past", "factors_u", "factors_v") for n, t in theirs[part].items()
     )
-    out["clora_start"] = max(_diff(gathered["start"][n][i], t) for n, ts in theirs["start"].items() for i, t in enumerate(ts))
+    out["clora_start"] = max(largest_difference(gathered["start"][n][i], t) for n, ts in theirs["start"].items() for i, t in enumerate(ts))
     return out
 
 
