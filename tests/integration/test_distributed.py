@@ -1,9 +1,10 @@
 """Two processes (``accelerate launch``, gloo on CPU), data parallel and FSDP2, against one process.
 
 For each engine (``configs/accelerate/ddp-cpu.yaml``, ``fsdp-cpu.yaml``) one launch of
-``tests/distributed_driver.py`` runs a 3-task stream for each method of ``METHODS``, from a
-base model trained once here; each is compared with the same run in this process. Other
-launches kill a rank mid-task and resume the run.
+``tests/distributed_driver.py`` runs a 3-task stream for each of that engine's methods
+(``ENGINE_METHODS``), from a base model trained once here; each is compared with the same
+run in this process. Other launches kill a rank mid-task (rank 1 under DDP, rank 0 under
+FSDP2) and resume the run.
 
 The tolerance, and why: two processes sum the gradients of their halves of each batch,
 one process sums over the whole batch at once, so the gradient differs by float summation
@@ -50,7 +51,11 @@ METHODS = {
     "l2": "[l2]", "mas": "[mas]", "joint": "[joint]", "soft_targets": "[soft_targets]",
     "tir": "[tir]", "moelora": "[{name: moelora, r: 4, experts: 2}]", "lwf": "[lwf]",
 }  # fmt: skip
-NAMES = list(METHODS)  # run <i> of the launch is NAMES[i]
+# Under DDP every process holds the whole model, so a method meets the second process only
+# through the summed gradient: the issue's six (the ways a method reads gradients or the
+# batch) run there. FSDP2 shards every method's state, so every method runs under it.
+ENGINE_METHODS = {"ddp": ["seqft", "er", "ewc", "si", "er+dgg", "agem"], "fsdp": list(METHODS)}
+KILLED_RANK = {"ddp": 1, "fsdp": 0}  # one rank per engine: each rank's death is tested once
 EVAL_SAMPLES = 24
 # What "close" means per method (rtol, atol); default 1e-4 / 1e-6. A-GEM's step is the gradient
 # minus (g.g_ref / ||g_ref||^2) g_ref: a ratio of dot products, which amplifies the float-order
@@ -103,13 +108,22 @@ def base_model(tmp_path_factory) -> Path:
     return directory / "base_model"
 
 
-@pytest.fixture(scope="module", params=list(ENGINES))
-def launched(request, tmp_path_factory, base_model) -> Path:
-    """Every method of ``METHODS`` run by two processes of one engine; ``<dir>/runs/<i>`` and ``<dir>/logs``."""
-    directory = tmp_path_factory.mktemp(f"distributed-{request.param}")
-    result = launch(directory / "runs", directory / "logs", list(METHODS.values()), stream_overrides(base_model), engine=request.param)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
-    return directory
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory, base_model):
+    """The launch of an engine (made once): its methods of ``ENGINE_METHODS`` run by two processes,
+    ``<dir>/runs/<i>`` (the i-th of the list) and ``<dir>/logs``."""
+    done = {}
+
+    def launch_of(engine: str) -> Path:
+        if engine not in done:
+            directory = tmp_path_factory.mktemp(f"distributed-{engine}")
+            methods = [METHODS[name] for name in ENGINE_METHODS[engine]]
+            result = launch(directory / "runs", directory / "logs", methods, stream_overrides(base_model), engine=engine)
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+            done[engine] = directory
+        return done[engine]
+
+    return launch_of
 
 
 @pytest.fixture(scope="module")
@@ -141,12 +155,17 @@ def model_and_strategy(run_dir: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_two_processes_give_the_single_process_run(single_runs, launched, name):
-    index = NAMES.index(name)
+def run_of(directory: Path, engine: str, name: str) -> Path:
+    """The run directory of method ``name`` in ``engine``'s launch."""
+    return directory / "runs" / str(ENGINE_METHODS[engine].index(name))
+
+
+@pytest.mark.parametrize(("engine", "name"), [(engine, name) for engine, names in ENGINE_METHODS.items() for name in names])
+def test_two_processes_give_the_single_process_run(single_runs, launched, engine, name):
+    run_dir = run_of(launched(engine), engine, name)
     single_dir = single_runs(name)
     single = RunStore(single_dir).read_results()
-    distributed = RunStore(launched / "runs" / str(index)).read_results()
+    distributed = RunStore(run_dir).read_results()
     assert distributed["complete"] and distributed["environment"]["processes"] == 2
     assert single["environment"]["processes"] == 1
     assert sum(map(sum, single["matrix"])) > 0, "nothing was learned; the matrix comparison would be vacuous"
@@ -154,7 +173,7 @@ def test_two_processes_give_the_single_process_run(single_runs, launched, name):
         for a, b in zip(row_single, row_distributed, strict=True):
             assert abs(a - b) <= 1 / EVAL_SAMPLES + 1e-9, (single["matrix"], distributed["matrix"])
     assert [r["train_steps"] for r in single["rows"]] == [r["train_steps"] for r in distributed["rows"]]
-    ours, theirs = model_and_strategy(single_dir), model_and_strategy(launched / "runs" / str(index))
+    ours, theirs = model_and_strategy(single_dir), model_and_strategy(run_dir)
     assert ours.keys() == theirs.keys()
     rtol, atol = CLOSE.get(name, (1e-4, 1e-6))
     close = total = 0
@@ -166,34 +185,36 @@ def test_two_processes_give_the_single_process_run(single_runs, launched, name):
         close += int(torch.isclose(a, b, rtol=rtol, atol=atol).sum())
         total += a.numel()
     assert close >= 0.99 * total, f"{close}/{total} entries close"
-    before = RunStore(launched / "runs" / str(index)).load_checkpoint("task-002")[0]["model"]
+    before = RunStore(run_dir).load_checkpoint("task-002")[0]["model"]
     moved = max((theirs[f"model/{key}"] - tensor).abs().max().item() for key, tensor in before.items())
     assert moved > 1e-3, "the weights did not change over task 3; the comparison would be vacuous"
 
 
-def test_only_rank_zero_writes_the_run_directory(launched):
-    logs = launched / "logs"
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_only_rank_zero_writes_the_run_directory(launched, engine):
+    logs = launched(engine) / "logs"
     rank0 = (logs / "rank0.log").read_text().splitlines()
     assert any("results.json" in line for line in rank0), "the audit hook saw no write of rank 0; it would miss rank 1's too"
     assert any("checkpoints" in line for line in rank0)
     assert (logs / "rank1.log").read_text() == ""
 
 
-def test_rank_zero_writes_the_whole_model_in_its_standard_form(launched):
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_rank_zero_writes_the_whole_model_in_its_standard_form(launched, engine):
     """The standard form holds the checkpoint's whole tensors (under FSDP, gathered over the shards for rank 0 to write)."""
     from mcit.models.hf import load_vlm
 
-    run_dir = launched / "runs" / str(NAMES.index("si"))
+    run_dir = run_of(launched(engine), engine, "si")
     saved = dict(load_vlm(run_dir / "checkpoints" / "task-003" / "model")[0].named_parameters())
     trained = RunStore(run_dir).load_checkpoint("task-003")[0]["model"]
     assert trained and all(torch.equal(saved[name], tensor) for name, tensor in trained.items())
 
 
-@pytest.mark.parametrize("rank", [0, 1])
-def test_a_killed_rank_resumes_to_the_uninterrupted_result(tmp_path, base_model, launched, rank):
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_a_killed_rank_resumes_to_the_uninterrupted_result(tmp_path, base_model, launched, engine):
     """SIGKILL one process after step 5 of task 2 (checkpoints every 2 steps); launching again resumes."""
-    index = NAMES.index("si")
-    engine = "fsdp" if "fsdp" in launched.name else "ddp"
+    straight_dir = run_of(launched(engine), engine, "si")
+    rank = KILLED_RANK[engine]
     overrides = stream_overrides(base_model, **{"train.checkpoint_every": 2})
     killed = launch(
         tmp_path / "runs", tmp_path / "logs", [METHODS["si"]], overrides, env={"MCIT_TEST_KILL": f"{rank}:1:5"}, engine=engine
@@ -204,9 +225,9 @@ def test_a_killed_rank_resumes_to_the_uninterrupted_result(tmp_path, base_model,
     assert store.load_checkpoint("partial")[0]["train"]["step"] == 4
     resumed = launch(tmp_path / "runs", tmp_path / "logs2", [METHODS["si"]], overrides, engine=engine)
     assert resumed.returncode == 0, resumed.stderr[-6000:]
-    straight = RunStore(launched / "runs" / str(index)).read_results()
+    straight = RunStore(straight_dir).read_results()
     assert store.read_results()["matrix"] == straight["matrix"]
-    ours, theirs = model_and_strategy(store.run_dir), model_and_strategy(launched / "runs" / str(index))
+    ours, theirs = model_and_strategy(store.run_dir), model_and_strategy(straight_dir)
     assert ours.keys() == theirs.keys()
     for name, tensor in ours.items():
         assert torch.equal(tensor, theirs[name]), name
