@@ -2,7 +2,7 @@
 
 Usage: ``accelerate launch --config_file configs/accelerate/ddp-cpu.yaml tests/distributed_driver.py
 OUT LOGS METHODS_JSON [key=value ...]``. Each method of ``METHODS_JSON`` (a list of method
-strings) runs into ``OUT/<i>``. Every process records, through a Python audit hook, each
+strings) runs into ``OUT/<i>``; an entry may be ``[method, [key=value, ...]]``, overrides of its own. Every process records, through a Python audit hook, each
 file it opens for writing, creates, renames or deletes under ``OUT`` into ``LOGS/rank<r>.log``
 (outside ``OUT``), and writes its pid to ``LOGS/rank<r>.pid``. With ``MCIT_TEST_KILL`` =
 ``"<rank>:<task index>:<step>"`` that rank SIGKILLs itself after that optimizer step.
@@ -64,5 +64,6 @@ if kill:
     mcit.runner.train = train
 
 world = world_from_environment()
-for index, method in enumerate(methods):
-    Runner(load_config(None, [*overrides, f"method={method}"]), out / str(index), world=world).run()
+for index, entry in enumerate(methods):
+    method, extra = (entry, []) if isinstance(entry, str) else entry  # a method string, or [method, its own overrides]
+    Runner(load_config(None, [*overrides, *extra, f"method={method}"]), out / str(index), world=world).run()

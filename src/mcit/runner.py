@@ -175,11 +175,13 @@ class Runner:
         """Writes a checkpoint's model in its standard form (``save_models``); skipped, and said once, where the methods' modules cannot be folded exactly.
 
         A sharded model's weights are gathered here, by every process (rank 0 writes them):
-        the trained ones where the adapter alone is written, else all.
+        the adapters and the other trained ones where the adapter alone is written, else all.
         """
         whole = None
         if self.world.sharded:
-            names = {name for name, _ in trainable_parameters(model)} if writes_adapter(model, strategy) else None
+            names = None
+            if writes_adapter(model, strategy):  # the adapters (trained or frozen at a task's end) and any other trained weights
+                names = {name for name, _ in trainable_parameters(model)} | {name for name in model.state_dict() if ".lora_" in name}
             whole = whole_state(model, keep=self.world.is_main, names=names)
 
         def write(directory: Path) -> None:
@@ -320,6 +322,7 @@ class Runner:
                 load_trainable_state(model, state["model"])
                 self.progress.message(f"resuming after {scenario.step_label} {done}/{len(scenario.steps)} ({scenario.steps[done - 1]})")
             if self.world.sharded:
+                strategy.before_sharding(model, len(scenario.steps))
                 shard_model(model, decoder_layers(model))
                 if state is not None:
                     strategy.load_state_dict(Layout(model).scatter(state["strategy"]))

@@ -59,7 +59,7 @@ def shard_model(model: nn.Module, units: Iterable[nn.Module]) -> None:
     for unit in units:
         fully_shard(unit)
     fully_shard(root)
-    setattr(model, _KEPT, tuple((n, p) for n, p in model.named_parameters() if p.requires_grad))
+    setattr(model, _KEPT, tuple(model.named_parameters()))
     for module in model.modules():
         if isinstance(module, FSDPModule):
             module.set_gradient_divide_factor(1.0)  # sum, as the loop's token weights expect
@@ -67,18 +67,27 @@ def shard_model(model: nn.Module, units: Iterable[nn.Module]) -> None:
             module.set_reduce_scatter_unused_params(True)  # same collectives when a process skips the vision tower
 
 
-def trainable_parameters(model: nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
-    """The trainable parameters by name; of a sharded model, the sharded ones.
+def parameters_by_name(model: nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    """Every parameter by name; of a sharded model, the sharded ones.
 
     FSDP keeps each sharded parameter as one object for the whole run, but while a unit's
     weights are gathered (the root unit's stay gathered from its forward to its backward)
-    the model lists the whole ones in their place; these are the ones the optimizer, the
-    gradients and the methods' state belong to.
+    the model lists the whole ones in their place; the sharded ones are what the optimizer,
+    the gradients and the methods' state belong to.
     """
     kept = getattr(model, _KEPT, None)
-    if kept is not None:
-        return list(kept)
-    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return list(kept) if kept is not None else list(model.named_parameters())
+
+
+def trainable_parameters(model: nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    """The trainable parameters by name (:func:`parameters_by_name` that require a gradient).
+
+    A method may switch a parameter of a sharded model on or off (a task's own module that
+    was created frozen before sharding: :meth:`mcit.strategies.Strategy.before_sharding`):
+    the switch goes to the sharded parameter, after :func:`reshard`, as each gather copies
+    ``requires_grad`` from it to the whole one.
+    """
+    return [(n, p) for n, p in parameters_by_name(model) if p.requires_grad]
 
 
 def local(tensor: torch.Tensor) -> torch.Tensor:

@@ -3,8 +3,7 @@
 For each engine (``configs/accelerate/ddp-cpu.yaml``, ``fsdp-cpu.yaml``) one launch of
 ``tests/distributed_driver.py`` runs a 3-task stream for each of that engine's methods
 (``ENGINE_METHODS``), from a base model trained once here; each is compared with the same
-run in this process. Other launches kill a rank mid-task (rank 1 under DDP, rank 0 under
-FSDP2) and resume the run.
+run in this process. Other launches kill a rank mid-task (``KILLS``) and resume the run.
 
 The tolerance, and why: two processes sum the gradients of their halves of each batch,
 one process sums over the whole batch at once, so the gradient differs by float summation
@@ -49,13 +48,17 @@ METHODS = {
     "seqft": "[seqft]", "er": "[{name: er, buffer_per_task: 24}]", "ewc": "[ewc]", "si": "[si]",
     "er+dgg": "[{name: er, buffer_per_task: 24}, dgg]", "agem": "[{name: agem, buffer_per_task: 24, reference_batch_size: 8}]",
     "l2": "[l2]", "mas": "[mas]", "joint": "[joint]", "soft_targets": "[soft_targets]",
-    "tir": "[tir]", "moelora": "[{name: moelora, r: 4, experts: 2}]", "lwf": "[lwf]",
+    "tir": "[tir]", "moelora": "[{name: moelora, r: 4, experts: 2}]", "lwf": "[lwf]", "eproj": "[eproj]",
 }  # fmt: skip
+# eproj fits each task's keys on its image samples: a stream of image tasks (position: answers of 1 to 2 words).
+STREAM_OF = {"eproj": {"benchmark.tasks": "[color, position, count]"}}
 # Under DDP every process holds the whole model, so a method meets the second process only
 # through the summed gradient: the issue's six (the ways a method reads gradients or the
 # batch) run there. FSDP2 shards every method's state, so every method runs under it.
 ENGINE_METHODS = {"ddp": ["seqft", "er", "ewc", "si", "er+dgg", "agem"], "fsdp": list(METHODS)}
-KILLED_RANK = {"ddp": 1, "fsdp": 0}  # one rank per engine: each rank's death is tested once
+# (engine, method) -> the rank killed mid-task: each rank's death once per engine, and eproj's
+# projectors (created before sharding, rebuilt from its state on resume) under FSDP2.
+KILLS = {("ddp", "si"): 1, ("fsdp", "si"): 0, ("fsdp", "eproj"): 1}
 EVAL_SAMPLES = 24
 # What "close" means per method (rtol, atol); default 1e-4 / 1e-6. A-GEM's step is the gradient
 # minus (g.g_ref / ||g_ref||^2) g_ref: a ratio of dot products, which amplifies the float-order
@@ -117,7 +120,7 @@ def launched(tmp_path_factory, base_model):
     def launch_of(engine: str) -> Path:
         if engine not in done:
             directory = tmp_path_factory.mktemp(f"distributed-{engine}")
-            methods = [METHODS[name] for name in ENGINE_METHODS[engine]]
+            methods = [[METHODS[name], [f"{k}={v}" for k, v in STREAM_OF.get(name, {}).items()]] for name in ENGINE_METHODS[engine]]
             result = launch(directory / "runs", directory / "logs", methods, stream_overrides(base_model), engine=engine)
             assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
             done[engine] = directory
@@ -133,7 +136,8 @@ def single_runs(tmp_path_factory, base_model):
 
     def run(name: str) -> Path:
         if name not in done:
-            Runner(load_config(None, stream_overrides(base_model, method=METHODS[name])), directory / name, world=SINGLE).run()
+            overrides = stream_overrides(base_model, method=METHODS[name], **STREAM_OF.get(name, {}))
+            Runner(load_config(None, overrides), directory / name, world=SINGLE).run()
             done[name] = directory / name
         return done[name]
 
@@ -161,7 +165,7 @@ def run_of(directory: Path, engine: str, name: str) -> Path:
 
 
 @pytest.mark.parametrize(("engine", "name"), [(engine, name) for engine, names in ENGINE_METHODS.items() for name in names])
-def test_two_processes_give_the_single_process_run(single_runs, launched, engine, name):
+def test_two_processes_give_the_single_process_run(single_runs, launched, base_model, engine, name):
     run_dir = run_of(launched(engine), engine, name)
     single_dir = single_runs(name)
     single = RunStore(single_dir).read_results()
@@ -185,9 +189,22 @@ def test_two_processes_give_the_single_process_run(single_runs, launched, engine
         close += int(torch.isclose(a, b, rtol=rtol, atol=atol).sum())
         total += a.numel()
     assert close >= 0.99 * total, f"{close}/{total} entries close"
+    assert moved_over_task_3(run_dir, base_model) > 1e-3, "the weights did not change over task 3; the comparison would be vacuous"
+
+
+def moved_over_task_3(run_dir: Path, base_model: Path) -> float:
+    """How far task 3 moved the trained weights: against task 2's checkpoint; eproj's, which its
+    state holds (task 3's projector), against the base model's projector that it starts from."""
+    after = model_and_strategy(run_dir)
     before = RunStore(run_dir).load_checkpoint("task-002")[0]["model"]
-    moved = max((theirs[f"model/{key}"] - tensor).abs().max().item() for key, tensor in before.items())
-    assert moved > 1e-3, "the weights did not change over task 3; the comparison would be vacuous"
+    if before:
+        return max((after[f"model/{key}"] - tensor).abs().max().item() for key, tensor in before.items())
+    from mcit.models.hf import load_vlm
+
+    projector = {k.split("multi_modal_projector.")[1]: v for k, v in load_vlm(base_model)[0].state_dict().items() if "multi_modal_projector." in k}
+    third = {k.split("/experts/2/")[1]: v for k, v in after.items() if "/experts/2/" in k}
+    assert third and third.keys() == projector.keys(), (sorted(third), sorted(projector))
+    return max((tensor - projector[key]).abs().max().item() for key, tensor in third.items())
 
 
 @pytest.mark.parametrize("engine", list(ENGINES))
@@ -210,27 +227,43 @@ def test_rank_zero_writes_the_whole_model_in_its_standard_form(launched, engine)
     assert trained and all(torch.equal(saved[name], tensor) for name, tensor in trained.items())
 
 
-@pytest.mark.parametrize("engine", list(ENGINES))
-def test_a_killed_rank_resumes_to_the_uninterrupted_result(tmp_path, base_model, launched, engine):
+def test_fsdp_writes_eproj_plain_model_as_one_process_does(single_runs, launched):
+    """After task 1 eproj has one projector: the standard form is the plain model with it in place of the
+    projector (folded into the gathered state dict under FSDP2); after task 2, two projectors: mcit's form only."""
+    from mcit.models.hf import load_vlm
+
+    run_dir, single_dir = run_of(launched("fsdp"), "fsdp", "eproj"), single_runs("eproj")
+    written = dict(load_vlm(run_dir / "checkpoints" / "task-001" / "model")[0].state_dict())
+    expected = dict(load_vlm(single_dir / "checkpoints" / "task-001" / "model")[0].state_dict())
+    assert written.keys() == expected.keys()
+    assert all(torch.allclose(t, expected[k], rtol=1e-4, atol=1e-6) for k, t in written.items())
+    trained = RunStore(run_dir).load_checkpoint("task-001")[0]["strategy"]["0:eproj"]["experts"][0]
+    assert all(torch.equal(written[f"model.multi_modal_projector.{k}"], t) for k, t in trained.items())
+    for directory in (run_dir, single_dir):
+        assert not (directory / "checkpoints" / "task-002" / "model").exists()
+
+
+@pytest.mark.parametrize(("engine", "name"), list(KILLS))
+def test_a_killed_rank_resumes_to_the_uninterrupted_result(tmp_path, base_model, launched, engine, name):
     """SIGKILL one process after step 5 of task 2 (checkpoints every 2 steps); launching again resumes."""
-    straight_dir = run_of(launched(engine), engine, "si")
-    rank = KILLED_RANK[engine]
-    overrides = stream_overrides(base_model, **{"train.checkpoint_every": 2})
+    straight_dir = run_of(launched(engine), engine, name)
+    rank = KILLS[engine, name]
+    overrides = stream_overrides(base_model, **{"train.checkpoint_every": 2}, **STREAM_OF.get(name, {}))
     killed = launch(
-        tmp_path / "runs", tmp_path / "logs", [METHODS["si"]], overrides, env={"MCIT_TEST_KILL": f"{rank}:1:5"}, engine=engine
+        tmp_path / "runs", tmp_path / "logs", [METHODS[name]], overrides, env={"MCIT_TEST_KILL": f"{rank}:1:5"}, engine=engine
     )
     assert killed.returncode != 0
     store = RunStore(tmp_path / "runs" / "0")
     assert len(store.read_results()["rows"]) == 1, "task 2 finished before the kill; the test would not resume mid-task"
     assert store.load_checkpoint("partial")[0]["train"]["step"] == 4
-    resumed = launch(tmp_path / "runs", tmp_path / "logs2", [METHODS["si"]], overrides, engine=engine)
+    resumed = launch(tmp_path / "runs", tmp_path / "logs2", [METHODS[name]], overrides, engine=engine)
     assert resumed.returncode == 0, resumed.stderr[-6000:]
     straight = RunStore(straight_dir).read_results()
     assert store.read_results()["matrix"] == straight["matrix"]
     ours, theirs = model_and_strategy(store.run_dir), model_and_strategy(straight_dir)
     assert ours.keys() == theirs.keys()
-    for name, tensor in ours.items():
-        assert torch.equal(tensor, theirs[name]), name
+    for key, tensor in ours.items():
+        assert torch.equal(tensor, theirs[key]), key
 
 
 POOL = {
@@ -264,7 +297,9 @@ def test_two_processes_select_from_the_same_pool_features(tmp_path, base_model, 
 
 # The adapter methods under FSDP2, with LoRA (the adapters sharded with their layers, the root unit inside the peft wrapper).
 LORA = {"model.lora": "{r: 4, alpha: 8}"}
-LORA_METHODS = {"si": METHODS["si"], "lora": "[lora]", "msgm": "[{name: msgm, rehearsal: 0.25}]", "clora": "[clora]"}
+LORA_METHODS = {
+    "si": METHODS["si"], "lora": "[lora]", "msgm": "[{name: msgm, rehearsal: 0.25}]", "clora": "[clora]", "olora": "[olora]",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -284,7 +319,8 @@ def test_fsdp_trains_the_adapter_methods_as_one_process_does(tmp_path, base_mode
     run_dir = launched_lora / "runs" / str(list(LORA_METHODS).index(name))
     Runner(load_config(None, [*stream_overrides(base_model, **LORA), f"method={LORA_METHODS[name]}"]), tmp_path / "single", world=SINGLE).run()
     ours, theirs = model_and_strategy(tmp_path / "single"), model_and_strategy(run_dir)
-    assert ours.keys() == theirs.keys() and any("lora_A" in key for key in ours)
+    # the adapters are among the compared tensors: trained ones in the model, olora's finished ones in its state
+    assert ours.keys() == theirs.keys() and any("lora_A" in key or key.endswith("/A") for key in ours)
     close = sum(int(torch.isclose(a, theirs[k], rtol=1e-4, atol=1e-6).sum()) for k, a in ours.items())
     assert close >= 0.99 * sum(a.numel() for a in ours.values())
     single, distributed = RunStore(tmp_path / "single").read_results(), RunStore(run_dir).read_results()
@@ -311,18 +347,21 @@ def test_fsdp_trains_the_adapter_methods_as_one_process_does(tmp_path, base_mode
         assert not any("lora_" in key for key in loaded), "the adapters were not merged into the model"
 
 
-def test_a_killed_fsdp_lora_run_resumes_with_its_merged_adapters(tmp_path, base_model, launched_lora):
-    """lora merges each task's adapter into the frozen weights, which checkpoints do not hold: a sharded run
-    killed in task 2 re-applies task 1's merge from the strategy state before it shards, and ends as the uninterrupted run."""
+@pytest.mark.parametrize("name", ["lora", "olora"])
+def test_a_killed_fsdp_adapter_run_resumes_with_its_adapters(tmp_path, base_model, launched_lora, name):
+    """What these methods change outside the trained weights is not in a checkpoint: lora merges each task's
+    adapter into the frozen weights, olora adds a frozen adapter per task (every task's before sharding). A
+    sharded run killed in task 2 rebuilds both from the strategy state before it shards, and ends as the
+    uninterrupted run."""
     from mcit.models.saving import load_saved
 
-    index = list(LORA_METHODS).index("lora")
+    index = list(LORA_METHODS).index(name)
     overrides = stream_overrides(base_model, **LORA, **{"train.checkpoint_every": 2})
-    killed = launch(tmp_path / "runs", tmp_path / "logs", [LORA_METHODS["lora"]], overrides, env={"MCIT_TEST_KILL": "1:1:5"}, engine="fsdp")
+    killed = launch(tmp_path / "runs", tmp_path / "logs", [LORA_METHODS[name]], overrides, env={"MCIT_TEST_KILL": "1:1:5"}, engine="fsdp")
     assert killed.returncode != 0
     store = RunStore(tmp_path / "runs" / "0")
     assert len(store.read_results()["rows"]) == 1, "task 2 finished before the kill; the test would not resume mid-task"
-    resumed = launch(tmp_path / "runs", tmp_path / "logs2", [LORA_METHODS["lora"]], overrides, engine="fsdp")
+    resumed = launch(tmp_path / "runs", tmp_path / "logs2", [LORA_METHODS[name]], overrides, engine="fsdp")
     assert resumed.returncode == 0, resumed.stderr[-6000:]
     straight = launched_lora / "runs" / str(index)
     assert store.read_results()["matrix"] == RunStore(straight).read_results()["matrix"]

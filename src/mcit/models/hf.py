@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from mcit.errors import UserError, one_line
-from mcit.sharding import full, local, local_part, trainable_parameters
+from mcit.sharding import full, local, local_part, parameters_by_name, trainable_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Copy a :func:`trainable_state` back in; every trainable parameter must be present."""
-    parameters = {**dict(model.named_parameters()), **dict(trainable_parameters(model))}  # sharded ones where sharded
+    parameters = dict(parameters_by_name(model))  # sharded ones where sharded
     missing = [n for n, p in parameters.items() if p.requires_grad and n not in state]
     unexpected = [n for n in state if n not in parameters]
     mismatched = [n for n, t in state.items() if n in parameters and parameters[n].shape != t.shape]

@@ -47,7 +47,8 @@ def save_adapter(model: torch.nn.Module, target: Path, whole: dict[str, torch.Te
 
     ``whole``: the model's state dict with whole tensors, for a sharded model (:func:`mcit.sharding.whole_state`).
     """
-    model.save_pretrained(target, state_dict=whole)
+    # The active adapters: a sharded O-LoRA run holds every task's adapter from the start (frozen, inactive).
+    model.save_pretrained(target, state_dict=whole, selected_adapters=list(model.active_adapters))
     extra = non_lora_trainables(model, whole)
     if extra:
         safetensors.torch.save_file(extra, Path(target) / NON_LORA_FILE, metadata={"format": "pt"})

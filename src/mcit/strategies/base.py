@@ -20,7 +20,7 @@ from mcit.data.sample import Sample, SampleLookup
 from mcit.distributed import SINGLE, World
 from mcit.errors import UserError
 from mcit.registry import Registry
-from mcit.sharding import trainable_parameters
+from mcit.sharding import counted_once, trainable_parameters
 
 
 class StrategyOptions(BaseModel):
@@ -95,6 +95,18 @@ class Context:
         """The trainable parameters by name (of a sharded model, the sharded ones: :func:`mcit.sharding.trainable_parameters`)."""
         return trainable_parameters(self.model)
 
+    def counted_once(self, value: torch.Tensor) -> torch.Tensor:
+        """A loss term that every process computes whole (from gathered tensors), for ``loss``.
+
+        Added to each micro-batch's loss, it enters the step once over all processes (each
+        process's micro-batch weights sum to ``shard_weight``), with its whole gradient on
+        every process (:func:`mcit.sharding.counted_once`); unchanged on one process.
+        """
+        if not self.world.sharded:
+            return value
+        weight = self.shard_weight if self.shard_weight > 0 else 1.0
+        return counted_once(value, self.world.size) / weight
+
 
 class Strategy:
     """Base class with no-op hooks. Subclasses set ``options_class`` for their options."""
@@ -140,6 +152,17 @@ class Strategy:
         unchanged. ``seed`` is the run's seed. Returns the model (possibly wrapped).
         """
         return model
+
+    def before_sharding(self, model: torch.nn.Module, tasks: int) -> None:
+        """Add, frozen, every module this method would add when one of the stream's ``tasks`` starts.
+
+        Called on a run with sharded parameters (FSDP2) only, after :meth:`setup_model` and
+        before the model is sharded: FSDP2 shards the model once, and a module added later
+        belongs to no FSDP unit (its gradient would not be summed over the processes nor
+        its weights sharded). :meth:`before_task` then switches the task's module on
+        instead of adding it (on the sharded parameters: :func:`mcit.sharding.trainable_parameters`).
+        The model's outputs must not change.
+        """
 
     def export_model(self, model: torch.nn.Module) -> torch.nn.Module:
         """The model in a form other tools load, e.g. added modules folded into the weights.
@@ -238,6 +261,10 @@ class StrategyChain(Strategy):
         for _, strategy in self.strategies:
             model = strategy.setup_model(model, seed)
         return model
+
+    def before_sharding(self, model: torch.nn.Module, tasks: int) -> None:
+        for _, strategy in self.strategies:
+            strategy.before_sharding(model, tasks)
 
     def export_model(self, model: torch.nn.Module) -> torch.nn.Module:
         for _, strategy in self.strategies:

@@ -8,10 +8,10 @@ import torch
 from pydantic import Field
 
 from mcit.data.collate import Batch
+from mcit.sharding import full, local
 from mcit.strategies._importance import Tensors, tensors_state, to_device
 from mcit.strategies._lora import lora_units
 from mcit.strategies._low_rank import LowRank, compress, hadamard_square_sum
-from mcit.sharding import counted_once, full, local
 from mcit.strategies.base import STRATEGIES, Context, Strategy, StrategyOptions
 
 
@@ -163,7 +163,7 @@ class CLoRA(Strategy):
             return (whole + shard) / self._normaliser(ctx)
         # Each process's part enters the step once (its micro-batch weights sum to shard_weight).
         weight = ctx.shard_weight if ctx.shard_weight > 0 else 1.0
-        return (counted_once(whole, ctx.world.size) + shard) / (self._normaliser(ctx) * weight)
+        return (ctx.counted_once(whole) + shard / weight) / self._normaliser(ctx)
 
     def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
         penalty = self.penalty(ctx)

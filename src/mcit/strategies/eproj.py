@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from mcit.errors import UserError
+from mcit.sharding import full, reshard, unsharded
 from mcit.strategies.base import STRATEGIES, Context, Strategy, StrategyOptions
 
 PROJECTOR_ROLE = "projector"
@@ -151,11 +152,16 @@ class EProj(Strategy):
     projector per task, the parameters this method pays; rows record the model's size)
     and the keys; :meth:`setup_model` rebuilds them on resume and export. With more than
     one projector there is no single plain model: export refuses and says why.
+
+    On sharded parameters (FSDP2) every task's projector is created, frozen, before the
+    model is sharded (:meth:`before_sharding`; with ``reuse_threshold`` some stay unused)
+    and switched on at its task's start; the strategy state holds the used ones, whole.
     """
 
     options_class = EProjOptions
     options: EProjOptions
     peft_lora = "refused"
+    shards = True
 
     @classmethod
     def owns(cls, options: EProjOptions) -> frozenset[str]:
@@ -181,6 +187,14 @@ class EProj(Strategy):
         model.requires_grad_(False)
         return model
 
+    def _used(self) -> int:
+        """How many projectors the tasks so far train (more may exist: :meth:`before_sharding`)."""
+        return max(self.routing.task_expert) + 1 if self.routing.task_expert else 0
+
+    def before_sharding(self, model: torch.nn.Module, tasks: int) -> None:
+        while len(self.projector.experts) < tasks:
+            self.projector.experts.append(copy.deepcopy(self.projector.base).requires_grad_(False))
+
     def _fit_keys(self, ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
         projector = self.projector
         samples = [s for s in ctx.task.train if s.images][: self.options.key_samples]
@@ -189,7 +203,7 @@ class EProj(Strategy):
         projector.mode, projector.collected = "collect", []
         was_training = ctx.model.training
         ctx.model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), unsharded(ctx.model):  # sharded: every process fits the same keys
             for start in range(0, len(samples), KEY_BATCH):
                 ctx.model(**ctx.collator.generate_batch(samples[start : start + KEY_BATCH]).to(ctx.device).inputs)
         ctx.model.train(was_training)
@@ -208,25 +222,32 @@ class EProj(Strategy):
             if similarity.max().item() > threshold:
                 expert = self.routing.task_expert[int(similarity.argmax())]
         if expert is None:
-            projector.experts.append(copy.deepcopy(projector.base))
-            expert = len(projector.experts) - 1
+            expert = self._used()
+            if expert == len(projector.experts):
+                projector.experts.append(copy.deepcopy(projector.base))
         self.routing.image_keys.append(image_key)
         self.routing.instruction_keys.append(instruction_key)
         self.routing.task_expert.append(expert)
+        reshard(ctx.model)  # sharded: the switch goes to the sharded parameters
         projector.experts[expert].requires_grad_(True)
         projector.mode, projector.training_expert = "train", expert
 
     def after_task(self, ctx: Context) -> None:
+        reshard(ctx.model)
         self.projector.requires_grad_(False)
         self.projector.mode = "route"
 
     def before_eval(self, ctx: Context) -> None:
         self.projector.mode = "route"
 
-    def export_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        experts = len(self.projector.experts)
+    def _check_exportable(self) -> int:
+        experts = self._used()
         if experts > 1:
             raise UserError(f"eproj: {experts} task projectors are chosen per sample at inference; no single plain model holds them")
+        return experts
+
+    def export_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        experts = self._check_exportable()
         plain = copy.deepcopy(model)
         parent, child = next(
             (m, n) for m in plain.modules() for n, c in m.named_children() if isinstance(c, ExpertProjector)
@@ -239,13 +260,26 @@ class EProj(Strategy):
             parent._forward_pre_hooks_with_kwargs.pop(key, None)
         return plain
 
+    def export_state(self, model: torch.nn.Module, whole: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The plain projector's keys: the one trained projector's (or the base's before any task); the others left out."""
+        keep = "experts.0." if self._check_exportable() else "base."
+        prefix = next(name for name, module in model.named_modules() if isinstance(module, ExpertProjector)) + "."
+        plain = {}
+        for key, tensor in whole.items():
+            if not key.startswith(prefix):
+                plain[key] = tensor
+            elif key.startswith(prefix + keep):
+                plain[prefix + key.removeprefix(prefix + keep)] = tensor
+        return plain
+
     def state_dict(self) -> dict[str, Any]:
-        experts = self.projector.experts if self.projector is not None else []
+        # Sharded: every process calls this (as for every method's state) and gathers the projectors whole.
+        experts = self.projector.experts[: self._used()] if self.projector is not None else []
         return {
             "image_keys": list(self.routing.image_keys),
             "instruction_keys": list(self.routing.instruction_keys),
             "task_expert": list(self.routing.task_expert),
-            "experts": [{k: v.detach() for k, v in e.state_dict().items()} for e in experts] or self._expert_states,
+            "experts": [{k: full(v.detach()) for k, v in e.state_dict().items()} for e in experts] or self._expert_states,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ import torch
 from pydantic import Field
 
 from mcit.data.collate import Batch
+from mcit.sharding import full, reshard
 from mcit.strategies._lora import Factors, factors, lora_layers, restart
 from mcit.strategies.base import STRATEGIES, Context, Strategy, StrategyOptions
 from mcit.strategies.lora import ADAPTER, ADAPTERS_ROLE
@@ -43,11 +44,17 @@ class OLoRA(Strategy):
     factors) and :meth:`setup_model` re-adds them on resume and export. Several adapters
     are active, so checkpoints and ``mcit export`` write the whole model with every adapter
     merged (exact: each pair is a fixed linear update).
+
+    On sharded parameters (FSDP2) every task's adapter is added, frozen and inactive, before
+    the model is sharded (:meth:`before_sharding`), and switched on at its task's start; the
+    terms of the loss are computed on the current adapter gathered whole on every process,
+    counted once over the processes (:meth:`~mcit.strategies.base.Context.counted_once`).
     """
 
     options_class = OLoRAOptions
     options: OLoRAOptions
     peft_lora = "required"
+    shards = True
 
     @classmethod
     def owns(cls, options: OLoRAOptions) -> frozenset[str]:
@@ -61,6 +68,7 @@ class OLoRA(Strategy):
     @staticmethod
     def _activate(model: torch.nn.Module, count: int, trainable: int | None) -> None:
         """Make the first ``count`` task adapters active; only ``trainable`` (an index) trains."""
+        reshard(model)  # sharded: the switches go to the sharded parameters
         names = [task_adapter(i) for i in range(count)]
         model.base_model.set_adapter(names)
         for layer in lora_layers(model).values():
@@ -86,6 +94,15 @@ class OLoRA(Strategy):
         self._activate(model, len(self.finished), trainable=None)
         return model
 
+    def before_sharding(self, model: torch.nn.Module, tasks: int) -> None:
+        active = list(model.base_model.active_adapters)
+        training = {name: p.requires_grad for name, p in model.named_parameters()}
+        for index in range(len(self.finished), tasks):
+            self._add(model, index)
+        model.base_model.set_adapter(active)
+        for name, param in model.named_parameters():
+            param.requires_grad_(training.get(name, False))
+
     def before_task(self, ctx: Context) -> None:
         index = len(self.finished)
         self._add(ctx.model, index)
@@ -95,24 +112,30 @@ class OLoRA(Strategy):
         self._old_a = None
         if index > 0:
             self._old_a = {
-                name: torch.cat([layer.lora_A[task_adapter(s)].weight.detach() for s in range(index)])
+                name: torch.cat([full(layer.lora_A[task_adapter(s)].weight.detach()) for s in range(index)])
                 for name, layer in lora_layers(ctx.model).items()
             }
 
-    def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
+    def _current(self, ctx: Context, part: str) -> dict[str, torch.Tensor]:
+        """Per adapted layer: the current task's ``part`` ("A" or "B"), whole (gathered where sharded: differentiable)."""
         current = task_adapter(len(self.finished))
-        layers = lora_layers(ctx.model)
+        trainable = dict(ctx.trainable())  # sharded: the sharded parameters, not a unit's gathered ones
+        return {
+            name: full(trainable.get(f"{name}.lora_{part}.{current}.weight", getattr(layer, f"lora_{part}")[current].weight))
+            for name, layer in lora_layers(ctx.model).items()
+        }
+
+    def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
+        if not (self._old_a and self.options.lambda1 > 0) and self.options.lambda2 == 0:
+            return loss
+        a = self._current(ctx, "A")
         if self._old_a and self.options.lambda1 > 0:
-            orthogonal = sum(
-                (old @ layers[name].lora_A[current].weight.T).abs().sum() for name, old in self._old_a.items()
-            )
-            loss = loss + self.options.lambda1 * orthogonal
+            orthogonal = sum((old @ a[name].T).abs().sum() for name, old in self._old_a.items())
+            loss = loss + self.options.lambda1 * ctx.counted_once(orthogonal)
         if self.options.lambda2 > 0:
-            squared = sum(
-                layer.lora_A[current].weight.square().sum() + layer.lora_B[current].weight.square().sum()
-                for layer in layers.values()
-            )
-            loss = loss + self.options.lambda2 * squared
+            b = self._current(ctx, "B")
+            squared = sum(a[name].square().sum() + b[name].square().sum() for name in a)
+            loss = loss + self.options.lambda2 * ctx.counted_once(squared)
         return loss
 
     def after_task(self, ctx: Context) -> None:
