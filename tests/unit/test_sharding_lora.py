@@ -1,7 +1,7 @@
 """The adapter methods' arithmetic on a sharded peft model (FSDP2, a real 2-process gloo group)
 against the same arithmetic on the whole model in one process: merging and restarting an
-adapter (lora, msgm), C-LoRA's penalty and its gradient, and the merged model a sharded
-run writes."""
+adapter (lora, msgm), C-LoRA's penalty and its gradient, O-LoRA's loss terms and their
+gradient on a task adapter created before sharding, and the merged model a sharded run writes."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ import torch
 from torch import nn
 
 from conftest import largest_difference, on_two_gloo_processes
-from mcit.distributed import world_from_environment
+from mcit.distributed import SINGLE, world_from_environment
 from mcit.models.saving import merged_state
 from mcit.sharding import Layout, full, local, local_part, shard_model, whole_state
 from mcit.strategies import Context, TaskView
 from mcit.strategies._lora import factors, fold, restart
 from mcit.strategies.clora import CLoRA
+from mcit.strategies.olora import OLoRA, OLoRAOptions
 
 
 class Net(nn.Module):
@@ -110,6 +111,39 @@ def _worker(rank: int) -> dict:
         largest_difference(gathered[part][n], t) for part in ("past", "factors_u", "factors_v") for n, t in theirs[part].items()
     )
     out["clora_start"] = max(largest_difference(gathered["start"][n][i], t) for n, ts in theirs["start"].items() for i, t in enumerate(ts))
+    out.update(_olora(world, generator))
+    return out
+
+
+def _olora(world, generator: torch.Generator) -> dict[str, float | bool]:
+    """O-LoRA: task 2's adapter added before sharding (frozen), switched on at its start; both loss terms and their gradient."""
+    options = OLoRAOptions(lambda1=0.5, lambda2=0.1)
+    reference, model = lora_net(), lora_net()
+    reference_olora, olora = OLoRA(options), OLoRA(options)
+    olora.before_sharding(model, tasks=2)
+    out: dict[str, float | bool] = {"olora_added_frozen": not any(p.requires_grad for n, p in model.named_parameters() if ".task1." in n)}
+    shard_model(model, [model.base_model.model.a])
+    one, ctx = (Context(m, TaskView(0, "t", []), 0, torch.device("cpu"), world=w) for m, w in ((reference, SINGLE), (model, world)))
+    for task in (0, 1):
+        one.task = ctx.task = TaskView(task, f"t{task}", [])
+        reference_olora.before_task(one)
+        olora.before_task(ctx)
+        _nudge(one, ctx, generator)
+        if task == 0:
+            reference_olora.after_task(one)
+            olora.after_task(ctx)
+    out["olora_trains_task1"] = {n for n, _ in ctx.trainable()} == {n for n, _ in one.trainable()} and any(".task1." in n for n, _ in ctx.trainable())
+    zero = torch.zeros(())
+    expected = reference_olora.loss(one, None, None, zero)
+    expected.backward()
+    ctx.shard_weight = 0.25
+    value = olora.loss(ctx, None, None, zero) * 0.25
+    value.backward()
+    total = value.detach().reshape(1).clone()
+    world.sum_tensors_([total])
+    out["olora_loss"] = abs(float(total) - float(expected)) / float(expected)
+    sharded = dict(ctx.trainable())
+    out["olora_grad"] = max(largest_difference(full(sharded[n].grad), p.grad) for n, p in one.trainable() if p.grad is not None)
     return out
 
 
@@ -121,5 +155,6 @@ def test_adapter_methods_on_sharded_parameters_match_one_process():
         assert out["factors"] == 0 and out["fold_restart"] == 0, out  # the same arithmetic on the same values: the same bits
         assert out["merged_keys"] and out["merged"] < 1e-6, out
         assert out["clora_dense_trained"], "the test must cover C-LoRA's dense part too"
-        for key in ("clora_penalty", "clora_grad", "clora_state", "clora_start"):
+        assert out["olora_added_frozen"] and out["olora_trains_task1"], out
+        for key in ("clora_penalty", "clora_grad", "clora_state", "clora_start", "olora_loss", "olora_grad"):
             assert out[key] < 1e-5, (rank, key, out[key])
