@@ -466,7 +466,7 @@ class Anchor:
         sink = self if record_gradients else None
         if ctx.world.sharded:  # this process's shards' part of the penalty, entering the step once
             params = [local(p) for p in params]
-            scale = scale / ctx.shard_weight if ctx.shard_weight > 0 else scale
+            scale = ctx.shard_term(scale)
         with torch.autocast(ctx.device.type, enabled=False):  # fp32, under bf16 autocast too
             return QuadraticPenalty.apply(self._vectors(ctx, names), float(scale), sink, *params)
 

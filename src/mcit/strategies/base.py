@@ -95,17 +95,27 @@ class Context:
         """The trainable parameters by name (of a sharded model, the sharded ones: :func:`mcit.sharding.trainable_parameters`)."""
         return trainable_parameters(self.model)
 
-    def counted_once(self, value: torch.Tensor) -> torch.Tensor:
-        """A loss term that every process computes whole (from gathered tensors), for ``loss``.
+    def shard_term(self, value):
+        """A loss term (or its scale) computed on this process's shards of the parameters, for ``loss``.
 
-        Added to each micro-batch's loss, it enters the step once over all processes (each
-        process's micro-batch weights sum to ``shard_weight``), with its whole gradient on
-        every process (:func:`mcit.sharding.counted_once`); unchanged on one process.
+        Divided by ``shard_weight`` (this process's micro-batch weights of the step, which the
+        loop multiplies each loss by), so each shard's part enters the step once; unchanged
+        on one process.
         """
         if not self.world.sharded:
             return value
-        weight = self.shard_weight if self.shard_weight > 0 else 1.0
-        return counted_once(value, self.world.size) / weight
+        return value / self.shard_weight if self.shard_weight > 0 else value
+
+    def counted_once(self, value: torch.Tensor) -> torch.Tensor:
+        """A loss term that every process computes whole (from gathered tensors), for ``loss``.
+
+        Added to each micro-batch's loss, it enters the step once over all processes, with
+        its whole gradient on every process (:func:`mcit.sharding.counted_once`, then
+        :meth:`shard_term`); unchanged on one process.
+        """
+        if not self.world.sharded:
+            return value
+        return self.shard_term(counted_once(value, self.world.size))
 
 
 class Strategy:

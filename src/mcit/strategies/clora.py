@@ -159,11 +159,8 @@ class CLoRA(Strategy):
         for name, update in dense.items():
             if name in self.past:
                 shard = shard + (self.past[name] * update).square().sum()
-        if not ctx.world.sharded:
-            return (whole + shard) / self._normaliser(ctx)
-        # Each process's part enters the step once (its micro-batch weights sum to shard_weight).
-        weight = ctx.shard_weight if ctx.shard_weight > 0 else 1.0
-        return (ctx.counted_once(whole) + shard / weight) / self._normaliser(ctx)
+        # Sharded: the whole LoRA part counted once over the processes, each process's dense part once.
+        return (ctx.counted_once(whole) + ctx.shard_term(shard)) / self._normaliser(ctx)
 
     def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
         penalty = self.penalty(ctx)

@@ -110,10 +110,10 @@ class OLoRA(Strategy):
             restart(ctx.model, task_adapter(index), ctx.seed)
         self._activate(ctx.model, index + 1, trainable=index)
         self._old_a = None
-        if index > 0:
+        if index > 0:  # the finished adapters' A, from their recorded (whole) factors: no gather
             self._old_a = {
-                name: torch.cat([full(layer.lora_A[task_adapter(s)].weight.detach()) for s in range(index)])
-                for name, layer in lora_layers(ctx.model).items()
+                name: torch.cat([self.finished[s][name]["A"] for s in range(index)]).to(ctx.device)
+                for name in lora_layers(ctx.model)
             }
 
     def _current(self, ctx: Context, part: str) -> dict[str, torch.Tensor]:
