@@ -128,6 +128,18 @@ def test_save_and_load_vlm_round_trip(saved):
         assert torch.equal(original(**a).logits, model(**b).logits)
 
 
+def test_loaded_weights_are_64_byte_aligned(saved):
+    """transformers 5 maps safetensors weights in place, aligned only to their dtype, and MKL
+    rounds differently for such data: a model trained after loading would not give the bits of
+    the same model trained in memory. load_vlm gives every weight memory of its own."""
+    from transformers import AutoModelForImageTextToText
+
+    mapped = AutoModelForImageTextToText.from_pretrained(saved[0], use_safetensors=True)
+    assert any(p.data_ptr() % 64 for p in mapped.parameters())  # the premise
+    model, _ = load_vlm(saved[0])
+    assert all(t.data_ptr() % 64 == 0 for t in (*model.parameters(), *model.buffers()) if t.numel())
+
+
 def test_load_vlm_dtype(saved):
     model, _ = load_vlm(saved[0], dtype="bfloat16")
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}

@@ -136,8 +136,27 @@ def load_vlm(name_or_path: str | Path, dtype: str = "float32", corpus: Iterable[
     tokenizer = processor.tokenizer
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    own_memory(model)
     model.eval()
     return model, processor
+
+
+ALIGNMENT = 64  # bytes: what torch's CPU allocator gives, and what MKL's fast paths expect
+
+
+def own_memory(model: torch.nn.Module) -> torch.nn.Module:
+    """Give every CPU parameter and buffer that is not 64-byte aligned memory of its own.
+
+    transformers 5 loads safetensors weights as views into the memory-mapped file, aligned only
+    to their dtype. MKL rounds differently for such data (seen on an AVX-512 EPYC), so the
+    same weights trained in memory and after loading from disk would not give the same bits,
+    and a resumed run would not match an uninterrupted one. Copies one tensor at a time.
+    """
+    with torch.no_grad():
+        for tensor in (*model.parameters(), *model.buffers()):
+            if tensor.device.type == "cpu" and tensor.numel() and tensor.data_ptr() % ALIGNMENT:
+                tensor.data = tensor.data.clone()
+    return model
 
 
 def lora_targets(model: torch.nn.Module, wanted: Iterable[str] | None = None) -> list[str]:

@@ -22,6 +22,7 @@ import safetensors.torch
 import torch
 
 from mcit.errors import UserError
+from mcit.models.hf import own_memory
 
 ADAPTER_DIR = "adapter"
 MODEL_DIR = "model"
@@ -136,7 +137,7 @@ def load_adapter(base: torch.nn.Module, adapter: Path) -> torch.nn.Module:
         with torch.no_grad():
             for name, tensor in extra.items():
                 parameters[name].copy_(tensor)
-    return model
+    return own_memory(model)
 
 
 def load_saved(path: Path | str, dtype: str = "float32"):
