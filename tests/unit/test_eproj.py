@@ -113,3 +113,25 @@ def test_a_similar_task_reuses_an_earlier_projector_and_one_projector_exports(ti
     ctx = context(model, collator, 2, "count")  # a different task stays below the threshold
     eproj.before_task(ctx)
     assert eproj.routing.task_expert == [0, 0, 1] and len(eproj.projector.experts) == 2
+
+
+def test_a_sample_is_routed_by_its_own_tokens_alone_or_in_a_padded_batch(tiny):
+    """The instruction query leaves out padding by the attention mask. LLaVA-1.5 configs leave
+    ``pad_token_id`` unset while the collator pads with EOS: going by the config's pad id, the
+    same prompt's query alone and beside a longer prompt had cosine 0.44."""
+    model, processor = copy.deepcopy(tiny)
+    model.config.text_config.pad_token_id = None  # as llava-1.5-7b-hf ships it
+    processor.tokenizer.pad_token = processor.tokenizer.eos_token  # what mcit pads with where no pad token is set
+    model, collator, eproj = setup((model, processor))
+    candidates = TASKS.get("color").generate(8, 5, "eval") + TASKS.get("caption").generate(8, 5, "eval")
+    length = {id(s): len(collator.tokenizer(s.prompt)["input_ids"]) for s in candidates}
+    short, long = min(candidates, key=lambda s: length[id(s)]), max(candidates, key=lambda s: length[id(s)])
+    batch = collator.generate_batch([short, long])
+    assert (batch.inputs["attention_mask"] == 0).any(), "the premise: the batch holds padding"
+    assert collator.pad_id == collator.tokenizer.eos_token_id
+    eproj.projector.mode = "collect"
+    logits(model, collator, [short])
+    logits(model, collator, [short, long])
+    (image_alone, alone), (image_batched, batched) = eproj.projector.collected
+    torch.testing.assert_close(batched[0], alone[0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(image_batched[0], image_alone[0], atol=1e-6, rtol=1e-5)

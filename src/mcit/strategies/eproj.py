@@ -72,7 +72,7 @@ class ExpertProjector(torch.nn.Module):
         if ids is None:
             return
         embedded = module.get_input_embeddings()(ids).detach().float()
-        keep = (ids != self.image_token) & (ids != (self.pad_token if self.pad_token is not None else -1))
+        keep = self._prompt_tokens(ids, kwargs.get("attention_mask"))
         instructions = F.normalize((embedded * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True).clamp(min=1), dim=-1)
         encoded = (kwargs.get("mm_encoder_outputs") or {}).get("image")
         if encoded is not None and self._pending is not None:
@@ -80,6 +80,18 @@ class ExpertProjector(torch.nn.Module):
             encoded.pooler_output = list(self._route(features, *self._queries(features, ids, instructions)))
         elif kwargs.get("pixel_values") is not None:
             self._instructions, self._ids = instructions, ids
+
+    def _prompt_tokens(self, ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """Which positions are the sample's own text: not image tokens, not padding.
+
+        Padding is what the attention mask leaves out: the collator's pad id need not be the
+        config's ``pad_token_id`` (LLaVA-1.5 configs leave it unset; mcit pads with EOS), and an
+        EOS inside the prompt is text. Without a mask, the config's pad id is the best guess.
+        """
+        keep = ids != self.image_token
+        if attention_mask is not None:
+            return keep & attention_mask.bool()
+        return keep & (ids != (self.pad_token if self.pad_token is not None else -1))
 
     def _queries(self, features: torch.Tensor, ids: torch.Tensor, instructions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Unit image and instruction queries, one per image of the batch."""
