@@ -10,7 +10,7 @@ from digit_model import DigitCollator, DigitLM
 from mcit.data.sample import Sample
 from mcit.data.synthetic.tasks import TASKS
 from mcit.store import load_state_tree, save_state_tree
-from mcit.strategies import STRATEGIES, Context, Strategy, StrategyChain, TaskView
+from mcit.strategies import STRATEGIES, Context, Stage, Strategy, StrategyChain, TaskView
 from mcit.strategies.er import EROptions, ExperienceReplay
 from mcit.strategies.joint import Joint
 from mcit.training.loop import train
@@ -119,13 +119,18 @@ class Double(Strategy):
         return list(data) + ["double"]
 
 
-def test_chain_applies_hooks_in_order():
+def test_chain_calls_hooks_by_stage_then_name_whatever_the_list_order():
     ctx = context(0, "t", [])
-    chain = StrategyChain([("add", AddOne()), ("double", Double())])
-    assert chain.loss(ctx, None, None, torch.tensor(1.0)).item() == 4.0  # (1 + 1) * 2, not 1 * 2 + 1
-    assert chain.train_data(ctx, []) == ["one", "double"]
-    reversed_chain = StrategyChain([("double", Double()), ("add", AddOne())])
-    assert reversed_chain.loss(ctx, None, None, torch.tensor(1.0)).item() == 3.0
+    for listed in ([("add", AddOne()), ("double", Double())], [("double", Double()), ("add", AddOne())]):
+        chain = StrategyChain(listed)
+        assert chain.loss(ctx, None, None, torch.tensor(1.0)).item() == 4.0  # same stage, by name: (1 + 1) * 2
+        assert chain.train_data(ctx, []) == ["one", "double"]
+
+    class DoubleFirst(Double):
+        stages = {"loss": Stage.ARRANGE}
+
+    for listed in ([("add", AddOne()), ("z", DoubleFirst())], [("z", DoubleFirst()), ("add", AddOne())]):
+        assert StrategyChain(listed).loss(ctx, None, None, torch.tensor(1.0)).item() == 3.0  # its earlier stage: 1 * 2 + 1
 
 
 def test_chain_state_is_keyed_by_position_and_name():
@@ -176,7 +181,7 @@ def model_for(strategy_class: type[Strategy]):
     Returns ``(model, collator, samples_of(task_index))``.
     """
     if strategy_class.setup_model is Strategy.setup_model:
-        return DigitLM(), DigitCollator(), lambda index: digit_samples(["a", "bb"][index])
+        return DigitLM(), DigitCollator(), lambda index: digit_samples(["a", "bb", "ccc"][index])
     from mcit.config import LoraConfig
     from mcit.data.collate import Collator
     from mcit.models.hf import configure_trainable, load_vlm
@@ -184,25 +189,48 @@ def model_for(strategy_class: type[Strategy]):
     model, processor = load_vlm("tiny")
     lora = LoraConfig(r=2) if strategy_class.peft_lora == "required" else None
     model = configure_trainable(model, ["projector"], lora)
-    return model, Collator(processor), lambda index: TASKS.get(["color", "count"][index]).generate(8, index, "train")
+    return model, Collator(processor), lambda index: TASKS.get(["color", "count", "shape"][index]).generate(8, index, "train")
+
+
+TASK_NAMES = ["a", "bb", "ccc"]
+
+
+def train_task(strategy, model, collator, samples_of, index: int) -> float:
+    """Train task ``index`` with the run's sample lookup (which a replay buffer restored from state reads)."""
+    view = TaskView(index, TASK_NAMES[index], samples_of(index))
+    by_id = {(TASK_NAMES[i], s.id): s for i in range(index + 1) for s in samples_of(i)}
+    ctx = Context(model, view, seed=index, device=torch.device("cpu"), collator=collator, lookup=lambda task, sample_id: by_id[task, sample_id])
+    strategy.before_task(ctx)
+    stats = train(ctx, list(strategy.train_data(ctx, view.train)), strategy, TrainConfig(epochs=1, batch_size=4))
+    strategy.after_task(ctx)
+    return stats.final_loss
 
 
 @pytest.mark.parametrize("name", STRATEGIES.names())
 def test_every_registered_method_resumes_from_its_saved_state(name, tmp_path):
-    """After two trained tasks, a fresh instance loaded from the saved state has the same state."""
+    """After two trained tasks, a fresh instance loaded from the saved state, on a model rebuilt
+    as a resumed run rebuilds it (setup_model, then the weights), trains the third task to the
+    same loss and the same weights as the instance that never stopped."""
     strategy_class = STRATEGIES.get(name)
     strategy = strategy_class()
     model, collator, samples_of = model_for(strategy_class)
     model = strategy.setup_model(model, seed=0)
-    for index, task in enumerate(["a", "bb"]):
-        view = TaskView(index, task, samples_of(index))
-        ctx = Context(model, view, seed=index, device=torch.device("cpu"), collator=collator)
-        strategy.before_task(ctx)
-        train(ctx, list(strategy.train_data(ctx, view.train)), strategy, TrainConfig(epochs=1, batch_size=4))
-        strategy.after_task(ctx)
+    for index in range(2):
+        train_task(strategy, model, collator, samples_of, index)
     state = strategy.state_dict()
     assert isinstance(state, dict)
-    save_state_tree(state, tmp_path / "state")
+    save_state_tree({"strategy": state, "model": model.state_dict()}, tmp_path / "state")
+    saved = load_state_tree(tmp_path / "state")
     fresh = strategy_class()
-    fresh.load_state_dict(load_state_tree(tmp_path / "state"))
+    fresh.load_state_dict(saved["strategy"])
     assert_same_tree(fresh.state_dict(), state)
+    rebuilt, _, _ = model_for(strategy_class)
+    rebuilt = fresh.setup_model(rebuilt, seed=0)
+    rebuilt.load_state_dict(saved["model"])
+
+    loss = train_task(strategy, model, collator, samples_of, 2)
+    assert train_task(fresh, rebuilt, collator, samples_of, 2) == loss
+    after, resumed = model.state_dict(), rebuilt.state_dict()
+    assert after.keys() == resumed.keys()
+    assert [key for key in after if not torch.equal(after[key], resumed[key])] == []
+    assert_same_tree(fresh.state_dict(), strategy.state_dict())

@@ -7,10 +7,10 @@ every module of this package is imported here, so adding a method is adding one 
 import importlib
 import pkgutil
 
-from mcit.strategies.base import STRATEGIES, Context, Strategy, StrategyChain, StrategyOptions, TaskView
+from mcit.strategies.base import STRATEGIES, Context, Stage, Strategy, StrategyChain, StrategyOptions, TaskView
 
 for _module in pkgutil.iter_modules(__path__):
     if not _module.name.startswith("_") and _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["STRATEGIES", "Context", "Strategy", "StrategyChain", "StrategyOptions", "TaskView"]
+__all__ = ["STRATEGIES", "Context", "Stage", "Strategy", "StrategyChain", "StrategyOptions", "TaskView"]

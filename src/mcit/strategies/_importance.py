@@ -44,6 +44,17 @@ def trainable_lists(ctx: Context) -> tuple[tuple[str, ...], list[torch.nn.Parame
     return tuple(name for name, _ in named), [param for _, param in named]
 
 
+def anchored(ctx: Context, theta_star: Tensors) -> tuple[tuple[str, ...], list[torch.nn.Parameter]]:
+    """The trainable parameters that have a theta*, by name.
+
+    A parameter that a method added since the last finished task (eproj's projector, olora's
+    adapter of a new task) held nothing of the earlier tasks: it trains free of the penalty.
+    """
+    names, params = trainable_lists(ctx)
+    kept = [(name, p) for name, p in zip(names, params) if name in theta_star]
+    return tuple(name for name, _ in kept), [p for _, p in kept]
+
+
 class FlatTensors:
     """Tensors stored back to back in one fp32 vector, with a view of it shaped like each.
 
@@ -276,10 +287,17 @@ def normalise_mean_one(importance: Tensors, world: World = SINGLE) -> Tensors:
 
 
 def running_mean(average: Tensors | None, new: Tensors, count: int) -> Tensors:
-    """Mean of ``count`` earlier importances (``average``) and ``new``: equal weight per task."""
+    """Mean of ``count`` earlier importances (``average``) and ``new``: equal weight per task.
+
+    A parameter without an earlier importance (a module a method added for this task) had
+    none for the earlier tasks, which it did not exist for: 0 in their mean.
+    """
     if average is None or count == 0:
         return {name: t.clone() for name, t in new.items()}
-    return {name: average[name] + (new[name] - average[name]) / (count + 1) for name in new}
+    return {
+        name: average[name] + (t - average[name]) / (count + 1) if name in average else t / (count + 1)
+        for name, t in new.items()
+    }
 
 
 def to_device(tensors: Tensors | None, device: torch.device) -> Tensors | None:
@@ -460,7 +478,7 @@ class Anchor:
             return None
         if ctx.micro_batch == 0:
             self.penalty_grads = None
-        names, params = trainable_lists(ctx)
+        names, params = anchored(ctx, self._theta_star)
         if not params:
             return torch.zeros((), device=ctx.device, dtype=torch.float32)
         sink = self if record_gradients else None

@@ -13,7 +13,7 @@ from mcit.seeds import derive_seed
 from mcit.sharding import local
 from mcit.strategies._buffer import BufferOptions, Buffers, ReplayBuffer
 from mcit.strategies._importance import batch_part
-from mcit.strategies.base import STRATEGIES, Context, Strategy
+from mcit.strategies.base import STRATEGIES, Context, Stage, Strategy
 
 
 class AGEMOptions(BufferOptions):
@@ -92,6 +92,7 @@ class AGEM(Strategy):
     options_class = AGEMOptions
     options: AGEMOptions
     shards = True
+    stages = {"after_backward": Stage.FINAL}  # the projection sees the gradient every other method has edited
 
     def __init__(self, options: AGEMOptions | None = None) -> None:
         super().__init__(options)

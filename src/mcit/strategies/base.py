@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -21,6 +22,19 @@ from mcit.distributed import SINGLE, World
 from mcit.errors import UserError
 from mcit.registry import Registry
 from mcit.sharding import counted_once, trainable_parameters
+
+
+class Stage(IntEnum):
+    """When one method's hook runs among a chain's, by what it does, whatever the list order.
+
+    A chain calls each hook in stage order; within a stage, by method name (the hooks of one
+    stage do not see each other's work, and a fixed order keeps float sums the same bits).
+    """
+
+    ARRANGE = 0  # changes which parameters train (olora, eproj switch their task's module on)
+    READ = 1  # reads the model, the batch, the gradient or the finished task as they stand (the default)
+    EDIT = 2  # changes the gradient (dgg's guidance), after every method has read it
+    FINAL = 3  # sees every other method's work: A-GEM's projection, merges and restarts, freezing a task's module
 
 
 class StrategyOptions(BaseModel):
@@ -132,6 +146,13 @@ class Strategy:
     # Whether the method works on sharded parameters (FSDP2, mcit.sharding): its per-parameter
     # state on each process's shards (by parameter name), its reductions summed over them.
     shards: ClassVar[bool] = False
+    # The stage of each hook that is not Stage.READ (see Stage), by hook name.
+    stages: ClassVar[dict[str, Stage]] = {}
+
+    @classmethod
+    def stage(cls, hook: str) -> Stage:
+        """When this method's ``hook`` runs in a chain (:class:`Stage`)."""
+        return cls.stages.get(hook, Stage.READ)
 
     @classmethod
     def provides(cls, options: StrategyOptions) -> frozenset[str]:
@@ -145,7 +166,8 @@ class Strategy:
 
     @classmethod
     def owns(cls, options: StrategyOptions) -> frozenset[str]:
-        """Parts of the model whose layout this method manages; two methods of a chain cannot own the same one."""
+        """Parts of the model (its adapters, its projector) or of the objective (the task loss) this
+        method manages; two methods of a chain cannot own the same one."""
         return frozenset()
 
     def __init__(self, options: StrategyOptions | None = None) -> None:
@@ -250,12 +272,40 @@ class Strategy:
 STRATEGIES: Registry[type[Strategy]] = Registry("method")
 
 
+def _parts(strategies: Sequence[tuple[str, Strategy]]):
+    """The named methods of a chain, a chain inside it (mSGM) by its parts."""
+    for name, strategy in strategies:
+        if isinstance(strategy, StrategyChain):
+            yield from _parts(strategy.strategies)
+        else:
+            yield name, strategy
+
+
+def _in_stage_order(parts: list[tuple[str, Strategy]], hook: str) -> list[Strategy]:
+    """The methods whose ``hook`` the chain calls, in stage order, then by name (a method listed
+    twice, which the config refuses, keeps its list position)."""
+    keyed = sorted(((type(one).stage(hook), name, position), one) for position, (name, one) in enumerate(parts))
+    return [one for _, one in keyed]
+
+
+HOOKS = (
+    "setup_model", "before_sharding", "export_model", "export_state", "before_task", "train_data",
+    "before_forward", "loss", "after_backward", "after_task", "before_eval",
+)  # fmt: skip
+
+
 class StrategyChain(Strategy):
-    """Several strategies applied in order: data flows through ``train_data`` and ``loss``."""
+    """Several strategies, each hook called in :class:`Stage` order: the list order does not matter.
+
+    Data flows through ``train_data`` and ``loss``. A chain inside a chain (mSGM) is called
+    part by part, so its parts take their stages among the outer chain's methods.
+    """
 
     def __init__(self, strategies: Sequence[tuple[str, Strategy]]) -> None:
         super().__init__()
-        self.strategies = list(strategies)
+        self.strategies = list(strategies)  # as listed: names the state of each (state_dict)
+        parts = list(_parts(self.strategies))
+        self._order = {hook: _in_stage_order(parts, hook) for hook in HOOKS}
 
     def check_shards(self) -> None:
         """Refuse a chain with a method that does not run on sharded parameters (FSDP2) yet."""
@@ -268,21 +318,21 @@ class StrategyChain(Strategy):
             )
 
     def setup_model(self, model: torch.nn.Module, seed: int) -> torch.nn.Module:
-        for _, strategy in self.strategies:
+        for strategy in self._order["setup_model"]:
             model = strategy.setup_model(model, seed)
         return model
 
     def before_sharding(self, model: torch.nn.Module, tasks: int) -> None:
-        for _, strategy in self.strategies:
+        for strategy in self._order["before_sharding"]:
             strategy.before_sharding(model, tasks)
 
     def export_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        for _, strategy in self.strategies:
+        for strategy in self._order["export_model"]:
             model = strategy.export_model(model)
         return model
 
     def export_state(self, model: torch.nn.Module, whole: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        for _, strategy in self.strategies:
+        for strategy in self._order["export_state"]:
             whole = strategy.export_state(model, whole)
         return whole
 
@@ -290,33 +340,33 @@ class StrategyChain(Strategy):
         return all(strategy.adapter_export() for _, strategy in self.strategies)
 
     def before_task(self, ctx: Context) -> None:
-        for _, strategy in self.strategies:
+        for strategy in self._order["before_task"]:
             strategy.before_task(ctx)
 
     def train_data(self, ctx: Context, data: Sequence[Sample]) -> Sequence[Sample]:
-        for _, strategy in self.strategies:
+        for strategy in self._order["train_data"]:
             data = strategy.train_data(ctx, data)
         return data
 
     def before_forward(self, ctx: Context, batch: Batch) -> None:
-        for _, strategy in self.strategies:
+        for strategy in self._order["before_forward"]:
             strategy.before_forward(ctx, batch)
 
     def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
-        for _, strategy in self.strategies:
+        for strategy in self._order["loss"]:
             loss = strategy.loss(ctx, batch, outputs, loss)
         return loss
 
     def after_backward(self, ctx: Context, batch: Batch) -> None:
-        for _, strategy in self.strategies:
+        for strategy in self._order["after_backward"]:
             strategy.after_backward(ctx, batch)
 
     def after_task(self, ctx: Context) -> None:
-        for _, strategy in self.strategies:
+        for strategy in self._order["after_task"]:
             strategy.after_task(ctx)
 
     def before_eval(self, ctx: Context) -> None:
-        for _, strategy in self.strategies:
+        for strategy in self._order["before_eval"]:
             strategy.before_eval(ctx)
 
     def state_dict(self) -> dict[str, Any]:

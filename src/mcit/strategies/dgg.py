@@ -12,7 +12,7 @@ from mcit.distributed import SINGLE, World
 from mcit.seeds import derive_seed
 from mcit.sharding import as_shard_of, local, local_grads
 from mcit.strategies._buffer import REPLAY_ROLE
-from mcit.strategies.base import STRATEGIES, Context, Strategy, StrategyOptions
+from mcit.strategies.base import STRATEGIES, Context, Stage, Strategy, StrategyOptions
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +160,7 @@ class DynamicGradientGuidance(Strategy):
     options_class = DGGOptions
     options: DGGOptions
     shards = True
+    stages = {"after_backward": Stage.EDIT}  # guidance added after every method has read the gradient (si)
 
     def __init__(self, options: DGGOptions | None = None) -> None:
         super().__init__(options)

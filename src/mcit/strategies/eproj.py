@@ -12,7 +12,7 @@ from pydantic import Field
 
 from mcit.errors import UserError
 from mcit.sharding import full, reshard, unsharded
-from mcit.strategies.base import STRATEGIES, Context, Strategy, StrategyOptions
+from mcit.strategies.base import STRATEGIES, Context, Stage, Strategy, StrategyOptions
 
 PROJECTOR_ROLE = "projector"
 KEY_BATCH = 32
@@ -174,6 +174,9 @@ class EProj(Strategy):
     options: EProjOptions
     peft_lora = "refused"
     shards = True
+    # The task's projector is switched on before any method records the trainable weights,
+    # and frozen after every method has read the finished task.
+    stages = {"before_task": Stage.ARRANGE, "after_task": Stage.FINAL}
 
     @classmethod
     def owns(cls, options: EProjOptions) -> frozenset[str]:

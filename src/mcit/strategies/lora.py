@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 
 from mcit.strategies._lora import Factors, factors, fold, restart
-from mcit.strategies.base import STRATEGIES, Context, Strategy, StrategyOptions
+from mcit.strategies.base import STRATEGIES, Context, Stage, Strategy, StrategyOptions
 
 ADAPTER = "default"  # the adapter peft's get_peft_model creates for model.lora
 ADAPTERS_ROLE = "language model's adapters"
@@ -48,6 +48,7 @@ class ContinualLoRA(Strategy):
     options: LoRAOptions
     peft_lora = "required"
     shards = True
+    stages = {"after_task": Stage.FINAL}  # merge and restart once every method has read the finished adapter
 
     @classmethod
     def owns(cls, options: LoRAOptions) -> frozenset[str]:

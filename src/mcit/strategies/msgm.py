@@ -8,7 +8,7 @@ from mcit.strategies._buffer import REPLAY_ROLE
 from mcit.strategies.base import STRATEGIES, Strategy, StrategyChain, StrategyOptions
 from mcit.strategies.er import EROptions, ExperienceReplay
 from mcit.strategies.lora import ADAPTERS_ROLE, ContinualLoRA, LoRAOptions
-from mcit.strategies.soft_targets import SoftTargets, SoftTargetsOptions
+from mcit.strategies.soft_targets import TASK_LOSS_ROLE, SoftTargets, SoftTargetsOptions
 
 
 class MSGMOptions(StrategyOptions):
@@ -45,7 +45,7 @@ class MSGM(StrategyChain):
 
     @classmethod
     def owns(cls, options: MSGMOptions) -> frozenset[str]:
-        return frozenset({ADAPTERS_ROLE})
+        return frozenset({ADAPTERS_ROLE, TASK_LOSS_ROLE})
 
     def __init__(self, options: MSGMOptions | None = None) -> None:
         options = options if options is not None else MSGMOptions()

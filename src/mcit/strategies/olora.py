@@ -11,7 +11,7 @@ from pydantic import Field
 from mcit.data.collate import Batch
 from mcit.sharding import full, reshard
 from mcit.strategies._lora import Factors, factors, lora_layers, restart
-from mcit.strategies.base import STRATEGIES, Context, Strategy, StrategyOptions
+from mcit.strategies.base import STRATEGIES, Context, Stage, Strategy, StrategyOptions
 from mcit.strategies.lora import ADAPTER, ADAPTERS_ROLE
 
 
@@ -55,6 +55,9 @@ class OLoRA(Strategy):
     options: OLoRAOptions
     peft_lora = "required"
     shards = True
+    # The new task's adapter is switched on before any method records the trainable weights,
+    # and switched off after every method has read the finished task.
+    stages = {"before_task": Stage.ARRANGE, "after_task": Stage.FINAL}
 
     @classmethod
     def owns(cls, options: OLoRAOptions) -> frozenset[str]:

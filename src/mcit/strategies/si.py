@@ -14,6 +14,7 @@ from mcit.strategies._importance import (
     Anchor,
     FlatTensors,
     Tensors,
+    anchored,
     normalise_mean_one,
     tensors_state,
     trainable_lists,
@@ -45,8 +46,9 @@ class SI(Strategy):
       penalty's backward records the gradient ``2 c Omega (theta - theta*)`` it added
       (analytic, see :class:`~mcit.strategies._importance.QuadraticPenalty`) and exactly that
       is subtracted (no extra backward or stored graph). It is the gradient before clipping;
-      strategies earlier in a chain that change ``.grad``, and other penalties, are seen as
-      part of the task loss, so list si first.
+      other methods' penalties are seen as part of the task loss. Its ``after_backward``
+      reads the gradient before any method edits it (dgg, agem act in later stages:
+      :class:`~mcit.strategies.base.Stage`), whatever the chain's order.
     - delta of step k is measured at the next ``after_backward`` (or at ``after_task`` for
       the last step) as theta now minus theta stored at step k: it includes gradient
       clipping, AdamW, weight decay and the learning-rate schedule.
@@ -88,6 +90,12 @@ class SI(Strategy):
         path = self._running(ctx, names)
         path.accumulate([local(p) for p in params])
         penalty_grads, self.anchor.penalty_grads = self.anchor.penalty_grads, None
+        penalty_names = anchored(ctx, self.anchor.theta_star)[0] if penalty_grads is not None else names
+        if penalty_names != names:  # a module added this task trains free of the penalty: 0 there
+            by_name, penalty_grads = penalty_grads.by_name(penalty_names), path.theta_start.zeros_like()
+            for name, view in zip(names, penalty_grads.views):
+                if name in by_name:
+                    view.copy_(by_name[name])
         if penalty_grads is not None and not ctx.world.sharded:
             # this process's share of it, as the gradients are summed (sharded: its shards' whole part)
             ctx.world.sum_tensors_([penalty_grads.flat])
@@ -106,7 +114,8 @@ class SI(Strategy):
             self.omega_sum = contribution.by_name(names)
         else:
             self.omega_sum = {
-                name: self.omega_sum[name].to(t.device) + t for name, t in contribution.by_name(names).items()
+                name: self.omega_sum[name].to(t.device) + t if name in self.omega_sum else t  # a module added this task
+                for name, t in contribution.by_name(names).items()
             }
         self.anchor.theta_star = theta_end.by_name(names)
         self.anchor.tasks += 1

@@ -19,13 +19,17 @@ class SoftTargetsOptions(StrategyOptions):
     )  # fmt: skip
 
 
+TASK_LOSS_ROLE = "task loss"
+
+
 @STRATEGIES.register("soft_targets")
 class SoftTargets(Strategy):
     """Replace the task's cross-entropy by cross-entropy against soft targets.
 
     The target puts ``1 - alpha`` on the gold answer token and ``alpha / (N - 1)`` on each
     other token (not torch's label smoothing; see :func:`mcit.losses.soft_target_loss`).
-    Only the task term is swapped: a penalty added by an earlier method of the chain stays.
+    Only the task term is swapped: a penalty another method of the chain adds stays. It owns
+    the task loss, so a chain holds one method that swaps it (not both soft_targets and msgm).
     Keeping probability on every token keeps the language model's output distribution from
     collapsing onto the task's answers, which is how it reduces linguistic forgetting.
     """
@@ -33,6 +37,10 @@ class SoftTargets(Strategy):
     options_class = SoftTargetsOptions
     options: SoftTargetsOptions
     shards = True
+
+    @classmethod
+    def owns(cls, options: SoftTargetsOptions) -> frozenset[str]:
+        return frozenset({TASK_LOSS_ROLE})
 
     def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
         hard = answer_loss(outputs.logits, batch.labels)

@@ -149,6 +149,9 @@ def merge_max(importance: Tensors | None, owners: Tensors | None, new: Tensors, 
         return {n: t.clone() for n, t in new.items()}, {n: torch.full_like(t, index, dtype=torch.int16) for n, t in new.items()}
     merged, merged_owners = {}, {}
     for name, omega in new.items():
+        if name not in importance:  # a module added for this task (eproj, olora): this task owns it
+            merged[name], merged_owners[name] = omega.clone(), torch.full_like(omega, index, dtype=torch.int16)
+            continue
         kept = importance[name].to(omega.device)
         wins = omega > kept
         merged[name] = torch.where(wins, omega, kept)
