@@ -5,21 +5,29 @@ For each engine (``configs/accelerate/ddp-cpu.yaml``, ``fsdp-cpu.yaml``) one lau
 (``ENGINE_METHODS``), from a base model trained once here; each is compared with the same
 run in this process. Other launches kill a rank mid-task (``KILLS``) and resume the run.
 
-The tolerance, and why: two processes sum the gradients of their halves of each batch,
-one process sums over the whole batch at once, so the gradient differs by float summation
-order (about 1e-7 relative). AdamW divides by the root of the second moment, so an entry
-whose gradient is near 0 can turn that into a visible difference after many steps (the
-same effect as for micro-batches, ``test_step_options``); an entry whose gradient is 0 in
-exact arithmetic (an attention key bias: softmax ignores it) takes AdamW steps of up to
-lr in the direction of its rounding noise, which differs between the two runs (5e-3 seen
-after 36 steps, with dgg). Greedy decoding can flip an answer whose top two tokens are
-that close. FSDP2 sums each gradient by reduce-scatter instead of one all-reduce, and each
-method's reductions over the two shards, with the same effect. So: 99% of the weights and strategy tensors (measured: 99.81-99.99%) agree to
-1e-4 relative / 1e-6 absolute (A-GEM: 1e-2 / 1e-4, see ``CLOSE``), none differs by more than the 36 AdamW steps at lr 1e-3
-could move it (0.036 * max(1, |w|)), and each accuracy cell is within one evaluation
-sample (1/24). Weighting each process's mean loss equally instead of by its answer
-tokens, or leaving SI's penalty gradient unsummed, leaves far fewer entries close
-(docs/scale.md).
+The comparison, and why. The one-process run takes each step in the two processes' shares
+(``SAME_SHARES``: micro-batches of half the batch, weighted by answer tokens as the shares
+are), so both do the same forwards and backwards, and the gradient of two halves summed by
+an all-reduce is the sum one process accumulates (a + b, the same bits in either order).
+Under data parallel a method whose every reduction sees the same numbers (``EXACT``) then
+gives the same bits as one process: weights, state and matrix are compared for equality.
+
+Elsewhere the sums are associated differently: EWC's Fisher and A-GEM's reference gradient
+are summed over the processes' halves of their samples; FSDP2 sums norms and dot products
+over the two shards of each tensor. That is a rounding of about 1e-7 relative, but AdamW
+divides by the root of the second moment, so an entry whose exact gradient is near 0 turns
+its rounding noise into a step of up to lr, and after 36 steps such entries differ visibly
+(5e-3 seen with dgg); how many depends on the machine's kernels (AVX-512 MKL here left 1.5 to
+2.5% of the entries of one process's own two runs apart). So the tolerance is measured on the
+machine that runs the test: a one-process run with the whole batch is compared with the one
+with the shares, and the two-process run must be as close to one of them as they are to each
+other (``within_reassociation``: at most twice their share of entries not within 1e-4
+relative / 1e-6 absolute, plus 0.5%; A-GEM's projection, a ratio of dot products, 1e-2 / 1e-4,
+see ``CLOSE``). None may differ by more than the 36 AdamW steps at lr 1e-3 could move it
+(0.036 * max(1, |w|)), and each accuracy cell is within one evaluation sample (1/24).
+Weighting each process's mean loss equally instead of by its answer tokens, or leaving SI's
+penalty gradient unsummed, leaves 18% or more of the entries apart even at 1e-2
+(experiments/distributed_tolerance.py, docs/scale.md).
 """
 
 from __future__ import annotations
@@ -60,6 +68,8 @@ ENGINE_METHODS = {"ddp": ["seqft", "er", "ewc", "si", "er+dgg", "agem"], "fsdp":
 # projectors (created before sharding, rebuilt from its state on resume) under FSDP2.
 KILLS = {("ddp", "si"): 1, ("fsdp", "si"): 0, ("fsdp", "eproj"): 1}
 EVAL_SAMPLES = 24
+# Methods whose every reduction sees the same numbers in one process and in two (see the module's docstring).
+EXACT = {"ddp": {"seqft", "er", "si", "er+dgg"}, "fsdp": set()}
 # What "close" means per method (rtol, atol); default 1e-4 / 1e-6. A-GEM's step is the gradient
 # minus (g.g_ref / ||g_ref||^2) g_ref: a ratio of dot products, which amplifies the float-order
 # noise; its weights are about 56% close at 1e-4 and 99.8% at 1e-2, whether its reference batch
@@ -77,6 +87,11 @@ STREAM = {
     "eval.batch_size": EVAL_SAMPLES,
     "keep_checkpoints": "null",
 }
+
+
+# The one-process run takes each step in the two processes' shares (micro-batches of half the batch,
+# weighted by answer tokens as the processes' shares are), so it does the same forwards and backwards.
+SAME_SHARES = {"train.micro_batch_size": 8}
 
 
 # A run whose base stage (400 samples of each base task, 2 epochs) teaches the answer format.
@@ -131,15 +146,18 @@ def launched(tmp_path_factory, base_model):
 
 @pytest.fixture(scope="module")
 def single_runs(tmp_path_factory, base_model):
-    """The one-process run of a method of ``METHODS`` (made once for both engines): its run directory."""
+    """The one-process run of a method of ``METHODS`` (made once for both engines): its run directory;
+    in the processes' shares (``SAME_SHARES``), or with ``whole`` batches."""
     directory, done = tmp_path_factory.mktemp("single"), {}
 
-    def run(name: str) -> Path:
-        if name not in done:
-            overrides = stream_overrides(base_model, method=METHODS[name], **STREAM_OF.get(name, {}))
-            Runner(load_config(None, overrides), directory / name, world=SINGLE).run()
-            done[name] = directory / name
-        return done[name]
+    def run(name: str, whole: bool = False) -> Path:
+        out = directory / f"{name}-whole" if whole else directory / name
+        if out not in done:
+            shares = {} if whole else SAME_SHARES
+            overrides = stream_overrides(base_model, method=METHODS[name], **shares, **STREAM_OF.get(name, {}))
+            Runner(load_config(None, overrides), out, world=SINGLE).run()
+            done[out] = out
+        return out
 
     return run
 
@@ -173,23 +191,36 @@ def test_two_processes_give_the_single_process_run(single_runs, launched, base_m
     assert distributed["complete"] and distributed["environment"]["processes"] == 2
     assert single["environment"]["processes"] == 1
     assert sum(map(sum, single["matrix"])) > 0, "nothing was learned; the matrix comparison would be vacuous"
-    for row_single, row_distributed in zip(single["matrix"], distributed["matrix"], strict=True):
-        for a, b in zip(row_single, row_distributed, strict=True):
-            assert abs(a - b) <= 1 / EVAL_SAMPLES + 1e-9, (single["matrix"], distributed["matrix"])
     assert [r["train_steps"] for r in single["rows"]] == [r["train_steps"] for r in distributed["rows"]]
     ours, theirs = model_and_strategy(single_dir), model_and_strategy(run_dir)
     assert ours.keys() == theirs.keys()
-    rtol, atol = CLOSE.get(name, (1e-4, 1e-6))
-    close = total = 0
-    for key, a in ours.items():
-        b = theirs[key].to(a.dtype)
-        assert a.shape == b.shape, key
-        difference = (a - b).abs()
-        assert bool((difference <= MOST_ADAMW_MOVES * a.abs().clamp(min=1.0)).all()), (key, difference.max().item())
-        close += int(torch.isclose(a, b, rtol=rtol, atol=atol).sum())
-        total += a.numel()
-    assert close >= 0.99 * total, f"{close}/{total} entries close"
+    if name in EXACT[engine]:
+        assert distributed["matrix"] == single["matrix"]
+        assert [key for key, a in ours.items() if not torch.equal(a, theirs[key])] == []
+    else:
+        for row_single, row_distributed in zip(single["matrix"], distributed["matrix"], strict=True):
+            for a, b in zip(row_single, row_distributed, strict=True):
+                assert abs(a - b) <= 1 / EVAL_SAMPLES + 1e-9, (single["matrix"], distributed["matrix"])
+        for key, a in ours.items():
+            difference = (a - theirs[key].to(a.dtype)).abs()
+            assert bool((difference <= MOST_ADAMW_MOVES * a.abs().clamp(min=1.0)).all()), (key, difference.max().item())
+        within_reassociation(theirs, ours, model_and_strategy(single_runs(name, whole=True)), *CLOSE.get(name, (1e-4, 1e-6)))
     assert moved_over_task_3(run_dir, base_model) > 1e-3, "the weights did not change over task 3; the comparison would be vacuous"
+
+
+def apart(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor], rtol: float, atol: float) -> float:
+    """The share of entries of two runs' tensors not within ``rtol`` / ``atol`` of each other."""
+    total = sum(a.numel() for a in ours.values())
+    return sum(int((~torch.isclose(a, theirs[key].to(a.dtype), rtol=rtol, atol=atol)).sum()) for key, a in ours.items()) / total
+
+
+def within_reassociation(distributed, shares, whole, rtol: float, atol: float) -> None:
+    """The two-process run is as close to one of the one-process runs as they are to each other
+    (twice their share of entries apart, plus 0.5%): see the module's docstring."""
+    reference = apart(shares, whole, rtol, atol)
+    nearest = min(apart(shares, distributed, rtol, atol), apart(whole, distributed, rtol, atol))
+    print(f"apart: distributed {nearest:.5f}, one process's two runs {reference:.5f}")
+    assert nearest <= 2 * reference + 0.005, f"{nearest:.4f} of the entries apart; one process's two runs: {reference:.4f}"
 
 
 def moved_over_task_3(run_dir: Path, base_model: Path) -> float:
@@ -302,6 +333,15 @@ LORA_METHODS = {
 }  # fmt: skip
 
 
+def test_every_registered_method_is_compared_under_fsdp():
+    """Each method declares it runs on sharded parameters; a 2-process FSDP2 comparison here checks it does."""
+    from mcit.strategies import STRATEGIES
+
+    compared = {part for key in [*ENGINE_METHODS["fsdp"], *LORA_METHODS] for part in key.split("+")}  # "er+dgg": both
+    assert sorted(name for name in STRATEGIES.names() if STRATEGIES.get(name).shards) == sorted(STRATEGIES.names())
+    assert sorted(compared) == sorted(STRATEGIES.names())
+
+
 @pytest.fixture(scope="module")
 def launched_lora(tmp_path_factory, base_model) -> Path:
     """Every method of ``LORA_METHODS`` with LoRA, run by two FSDP2 processes; ``<dir>/runs/<i>``."""
@@ -317,12 +357,13 @@ def test_fsdp_trains_the_adapter_methods_as_one_process_does(tmp_path, base_mode
     from mcit.models.saving import load_saved
 
     run_dir = launched_lora / "runs" / str(list(LORA_METHODS).index(name))
-    Runner(load_config(None, [*stream_overrides(base_model, **LORA), f"method={LORA_METHODS[name]}"]), tmp_path / "single", world=SINGLE).run()
+    for label, shares in (("single", SAME_SHARES), ("whole", {})):
+        overrides = [*stream_overrides(base_model, **LORA, **shares), f"method={LORA_METHODS[name]}"]
+        Runner(load_config(None, overrides), tmp_path / label, world=SINGLE).run()
     ours, theirs = model_and_strategy(tmp_path / "single"), model_and_strategy(run_dir)
     # the adapters are among the compared tensors: trained ones in the model, olora's finished ones in its state
     assert ours.keys() == theirs.keys() and any("lora_A" in key or key.endswith("/A") for key in ours)
-    close = sum(int(torch.isclose(a, theirs[k], rtol=1e-4, atol=1e-6).sum()) for k, a in ours.items())
-    assert close >= 0.99 * sum(a.numel() for a in ours.values())
+    within_reassociation(theirs, ours, model_and_strategy(tmp_path / "whole"), 1e-4, 1e-6)
     single, distributed = RunStore(tmp_path / "single").read_results(), RunStore(run_dir).read_results()
     assert sum(map(sum, single["matrix"])) > 0, "nothing was learned; the matrix comparison would be vacuous"
     for row_single, row_distributed in zip(single["matrix"], distributed["matrix"], strict=True):
@@ -337,8 +378,8 @@ def test_fsdp_trains_the_adapter_methods_as_one_process_does(tmp_path, base_mode
     loaded = dict(load_saved(written / form)[0].named_parameters())
     expected = dict(load_saved(ours_written / form)[0].named_parameters())
     assert loaded.keys() == expected.keys()
-    close = sum(int(torch.isclose(t, expected[k], rtol=1e-4, atol=1e-6).sum()) for k, t in loaded.items())
-    assert close >= 0.99 * sum(t.numel() for t in loaded.values()), "the model a sharded run writes is not the one it trained"
+    whole_written = dict(load_saved(tmp_path / "whole" / "checkpoints" / "task-003" / form)[0].named_parameters())
+    within_reassociation(loaded, expected, whole_written, 1e-4, 1e-6)  # the model a sharded run writes is the one it trained
     if form == "adapter":
         trained = RunStore(run_dir).load_checkpoint("task-003")[0]["model"]
         saved = dict(load_saved(written / form)[0].named_parameters())

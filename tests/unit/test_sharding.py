@@ -161,10 +161,6 @@ def test_methods_on_sharded_parameters_match_one_process():
     assert results[0]["whole_state"] < 1e-6 and results[1]["whole_state"] is True
 
 
-def test_every_registered_method_runs_on_sharded_parameters():
-    assert [name for name in STRATEGIES.names() if not STRATEGIES.get(name).shards] == []
-
-
 def test_a_method_that_does_not_run_sharded_is_refused_before_anything_is_written(tmp_path, monkeypatch):
     """A method registered without ``shards`` (a user's own, say) is refused on sharded parameters, naming those that run."""
     from mcit.strategies.seqft import SeqFT
