@@ -65,3 +65,19 @@ def test_distillation_is_zero_against_itself_and_pulls_towards_the_teacher():
     other = teacher.clone()
     other[0, 0] += 100.0
     assert distillation_loss(other, teacher, labels, 2.0).item() < 1e-6
+
+
+def test_distillation_is_the_kl_of_the_student_from_the_teacher():
+    """LwF's term is KL(teacher || student) (the teacher's distribution weighs the log ratio), not
+    the reverse: on two distributions where the directions differ, it equals the forward one."""
+    from mcit.losses import distillation_loss
+
+    labels = torch.tensor([[-100, 0, -100]])  # one answer token: the logits at position 0 predict it
+    teacher = torch.zeros(1, 3, 3)
+    student = torch.zeros(1, 3, 3)
+    teacher[0, 0] = torch.tensor([4.0, 0.0, 0.0])  # peaked
+    student[0, 0] = torch.tensor([0.0, 1.0, 0.5])  # spread, mass elsewhere
+    p, q = torch.softmax(teacher[0, 0], -1), torch.softmax(student[0, 0], -1)
+    forward, reverse = (p * (p / q).log()).sum(), (q * (q / p).log()).sum()
+    assert abs(forward - reverse) > 0.1, "the premise: the two directions differ here"
+    torch.testing.assert_close(distillation_loss(student, teacher, labels, 1.0), forward)
