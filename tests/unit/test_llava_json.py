@@ -230,10 +230,20 @@ def test_invalid_json_names_line_and_column(tmp_path):
     assert "not valid JSON" in message and "line 3 column" in message
 
 
-def test_json_lines_in_a_json_file_hints_at_jsonl(tmp_path):
-    path = tmp_path / "lines.json"
+def test_json_lines_in_a_json_file_are_read_by_content(tmp_path):
+    path = tmp_path / "coco_pope_random.json"  # POPE ships JSON Lines under .json
     path.write_text(json.dumps(record(image=None)) + "\n" + json.dumps(record("r1", None)) + "\n", encoding="utf-8")
-    assert ".jsonl" in user_error(path)
+    dataset = LlavaDataset(path)
+    assert [s.id for s in dataset] == ["r0", "r1"] and dataset.layout == "JSON Lines"
+    path.write_text(json.dumps(record(image=None)) + "\n" + json.dumps({"id": "r1"}) + "\n", encoding="utf-8")
+    assert "record 1 (line 2, id 'r1')" in user_error(path)
+
+
+def test_a_broken_json_document_is_not_mistaken_for_json_lines(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps([record(image=None)], indent=1) + "\n]\n", encoding="utf-8")
+    message = user_error(path)
+    assert "not valid JSON: Extra data at line" in message
 
 
 def test_invalid_jsonl_line_names_line_and_record(tmp_path):
@@ -393,6 +403,14 @@ def test_template_wraps_bare_questions_but_not_conversations(tmp_path):
     assert wrapped[1].prompt == plain[1].prompt == "Say hi."
 
 
+@pytest.mark.parametrize("template", ["{question}\nAnswer the question using a single word or phrase.", "Question: {question} Short answer:"])
+def test_a_template_is_not_applied_to_a_question_that_already_carries_it(tmp_path, template):
+    carried = template.replace("{question}", "What is written?\nReference OCR token: STOP")
+    path = write(tmp_path, [{"question_id": 1, "question": carried, "answer": "stop"}, {"question_id": 2, "question": "Why?", "answer": "x"}])
+    dataset = LlavaDataset(path, template=template)
+    assert dataset[0].prompt == carried and dataset[1].prompt == template.replace("{question}", "Why?")
+
+
 def test_numeric_and_list_answers_of_question_records(tmp_path):
     path = write(tmp_path, [
         {"question_id": 1, "text": "How many?", "answer": 3},
@@ -422,8 +440,12 @@ def test_answers_from_a_separate_file_by_question_id_and_by_position(tmp_path):
     assert dataset[0].targets == ("y",) * 10 and dataset[1].targets == ("x",) * 10
     vqav2 = tmp_path / "annotations.json"
     vqav2.write_text(json.dumps({"annotations": [{"question_id": 5, "answers": [{"answer": "two", "answer_id": 1}]}]}))
-    message = user_error(questions, answers=AnswerTable(vqav2, "by_question_id"))
-    assert "record 1" in message and "has no answers for this record" in message
+    partial = LlavaDataset(questions, answers=AnswerTable(vqav2, "by_question_id"))
+    assert [s.id for s in partial] == ["5"] and partial[0].targets == ("two",) and partial.unanswered == 1
+    nothing = tmp_path / "other.json"
+    nothing.write_text(json.dumps({"annotations": [{"question_id": 77, "answers": ["x"]}]}))
+    message = user_error(questions, answers=AnswerTable(nothing, "by_question_id"))
+    assert f"none of its 2 records has answers in {nothing}" in message
     coco = tmp_path / "val_coco_type.json"
     coco.write_text(json.dumps({"images": [], "annotations": [
         {"image_id": 2, "caption": "a cat"}, {"image_id": 1, "caption": "a dog"}, {"image_id": 1, "caption": "one dog"},

@@ -19,16 +19,20 @@ batch is collated.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 from pathlib import Path
 
 from mcit.benchmarks.base import BENCHMARKS, Benchmark, PoolStream, Stream
 from mcit.data.answer_files import AnswerTable
+from mcit.data.layouts import is_dataset_folder
 from mcit.data.llava_json import LlavaDataset
 from mcit.data.sample import Sample, Subset, Task
 from mcit.errors import UserError
 from mcit.seeds import derive_seed
+
+logger = logging.getLogger(__name__)
 
 # The tiny model's tokenizer is trained on at most this many samples' text per file.
 _CORPUS_PER_FILE = 5000
@@ -46,28 +50,53 @@ def _path(config, relative: str) -> Path:
     return Path(config.root) / relative
 
 
-def task_file(config, task, which: str) -> tuple[Path, Path | None]:
-    """The task's ``which`` ("train" or "eval") data file and the folder its images are relative to."""
-    return _path(config, getattr(task, which)), None if task.images is None else _path(config, task.images)
+def task_file(config, task, which: str) -> tuple[Path, list[Path]]:
+    """The task's ``which`` ("train" or "eval") data file and the folders its image paths may be relative to.
+
+    A task's ``images`` wins, then ``benchmark.images``; with neither, the stream's root and
+    then the data file's own folder (the first that has the file is taken).
+    """
+    path = _path(config, getattr(task, which))
+    chosen = task.images if task.images is not None else config.images
+    return path, [_path(config, chosen)] if chosen is not None else [Path(config.root), path.parent]
 
 
 def load_task_file(config, task, which: str, **options) -> LlavaDataset:
     """The task's ``which`` ("train" or "eval") file as a dataset, with the task's reading options."""
     answers = None
     if which == "eval" and task.answers_file is not None:
-        answers = AnswerTable(_path(config, task.answers_file), task.answers_format)
+        answers = AnswerTable(_path(config, task.answers_file), task.answers_format, task.answer_key)
     path, images = task_file(config, task, which)
-    return LlavaDataset(path, images, template=task.template, answer_key=task.answer_key, answers=answers, **options)
+    return LlavaDataset(
+        path, images, template=task.template, answer_key=task.answer_key, answers=answers,
+        image_template=task.image_template, unique_ids=which == "train", **options,
+    )  # fmt: skip
 
 
 def _load(config, task, which: str) -> Sequence[Sample]:
-    return load_task_file(config, task, which)
+    dataset = load_task_file(config, task, which)
+    for note in file_notes(task, which, dataset):
+        logger.warning("note: %s", note)
+    return dataset
+
+
+def file_notes(task, which: str, dataset: LlavaDataset) -> list[str]:
+    """What the user should know about how a file was read (also printed by `mcit data check`)."""
+    notes = [f"task {task.name!r}: {note}" for note in dataset.notes]
+    if dataset.unanswered:
+        total = len(dataset) + dataset.unanswered
+        notes.append(
+            f"task {task.name!r}: {dataset.unanswered} of {total} {which} records found no answer in {task.answers_file} and are left out"
+        )
+    return notes
 
 
 def _read(config, task, seed: int, train: bool) -> Task:
     train_data = _sample(_load(config, task, "train"), config.train_per_task, seed, task.name, "train") if train else []
     eval_data = [] if task.eval is None else _sample(_load(config, task, "eval"), config.eval_per_task, seed, task.name, "eval")
-    return Task(task.name, train_data, eval_data, scorer=task.scorer, max_new_tokens=task.max_new_tokens)
+    return Task(
+        task.name, train_data, eval_data, scorer=task.scorer, max_new_tokens=task.max_new_tokens, paper_scorer=task.paper_scorer
+    )
 
 
 def _corpus(tasks: list[Task]) -> list[str]:
@@ -94,7 +123,7 @@ def pool_files(config, seed: int) -> PoolStream:
     cares about are the columns; samples need no hidden skill label).
     """
     datasets = [_read(config, task, seed, train=True) for task in config.tasks]
-    columns = [Task(t.name, [], t.eval, t.scorer, t.max_new_tokens) for t in datasets if t.eval]
+    columns = [Task(t.name, [], t.eval, t.scorer, t.max_new_tokens, paper_scorer=t.paper_scorer) for t in datasets if t.eval]
     columns += [_read(config, task, seed, train=False) for task in config.eval_only]
     datasets = [Task(t.name, t.train, []) for t in datasets]
     return PoolStream(datasets, columns, None, _corpus(datasets + columns))
@@ -131,8 +160,14 @@ def check_files(config, needs_eval: bool = True) -> None:
             if relative is None:
                 continue
             path = _path(config, relative)
-            if not (path.is_dir() if which == "images" else path.is_file()):
-                missing.append(f"task {task.name!r}: {which} {'folder' if which == 'images' else 'file'} {path} does not exist")
+            if which == "images" and not path.is_dir():
+                missing.append(f"task {task.name!r}: images folder {path} does not exist")
+            elif which in ("train", "eval") and path.is_dir() and not is_dataset_folder(path):
+                missing.append(f"task {task.name!r}: {which} {path} is a folder, not a data file or a dataset saved with save_to_disk")
+            elif which != "images" and not path.exists():
+                missing.append(f"task {task.name!r}: {which} file {path} does not exist")
+    if config.images is not None and not _path(config, config.images).is_dir():
+        missing.append(f"benchmark images folder {_path(config, config.images)} does not exist")
     if missing:
         more = f"; {len(missing) - 1} more missing" if len(missing) > 1 else ""
         raise UserError(f"{missing[0]} (paths are relative to {config.root}{more})")

@@ -63,16 +63,18 @@ class FileTaskConfig(_Strict):
     """A task of a file benchmark: its data files, scorer and answer length."""
 
     name: str = Field(description="Task name (a column of the accuracy matrix).")
-    train: str | None = Field(None, description="Training file: LLaVA conversations (.json list or .jsonl), relative to benchmark.root. Required for the stream's tasks; absent for eval_only.")
-    eval: str | None = Field(None, description="Evaluation file: LLaVA conversations (the last reply is the reference) or question/answer records (question_id, image, question, answer or answers), relative to benchmark.root. Required for stream tasks and eval_only; optional for a pool's datasets.")
-    images: str | None = Field(None, description="Folder the records' image paths are relative to (relative to benchmark.root); null: each data file's own folder.")
-    scorer: str = Field("exact_norm", description="Scorer of the evaluation answers (see `mcit ls`).")
+    train: str | None = Field(None, description="Training file, relative to benchmark.root: LLaVA conversations or question/answer records, in any layout read by content (JSON list, JSON Lines under any name, a list under 'data'/'questions', a dict keyed by question id, a parquet file or a Hugging Face save_to_disk folder). Required for the stream's tasks; absent for eval_only.")
+    eval: str | None = Field(None, description="Evaluation file, relative to benchmark.root, in any layout `train` takes: LLaVA conversations (the last reply is the reference) or question/answer records (question_id, image, question, answer or answers); repeated ids are allowed (a record is its position). Required for stream tasks and eval_only; optional for a pool's datasets.")
+    images: str | None = Field(None, description="Folder the records' image paths are relative to (relative to benchmark.root); null: benchmark.images.")
+    image_template: str | None = Field(None, description="Image file name of question/answer records that name no image, made from their fields with Python format syntax: VQAv2 'COCO_val2014_{image_id:012d}.jpg', GQA '{imageId}.jpg', TextVQA '{image_id}.jpg'; relative to `images`.")
+    scorer: str = Field("exact_norm", description="Scorer of the evaluation answers (see `mcit ls`); its score fills the accuracy matrix.")
+    paper_scorer: str | None = Field(None, description="Scorer that reproduces the evaluation script of the paper that published the task, quirks included (docs/scorers.md); computed on the same answers and reported beside `scorer`'s (results.json `paper`). null: none.")
     max_new_tokens: int = Field(16, ge=1, description="Generation budget of the evaluation answers.")
     template: str | None = Field(None, description="Prompt template with {question} for question/answer records that carry a bare question (e.g. '{question}\\nAnswer the question using a single word or phrase.'); conversation records keep their own text.")
 
-    answer_key: str = Field("answer", description="Field of a question/answer record that holds its answer (CoIN's grounding test file: answer_bbox).")
-    answers_file: str | None = Field(None, description="Accepted answers of the eval records in a file of their own, relative to benchmark.root (TextVQA's ten answers, UCIT's caption references); see answers_format.")
-    answers_format: Literal["by_question_id", "coco_captions_by_position"] = Field("by_question_id", description="Layout of answers_file: records with question_id and answers (TextVQA, VQAv2 annotations), or COCO captions whose image_id is the eval record's 1-based position (UCIT).")
+    answer_key: str = Field("answer", description="Field of a question/answer record that holds its answer (CoIN's grounding test file: answer_bbox; POPE: label), in the eval file and in answers_file.")
+    answers_file: str | None = Field(None, description="Accepted answers of the eval records in a file of their own, relative to benchmark.root (TextVQA's ten answers, VQAv2's annotations, POPE's labels, UCIT's caption references); see answers_format. Eval records it has no answers for are left out and counted.")
+    answers_format: Literal["by_question_id", "coco_captions_by_position"] = Field("by_question_id", description="Layout of answers_file: records with a question id and answers, answer_key or answer, in any layout the eval file takes (TextVQA, VQAv2 annotations, POPE), joined by question_id, or by image and question text where ids do not join; or COCO captions whose image_id is the eval record's 1-based position (UCIT).")
 
     @field_validator("template")
     @classmethod
@@ -81,12 +83,21 @@ class FileTaskConfig(_Strict):
             raise ValueError(f"template must contain {{question}}, got {value!r}")
         return value
 
-    @field_validator("scorer")
+    @field_validator("image_template")
     @classmethod
-    def _known_scorer(cls, value: str) -> str:
+    def _names_fields(cls, value: str | None) -> str | None:
+        from mcit.data.records import template_fields
+
+        if value is not None:
+            template_fields(value)  # ValueError for a malformed template or a field that is not a plain name
+        return value
+
+    @field_validator("scorer", "paper_scorer")
+    @classmethod
+    def _known_scorer(cls, value: str | None) -> str | None:
         from mcit.evaluation.scorers import SCORERS
 
-        if value not in SCORERS:
+        if value is not None and value not in SCORERS:
             raise ValueError(SCORERS.unknown_message(value))
         return value
 
@@ -108,6 +119,7 @@ TaskEntry = Annotated[str | FileTaskConfig, BeforeValidator(_task_entry)]
 class BenchmarkConfig(_Strict):
     name: str = Field("embedded", description="Benchmark (see `mcit ls`): a built-in task stream ('embedded') or data pool ('lifelong'), or your own data files ('files': a stream, 'pool_files': a pool).")
     root: str | None = Field(None, description="Folder the data files of 'files'/'pool_files' tasks are relative to; a relative root is relative to the config file's folder, and null means that folder (the working directory without a config file). Stored resolved.")
+    images: str | None = Field(None, description="Folder (relative to root) that the image paths of every file task are relative to, unless a task sets its own `images`. null: root, and where a path names no file there, the data file's own folder (a path that names a file in both takes root's, and `mcit data check` says so).")
     tasks: list[TaskEntry] | None = Field(None, description="Tasks of the stream (datasets of a pool benchmark), in order: names of a built-in benchmark, or for 'files'/'pool_files' one mapping per task (name, train, eval, scorer, max_new_tokens); null = the benchmark's own list.")
     eval_only: list[TaskEntry] | None = Field(None, description="Tasks evaluated after every step but never trained in the stream (e.g. language skills), in the same form as tasks; null = the benchmark's own list.")
     train_per_task: int | None = Field(None, ge=1, description="Training samples per task (per dataset of a pool benchmark); null = the benchmark's default (built-in: 2000; files: every record, else a seeded random subset of this size).")

@@ -5,6 +5,7 @@ Errors name the input that set the bad value (the file, ``--method`` or the over
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from pydantic import ValidationError
 
 from mcit.config.schema import RunConfig, method_list
 from mcit.errors import UserError, first_error
+
+logger = logging.getLogger(__name__)
 
 
 def _source_of(location: tuple, sources: list[tuple[list[str], str]], default: str) -> str:
@@ -105,12 +108,24 @@ def _resolve_root(data: dict[str, Any], folder: Path) -> None:
 
 
 def _published(path: Path | None) -> Path | None:
-    """The shipped YAML when ``path`` names a published stream (``coin``) and no such file exists."""
-    if path is None or Path(path).exists():
+    """The shipped YAML when ``path`` names a published stream (``coin``) and no such file exists.
+
+    A folder of that name (``lamp_lifelong/`` holding the user's copy of its data) is not a
+    config, so the published stream is used and a note says so.
+
+    Raises:
+        UserError: ``path`` is a folder and names no published stream.
+    """
+    if path is None or Path(path).is_file():
         return None
     from mcit.benchmarks.published import published_path
 
-    return published_path(str(path))
+    shipped = published_path(str(path))
+    if Path(path).is_dir():
+        if shipped is None:
+            raise UserError(f"{path} is a folder, not a config file (give a YAML file or a published stream's name)")
+        logger.warning("note: %r is both a folder here and a published stream: using the published stream %s", str(path), shipped)
+    return shipped
 
 
 def _require_root(data: dict[str, Any], path: Path) -> None:

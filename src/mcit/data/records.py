@@ -11,16 +11,20 @@ Two layouts are read, the ones datasets ship:
   number (read as its text) or a list of accepted answers.
 
 ``image`` is one path or a list of paths (several images per record); ``images`` is accepted
-as the same. ``<image>`` in a user turn's text marks where an image goes: the number of
+as the same; a record without either may name its image through ``image_template``
+(VQAv2's ``"COCO_val2014_{image_id:012d}.jpg"``, GQA's ``"{imageId}.jpg"``). A Hugging Face
+dataset's rows carry :class:`~mcit.data.images.StoredImage` references instead of paths. ``<image>`` in a user turn's text marks where an image goes: the number of
 markers must equal the number of images, or be zero (images then go first). ``answers`` and
 a hidden ``skill`` (or ``task``) label may accompany either layout.
 """
 
 from __future__ import annotations
 
-import os
+import string
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from mcit.data.images import StoredImage
 from mcit.data.sample import IMAGE_MARKER
 
 _HUMAN = {"human", "user"}
@@ -33,7 +37,7 @@ class Entry(NamedTuple):
     id: str
     prompt: str
     answer: str
-    images: tuple[str, ...]  # resolved paths
+    images: tuple[str | StoredImage, ...]  # resolved paths, or images stored in a dataset
     references: tuple[str, ...]
     skill: str
     history: tuple[tuple[str, str], ...]
@@ -59,14 +63,23 @@ def record_id(record: Any) -> str | None:
 
 
 def parse_record(
-    record: Any, index: int, root: str, require_answer: bool, template: str | None = None, answer_key: str = "answer"
+    record: Any,
+    index: int,
+    resolve: Callable[[str], str],
+    require_answer: bool,
+    template: str | None = None,
+    answer_key: str = "answer",
+    image_template: str | None = None,
 ) -> Entry:
-    """The record's sample fields, image paths resolved against ``root``.
+    """The record's sample fields, image paths resolved by ``resolve``.
 
     ``template`` (with ``{question}``) wraps the question of a question/answer record, for
     files that carry a bare question ("{question}\nAnswer the question using a single word
-    or phrase."); conversation records keep their own text. ``answer_key`` names the field
-    holding a question/answer record's answer (CoIN's grounding file: ``answer_bbox``).
+    or phrase."), unless the question already carries the template's text around it (LLaVA's
+    TextVQA questions end with that instruction); conversation records keep their own text.
+    ``answer_key`` names the field holding a question/answer record's answer (CoIN's
+    grounding file: ``answer_bbox``). ``image_template`` makes the image path of a
+    question/answer record that names none from its fields (``"{imageId}.jpg"``).
 
     Raises:
         Problem: The record's first problem (field and detail).
@@ -81,11 +94,14 @@ def parse_record(
     references = _references(record.get("answers"))
     if not references and isinstance(record.get(answer_key), list):
         references = _references(record[answer_key])
-    if "conversations" in record or not any(key in record for key in ("question", "text")):
+    conversation = "conversations" in record or not any(key in record for key in ("question", "text"))
+    if conversation:
         turns = _conversation(record.get("conversations"))
     else:
         turns = [_question(record, template, answer_key)]
-    images = _images(record)
+    # Conversations name their images themselves (a text-only one names none): the template is
+    # for question files that give only an image id (VQAv2, GQA, TextVQA).
+    images = _images(record, None if conversation else image_template)
     _check_markers(turns, len(images))
     user, answer, field, missing = turns[-1]
     if answer is None and references:
@@ -97,7 +113,7 @@ def parse_record(
         if not earlier_answer:
             raise Problem("without an answer", earlier_field, "empty answer" if earlier_answer is not None else earlier_missing)
         history.append((earlier_user, earlier_answer))
-    resolved = tuple(os.path.normpath(os.path.join(root, path)) for path in images)
+    resolved = tuple(resolve(image) if isinstance(image, str) else image for image in images)
     return Entry(identifier, user, answer or "", resolved, references, _skill(record), tuple(history), index)
 
 
@@ -139,7 +155,9 @@ def _question(record: dict, template: str | None, answer_key: str) -> tuple[str,
     key = "question" if "question" in record else "text"
     if not isinstance(record[key], str) or not record[key].strip():
         raise Problem("with a bad question", key, f"must be a non-empty string, got {record[key]!r:.40}")
-    question = record[key].strip() if template is None else template.replace("{question}", record[key].strip())
+    question = record[key].strip()
+    if template is not None and not _carries_template(question, template):
+        question = template.replace("{question}", question)
     answer = record.get(answer_key)
     if isinstance(answer, (int, float)) and not isinstance(answer, bool):
         answer = str(answer)  # counts and numbers (CLEVR-Math, TallyQA) are often stored as JSON numbers
@@ -150,12 +168,49 @@ def _question(record: dict, template: str | None, answer_key: str) -> tuple[str,
     return question, None if answer is None else answer.strip(), answer_key, f"no answer (give {answer_key} or answers)"
 
 
-def _images(record: dict) -> list[str]:
+def _carries_template(question: str, template: str) -> bool:
+    """Whether ``question`` already has the template's text before and after ``{question}``."""
+    before, after = (part.strip() for part in template.split("{question}", 1))
+    return bool(before or after) and question.startswith(before) and question.endswith(after)
+
+
+def template_fields(image_template: str) -> list[str]:
+    """The record fields an ``image_template`` names (``"{image_id:012d}.jpg"`` -> ``["image_id"]``).
+
+    Raises:
+        ValueError: A malformed template, or a field that is not a plain name (``{a.b}``, ``{a[0]}``, ``{}``).
+    """
+    usage = f"image_template must name record fields as {{field}} or {{field:format}}, got {image_template!r}"
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(image_template) if name is not None]
+    except ValueError as error:
+        raise ValueError(f"{usage} ({error})") from None
+    if not fields or not all(name.isidentifier() for name in fields):
+        raise ValueError(usage)
+    return fields
+
+
+def _templated_image(record: dict, image_template: str) -> str:
+    fields = template_fields(image_template)
+    for name in fields:
+        if name not in record:
+            raise Problem("without the field image_template names", name, f"missing (image_template {image_template!r} names it)")
+    try:
+        return image_template.format_map({name: record[name] for name in fields})
+    except (ValueError, TypeError) as error:
+        values = ", ".join(f"{name}={record[name]!r}" for name in fields)
+        detail = f"{values} does not fit image_template {image_template!r}: {error}"
+        raise Problem("whose fields do not fit image_template", fields[0], detail) from None
+
+
+def _images(record: dict, image_template: str | None = None) -> list[str | StoredImage]:
     key = "image" if "image" in record else "images"
     value = record.get(key)
     if value is None:
-        return []
+        return [_templated_image(record, image_template)] if image_template is not None and key not in record else []
     paths = value if isinstance(value, list) else [value]
+    if paths and all(isinstance(p, StoredImage) or (isinstance(p, str) and p) for p in paths):
+        return paths
     if not paths or not all(isinstance(p, str) and p for p in paths):
         detail = "empty path" if value == "" else f"must be a path or a non-empty list of paths, got {value!r:.40}"
         raise Problem("with a bad image field", key, detail)
