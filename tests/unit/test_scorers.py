@@ -11,7 +11,10 @@ from mcit.evaluation.scorers.base import SampleScorer
 
 def test_registered_names() -> None:
     assert SCORERS.names() == [
-        "anls", "caption", "class", "contains", "exact", "exact_norm", "grounding", "grounding_1000", "mc", "relaxed", "vqa",
+        "anls", "caption", "class", "coin_gqa", "coin_grounding", "coin_imagenet", "coin_ocrvqa", "coin_scienceqa", "contains",
+        "exact", "exact_nocase", "exact_norm", "grounding", "grounding_1000", "llava_pope", "llava_scienceqa", "mc",
+        "mcitlib_ai2d", "mcitlib_finvis", "mcitlib_ocr", "mcitlib_pvqa", "mcitlib_sat", "mcitlib_sci", "prismatic_gqa",
+        "prismatic_refcoco", "prismatic_vqav2", "relaxed", "textvqa_m4c", "vqa", "vqa_official",
     ]  # fmt: skip
 
 
@@ -45,6 +48,10 @@ def test_exact_norm() -> None:
         ("I think (D) fits best", "D"),
         ("I think it is B", "B"),
         ("A dog is shown, so E", "E"),
+        # ScienceQA's "Which is a complete sentence?": an option letter before a verb
+        ("A is a complete sentence.", "A"),
+        ("I think A is right", "A"),
+        ("A cat sleeps.", None),
         ("no idea", None),
         ("", None),
     ],

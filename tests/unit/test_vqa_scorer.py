@@ -72,9 +72,11 @@ def test_punctuation_rule_looks_at_the_whole_text() -> None:
 
 
 def test_contraction_table_size_and_spot_checks() -> None:
-    # The official table has 113 keys; 4 are capitalised (never match) and "she's" maps to itself.
-    assert len(CONTRACTIONS) == 108
+    # The official table (GT-Vision-Lab/VQA vqaEval.py lines 21-42) has 120 keys; 4 are
+    # capitalised (never match) and "she's" and "let's" map to themselves.
+    assert len(CONTRACTIONS) == 114
     assert CONTRACTIONS["wont"] == "won't" and CONTRACTIONS["oclock"] == "o'clock"
+    assert CONTRACTIONS["whys"] == "why's" and CONTRACTIONS["'ows'at"] == "'ow's'at"
     assert "shes" not in CONTRACTIONS and "its" not in CONTRACTIONS and "wed" not in CONTRACTIONS
 
 

@@ -41,10 +41,13 @@ class Scorer:
     """A registered scorer. Subclasses implement :meth:`score`.
 
     ``needs_image_sizes`` asks the evaluation to pass each sample's image size (grounding
-    scorers convert pixel boxes with it); other scorers get ``None``.
+    scorers convert pixel boxes with it); other scorers get ``None``. ``needs_samples`` asks
+    for the evaluation samples themselves as the keyword ``samples`` (a paper's script that
+    decides by the question or the image file name, e.g. MCITlib's science scorer).
     """
 
     needs_image_sizes = False
+    needs_samples = False
 
     def score(
         self,

@@ -17,8 +17,11 @@ _MC_PATTERNS = (
     re.compile(r"\(([A-Z])\)"),
 )
 # Last resort: a standalone capital letter. "A" and "I" followed by a lowercase word are
-# far more likely an article/pronoun ("A dog", "I think") than an option, so skip them.
-_MC_FALLBACK = re.compile(r"(?<![A-Za-z'])([A-Z])(?![A-Za-z'])(?!(?<=[AI])\s+[a-z])")
+# far more likely an article/pronoun ("A dog", "I think") than an option, so skip them,
+# unless that word is a verb in the third person singular, which neither the article nor
+# the pronoun can precede: "A is a complete sentence." picks option A.
+_LABEL_VERB = r"(?:is|has|seems|looks|fits|matches|describes|shows|contains|represents|answers)\b"
+_MC_FALLBACK = re.compile(rf"(?<![A-Za-z'])([A-Z])(?![A-Za-z'])(?!(?<=[AI])\s+(?!{_LABEL_VERB})[a-z])")
 
 
 def extract_choice(text: str) -> str | None:
