@@ -85,3 +85,27 @@ def test_missing_pool_and_bad_model_are_user_errors(pool_dir, tmp_path):
     assert missing.exit_code == 2 and "nope.json" in missing.stderr
     not_a_model = CliRunner().invoke(app, ["select", str(pool_dir / "pool.json"), "--model", str(tmp_path), "--budget", "3"])
     assert not_a_model.exit_code == 2 and "is not 'tiny' nor a model directory" in not_a_model.stderr
+
+
+def test_ids_keep_their_json_type_and_no_loading_bar_is_printed(pool_dir, tmp_path):
+    from transformers.utils import logging as hf_logging
+
+    records = json.loads((pool_dir / "pool.json").read_text())
+    for number, record in enumerate(records[::2]):  # every other record numbered, as many files do
+        record["id"] = number
+    pool = tmp_path / "pool.json"
+    pool.write_text(json.dumps(records))
+    out = tmp_path / "ids.json"
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()  # as a fresh process has it: select must switch transformers' bars off itself
+    try:
+        result = CliRunner().invoke(app, [
+            "select", str(pool), "--model", str(pool_dir / "model"), "--image-root", str(pool_dir),
+            "--budget", str(len(records)), "--method", "random", "--out", str(out),
+        ])
+    finally:
+        (hf_logging.enable_progress_bar if bars_were_on else hf_logging.disable_progress_bar)()
+    assert result.exit_code == 0, result.output
+    assert "Loading weights" not in result.output + result.stderr
+    chosen = [entry["id"] for entry in json.loads(out.read_text())["selected"]]
+    assert sorted(map(repr, chosen)) == sorted(repr(r["id"]) for r in records), "3 stays 3, not '3'"

@@ -67,7 +67,7 @@ def select_pool(
     seconds = time.perf_counter() - start
     chosen = []
     for k, index in enumerate(selection.indices):
-        entry: dict[str, Any] = {"id": pool[int(index)].id}
+        entry: dict[str, Any] = {"id": pool.json_ids[int(index)]}  # the record's own id, number or string
         if selection.clusters is not None:
             entry["cluster"] = int(selection.clusters[k])
         if selection.scores is not None:
