@@ -1,4 +1,4 @@
-"""The ``mcit`` command line: run, sweep, select, eval, export, report, data check, ls, validate.
+"""The ``mcit`` command line: run, sweep, select, eval, export, report, metrics, data check, ls, validate.
 
 A user error (bad config, unknown name, unusable run directory) prints one line and exits
 with status 2; no traceback.
@@ -11,33 +11,40 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
 from rich.table import Table
 
 from mcit.errors import UserError
+from mcit.progress import Phase, show_progress
+from mcit.report.terminal import SUMMARY_FILE, LogConsole
 
-app = typer.Typer(add_completion=False, no_args_is_help=False, help="Continual instruction tuning of multimodal LLMs.")
-console = Console()
-errors = Console(stderr=True)
+# Help texts are plain text (no rich markup), so "[er, dgg]" and "[key=value ...]" show as written.
+app = typer.Typer(add_completion=False, no_args_is_help=False, rich_markup_mode=None, help="Continual instruction tuning of multimodal LLMs.")
+console = LogConsole()
+errors = LogConsole(stderr=True)
+# Messages of the runner name tasks, paths and errors: printed as written, never as markup.
+say = functools.partial(console.print, markup=False, highlight=False)
 
 
 def user_errors(function):
-    """Turn :class:`UserError` into one line on stderr and exit status 2."""
+    """Turn :class:`UserError` into one line on stderr and exit status 2; Ctrl-C exits 130 with what the run says (where it stopped)."""
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
             return function(*args, **kwargs)
         except UserError as error:
-            errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt as interrupt:  # printed here, after the progress display has closed
+            if str(interrupt):
+                errors.print(str(interrupt), markup=False, highlight=False)
+            raise typer.Exit(130) from None
 
     return wrapper
 
@@ -49,23 +56,9 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")  # deprecations inside peft/transformers
 
 
-@contextmanager
-def progress_bars(keep: bool = True) -> Iterator[Callable[[str, int], Callable[[int], None]]]:
-    """Rich progress bars; yields ``phase(description, total) -> advance(n)``, one bar per phase.
-
-    With ``keep=False`` only the current phase's bar shows (a sweep has too many phases to keep).
-    """
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=not keep) as bars:
-
-        def phase(description: str, total: int) -> Callable[[int], None]:
-            if not keep:
-                for task in list(bars.tasks):
-                    bars.remove_task(task.id)
-            task_id = bars.add_task(description, total=total)
-            return lambda advance: bars.advance(task_id, advance)
-
-        yield phase
+def progress_bars(keep: bool = True) -> AbstractContextManager[Phase]:
+    """Progress of the command's phases: bars on a terminal, plain timestamped lines in a log (mcit.progress)."""
+    return show_progress(console, keep)
 
 
 def _split_args(args: list[str]) -> tuple[Path | None, list[str]]:
@@ -101,24 +94,32 @@ def default_out(config) -> Path:
     return Path("runs") / f"{config.benchmark.name}-{methods}-seed{config.seed}"
 
 
-@app.command()
-@user_errors
-def run(
-    args: Annotated[Optional[list[str]], typer.Argument(help="[CONFIG.yaml] [key=value ...] (e.g. train.lr=5e-4)")] = None,
-    method: Annotated[Optional[str], typer.Option(help="Method(s), comma-separated (e.g. er or er,ewc); overrides the config.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<benchmark>-<method>-seed<seed>). An existing one is resumed.")] = None,
-    force: Annotated[bool, typer.Option(help="Resume into a run directory made by a different config.")] = False,
-) -> None:
-    """Run (or resume) a continual stream and print the accuracy matrix and metrics."""
+# The arguments of `mcit run`, shared with `mcit validate` so a command line can be checked before it runs.
+RunArgs = Annotated[Optional[list[str]], typer.Argument(help="[CONFIG.yaml] [key=value ...] (e.g. train.lr=5e-4)")]
+MethodOption = Annotated[Optional[str], typer.Option(help="Method(s), comma-separated (e.g. er or er,ewc); overrides the config.")]
+OutOption = Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<benchmark>-<method>-seed<seed>). An existing one is resumed.")]
+ForceOption = Annotated[bool, typer.Option(help="Resume a run with settings that change its results, or with changed data files (recorded in its changes.jsonl); write into a non-empty folder that holds no run.")]
+
+
+def _run_config(args: list[str] | None, method: str | None, out: Path | None):
+    """The config and the run directory that `mcit run` builds from its arguments."""
     from mcit.config import load_config
-    from mcit.distributed import world_from_environment
-    from mcit.report import matrix_table, metrics_table, parameter_table, zero_shot_notes
-    from mcit.runner import Progress as RunProgress
-    from mcit.runner import Runner
 
     config_path, overrides = _split_args(args or [])
     config = load_config(config_path, overrides, method)
-    run_dir = out or default_out(config)
+    return config, out or default_out(config)
+
+
+@app.command()
+@user_errors
+def run(args: RunArgs = None, method: MethodOption = None, out: OutOption = None, force: ForceOption = False) -> None:
+    """Run (or resume) a continual stream and print the accuracy matrix and metrics."""
+    from mcit.distributed import world_from_environment
+    from mcit.report import matrix_table, metrics_table, paper_matrix_table, parameter_table, zero_shot_notes
+    from mcit.runner import Progress as RunProgress
+    from mcit.runner import Runner
+
+    config, run_dir = _run_config(args, method, out)
     _quiet_libraries()
     world = world_from_environment()  # several processes under `accelerate launch`; rank 0 reports
     if not world.is_main:
@@ -126,19 +127,22 @@ def run(
         return
     if world.distributed:
         console.print(f"{world.size} processes, each training on its share of every batch (rank 0 writes)")
-    console.print(f"run directory: [bold]{run_dir}[/]")
+    console.print(f"run directory: [bold]{escape(str(run_dir))}[/]")
     with progress_bars() as phase:
 
         def show_parameters(rows):
             console.print(parameter_table(rows))
 
-        progress = RunProgress(phase=phase, message=console.print, parameters=show_parameters)
+        progress = RunProgress(phase=phase, message=say, parameters=show_parameters)
         results = Runner(config, run_dir, progress, force=force, world=world).run()
     console.print(matrix_table(results))
+    paper = paper_matrix_table(results)
+    if paper is not None:
+        console.print(paper)
     console.print(metrics_table(results))
     for note in zero_shot_notes(results):
-        console.print(f"[yellow]note[/]: {note}", highlight=False)
-    console.print(f"results: {run_dir / 'results.json'}")
+        console.print(f"[yellow]note[/]: {escape(note)}", highlight=False)
+    say(f"results: {run_dir / 'results.json'} (as text: {run_dir / SUMMARY_FILE})")
 
 
 @app.command()
@@ -170,18 +174,18 @@ def sweep(
         return
     grid = plan.grid
     console.print(
-        f"sweep directory: [bold]{plan.out}[/] ({len(plan.cells)} cells: {len(grid['methods'])} methods x "
+        f"sweep directory: [bold]{escape(str(plan.out))}[/] ({len(plan.cells)} cells: {len(grid['methods'])} methods x "
         f"{len(grid['seeds'])} seeds x {len(grid['orders'])} orders)", highlight=False,
     )
     for order, tasks in grid["orders"].items():
-        console.print(f"  order {order}: {' -> '.join(tasks)}", highlight=False)
+        say(f"  order {order}: {' -> '.join(tasks)}")
 
     def show_cell(index: int, cell, status: str) -> None:
         doing = {"complete": "complete, skipped", "resume": "resuming", "run": "running"}[status]
-        console.print(f"cell {index + 1}/{len(plan.cells)} [bold]{cell.path}[/]: {doing}", highlight=False)
+        console.print(f"cell {index + 1}/{len(plan.cells)} [bold]{escape(str(cell.path))}[/]: {doing}", highlight=False)
 
     with progress_bars(keep=False) as phase:
-        outcomes = run_sweep(plan, RunProgress(phase=phase, message=console.print), show_cell, world)
+        outcomes = run_sweep(plan, RunProgress(phase=phase, message=say), show_cell, world)
     groups = group_table([(SweepCell(c.method, c.seed, c.order, plan.out / c.path), r) for c, r in zip(plan.cells, outcomes)])
     table = Table(title="each method: mean ± 95% CI (Student t), points", title_justify="left")
     for title in ("method", "metric", "over seeds", "over orders"):
@@ -189,7 +193,7 @@ def sweep(
     for row in groups.rows:
         table.add_row(row["method"], row["metric"], spread(row, "seeds"), spread(row, "orders"))
     console.print(table)
-    console.print(f"sweep: {plan.out / 'sweep.json'} (report: mcit report {plan.out} --out DIR)", highlight=False, soft_wrap=True)
+    say(f"sweep: {plan.out / 'sweep.json'} (report: mcit report {plan.out} --out DIR)", soft_wrap=True)
 
 
 @app.command()
@@ -207,6 +211,7 @@ def select(
 ) -> None:
     """Select a budget of a LLaVA-format pool with a model; write ids, clusters and chosen scores."""
     from mcit.config import parse_override
+    from mcit.runner import quiet_transformers
     from mcit.selection.pool_file import select_pool
     from mcit.store import atomic_write_json
 
@@ -215,13 +220,14 @@ def select(
         keys, value = parse_override(text)
         options[".".join(keys)] = value
     _quiet_libraries()
+    quiet_transformers()  # its loading bar would interleave with ours
     with progress_bars() as phase:
         result = select_pool(
             pool, budget, method, model, options=options, image_root=image_root, seed=seed, device=device,
             work_dir=out.parent / f".{out.stem}-features", progress=phase,
         )
     atomic_write_json(out, result)
-    table = Table(title=f"{method}: {len(result['selected'])} of {result['pool_size']} selected in {result['seconds']:.1f} s")
+    table = Table(title=f"{escape(method)}: {len(result['selected'])} of {result['pool_size']} selected in {result['seconds']:.1f} s")
     table.add_column("cluster")
     table.add_column("pool size", justify="right")
     table.add_column("selected", justify="right")
@@ -233,7 +239,7 @@ def select(
         console.print(table)
     else:
         console.print(table.title)
-    console.print(f"ids: {out}")
+    say(f"ids: {out}")
 
 
 @app.command("eval")
@@ -261,7 +267,7 @@ def evaluate(
     console.print(scores_table(result))
     if out is not None:
         atomic_write_json(out, result)
-        console.print(f"scores and predictions: {out}")
+        say(f"scores and predictions: {out}")
 
 
 @app.command()
@@ -285,7 +291,7 @@ def export(
         "AutoModelForImageTextToText.from_pretrained" if written["form"] == "model"
         else "PeftModel.from_pretrained(base, ...) (or mcit eval --model)"
     )
-    console.print(f"{written['form']} after task {written['index'] + 1} ({written['task']}): {out}  [load with {how}]")
+    say(f"{written['form']} after task {written['index'] + 1} ({written['task']}): {out}  [load with {how}]")
 
 
 @app.command()
@@ -298,10 +304,41 @@ def report(
     from mcit.report import write_report
 
     page = write_report(run_dirs, out)
-    console.print(f"report: {page}", highlight=False, soft_wrap=True)
+    say(f"report: {page}", soft_wrap=True)
 
 
-data_app = typer.Typer(add_completion=False, help="Check a benchmark's data files before spending compute on them.")
+@app.command("metrics")
+@user_errors
+def matrix_metrics(
+    matrix: Annotated[Path, typer.Argument(metavar="MATRIX.csv|results.json", help="A CSV table (first row the task names; each next row the scores after one task, first cell its name, empty where not evaluated; an optional 'zero-shot' row), or a run's results.json or directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object keyed by the metric names of `mcit ls`: value, unit, convention, and why unavailable.")] = False,
+) -> None:
+    """The field's metrics of any accuracy matrix (a paper's table, another toolkit's logs), each with its convention."""
+    import json
+
+    from mcit.matrix_files import POINTS, read_matrix_file, summary_json
+    from mcit.metrics import summarize
+
+    found = read_matrix_file(matrix)
+    summary = summarize(found.matrix, found.zero_shot, found.test_sizes)
+    if as_json:
+        typer.echo(json.dumps(summary_json(summary, found.unit), indent=2))
+        return
+    unit = "points" if found.unit == POINTS else "fractions"
+    title = f"{escape(str(found.path))}: {len(found.tasks)} tasks, {found.not_evaluated} cells not evaluated; metrics in {unit}, like the scores"
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("convention (or why unavailable)")
+    for name, value in summary.values.items():
+        if value is None:
+            table.add_row(name, "-", f"unavailable: {summary.unavailable.get(name, 'undefined')}")
+        else:
+            table.add_row(name, f"{value:.2f}" if found.unit == POINTS else f"{value:.4f}", summary.conventions[name])
+    console.print(table)
+
+
+data_app = typer.Typer(add_completion=False, rich_markup_mode=None, help="Check a benchmark's data files before spending compute on them.")
 app.add_typer(data_app, name="data")
 
 
@@ -322,17 +359,19 @@ def data_check(
     with progress_bars() as phase:
         report = check_data(config.benchmark, manifest, phase)
     rows = report.rows()
-    table = Table(title=f"data under {report.root}", title_justify="left")
+    table = Table(title=f"data under {escape(str(report.root))}", title_justify="left")
     for column in rows[0]:
-        table.add_column(column, justify="left" if column in ("task", "role", "file") else "right")
+        table.add_column(column, justify="left" if column in ("task", "role", "file", "layout") else "right")
     for row in rows:
         table.add_row(*[str(value) for value in row.values()])
     console.print(table)
     leaked = [r for r in report.files if r.eval_ids_in_train]
     for r in leaked:
-        console.print(f"[yellow]note[/]: task {r.task!r}: {r.eval_ids_in_train} of {r.records} eval ids are also train ids (check for leakage)")
+        console.print(f"[yellow]note[/]: task {escape(repr(r.task))}: {r.eval_ids_in_train} of {r.records} eval ids are also train ids (check for leakage)")
+    for note in report.notes:
+        console.print(f"[yellow]note[/]: {escape(note)}", highlight=False, soft_wrap=True)
     console.print(f"[green]ok[/]: {sum(r.records for r in report.files)} records and {report.images} images read and decoded"
-                  + (f"; {report.manifest}" if report.manifest else ""), highlight=False)
+                  + (f"; {escape(str(report.manifest))}" if report.manifest else ""), highlight=False)
 
 
 @app.command("ls")
@@ -387,32 +426,37 @@ def _stream_yaml(name: str) -> dict:
 def _print_stream(name: str) -> None:
     info = _stream_yaml(name)
     stream = info["stream"]
-    console.print(f"[bold]{name}[/]: {stream['title']}", highlight=False)
-    console.print(f"  paper: {stream.get('paper', '')}\n  data: {stream.get('data', '')}", highlight=False, soft_wrap=True)
+    console.print(f"[bold]{escape(name)}[/]: {escape(stream['title'])}", highlight=False)
+    say(f"  paper: {stream.get('paper', '')}\n  data: {stream.get('data', '')}", soft_wrap=True)
     table = Table(title_justify="left", show_edge=False)
     for column in ("task", "train", "eval", "images", "scorer"):
         table.add_column(column)
     for task in info["files"]:
-        table.add_row(task["name"], task.get("train") or "-", task.get("eval") or "-", task.get("images") or "(file's folder)", task.get("scorer", "exact_norm"))
+        table.add_row(task["name"], task.get("train") or "-", task.get("eval") or "-", task.get("images") or "(root, else file's folder)", task.get("scorer", "exact_norm"))
     console.print(table)
 
 
 @app.command()
 @user_errors
-def validate(
-    config_path: Annotated[Path, typer.Argument(metavar="CONFIG.yaml", help="Config file to check.")],
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides")] = None,
-) -> None:
-    """Check a config without running anything (names, options, model path); print it resolved, every option included."""
+def validate(args: RunArgs = None, method: MethodOption = None, out: OutOption = None, force: ForceOption = False) -> None:
+    """Check `mcit run` with the same arguments, running nothing (names, options, model path, run directory); print the config resolved."""
     import yaml
 
-    from mcit.config import config_to_dict, load_config
+    from mcit.config import config_to_dict
     from mcit.models.hf import check_model_dir
+    from mcit.runner import check_run_directory
+    from mcit.store import RunStore
 
-    config = load_config(config_path, overrides or [])
+    config, run_dir = _run_config(args, method, out)
     check_model_dir(config.model.name)
-    console.print(yaml.safe_dump(config_to_dict(config), sort_keys=False), highlight=False)
-    console.print(f"[green]ok[/]: {config_path} is valid")
+    resolved = config_to_dict(config)
+    store = RunStore(run_dir, writer=False)
+    check_run_directory(store, resolved, force)
+    say(yaml.safe_dump(resolved, sort_keys=False))
+    command = " ".join([*(args or []), *(["--method", method] if method else [])]) or "the default config"
+    console.print(f"[green]ok[/]: {escape(command)} is valid", highlight=False)
+    done = len((store.read_results() or {}).get("rows") or [])
+    say(f"run directory: {run_dir} ({f'{done} steps finished: run resumes after them' if done else 'new'})")
 
 
 def main() -> None:

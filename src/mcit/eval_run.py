@@ -17,6 +17,7 @@ import torch
 from mcit.data.collate import Collator
 from mcit.device import resolve_device
 from mcit.evaluation.evaluate import evaluate_task
+from mcit.evaluation.paper import paper_scores
 from mcit.models.hf import check_model_dir, load_vlm
 from mcit.models.saving import load_saved
 from mcit.scenarios import build_scenario
@@ -32,9 +33,10 @@ def evaluate_model(
     loading any weights.
 
     Returns:
-        ``{"model", "columns", "scores", "evaluations", "seconds"}``; ``evaluations`` holds each
-        column's :meth:`~mcit.evaluation.evaluate.TaskEvaluation.record` (every sample's answer
-        and score).
+        ``{"model", "columns", "scores", "evaluations", "seconds"}``, plus ``"paper_scores"``
+        (column -> its paper-compatible score, ``None`` where it names no paper scorer) when
+        some column names a paper scorer; ``evaluations`` holds each column's
+        :meth:`~mcit.evaluation.evaluate.TaskEvaluation.record` (every sample's answer and scores).
     """
     name = str(model_path) if model_path is not None else config.model.name
     if not (Path(name) / "adapter_config.json").is_file():
@@ -52,10 +54,12 @@ def evaluate_model(
     columns = scenario.columns
     advance = phase("eval", sum(len(t.eval) for t in columns)) if phase is not None else None
     evaluations = [evaluate_task(model, collator, t, config.eval.batch_size, device, on_batch=advance) for t in columns]
+    paper = paper_scores(evaluations)
     return {
         "model": name,
         "columns": [t.name for t in columns],
         "scores": {e.task.name: e.score for e in evaluations},
+        **({} if paper is None else {"paper_scores": paper}),
         "evaluations": {e.task.name: e.record() for e in evaluations},
         "seconds": time.perf_counter() - start,
     }

@@ -31,6 +31,7 @@ from mcit.data.sample import Task
 from mcit.distributed import World, world_from_environment
 from mcit.errors import UserError
 from mcit.evaluation.evaluate import evaluate_task
+from mcit.evaluation.paper import paper_scores, paper_section, update_paper_matrix
 from mcit.evaluation.language_harness import evaluate_language, lm_eval_available
 from mcit.models.hf import (
     configure_trainable,
@@ -40,12 +41,15 @@ from mcit.models.hf import (
     parameter_table,
     trainable_state,
 )
+from mcit.model_size import ModelSize
 from mcit.models.saving import save_standard, writes_adapter
+from mcit.run_changes import check_folder, commit, differences
 from mcit.scenarios import Scenario, build_scenario
 from mcit.seeds import derive_seed
 from mcit.selection import SelectionContext
 from mcit.sharding import Layout, shard_model, trainable_parameters, unsharded, whole_state
-from mcit.store import BASE_DIR, STEP_PREFIX, RunStore
+from mcit.report.terminal import SUMMARY_FILE, summary_text
+from mcit.store import BASE_DIR, STEP_PREFIX, RunStore, atomic_write_text
 from mcit.strategies import STRATEGIES, Context, Strategy, StrategyChain, TaskView
 from mcit.tracking import RunTrackers, check_trackers
 from mcit.training.loop import steps_for, train
@@ -95,6 +99,41 @@ def environment(device: torch.device, processes: int = 1) -> dict[str, Any]:
     }
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; the message names the last committed step, after which a rerun resumes."""
+
+
+def interrupted_message(results: dict[str, Any] | None) -> str:
+    """What to tell a user who stopped a run (Ctrl-C): the last committed step, and that rerunning resumes."""
+    results = results or {}
+    rows = results.get("rows") or []
+    label = "step" if results.get("scenario") == "pool" else "task"
+    if not rows:
+        return f"interrupted before the first {label} finished; run the same command to resume"
+    total = len(results.get("tasks") or results.get("datasets") or [])
+    return f"interrupted after {label} {len(rows)}/{total} ({rows[-1]['after']}); run the same command to resume"
+
+
+def check_run_directory(store: RunStore, resolved: dict[str, Any], force: bool = False) -> None:
+    """Refuse, reading only, a run directory that cannot be written, is a folder of other things, or holds
+    a run that the new config would change the results of (:mod:`mcit.run_changes`).
+
+    Args:
+        store: The run directory.
+        resolved: The resolved config of the run about to start (``config_to_dict``).
+        force: Write into a folder that holds no run, and resume a run with results-changing
+            settings or changed data files anyway (``--force``; the changes are recorded).
+
+    Raises:
+        UserError: The directory cannot be created or written; it is a non-empty folder
+            without a run; its run differs in a setting that changes results (each named
+            with its old and new value) or in a data file.
+    """
+    store.check_usable()
+    check_folder(store.run_dir, force)
+    differences(store, resolved, force)
+
+
 def build_strategy(config: RunConfig) -> StrategyChain:
     """The configured methods as one chain (options validated by each method's model)."""
     chain = []
@@ -121,6 +160,7 @@ class Runner:
         self._said_no_standard_form = False
         self.trackers = RunTrackers([], self.store.run_dir, "", {})
         self._steps_before = 0  # optimizer steps of the committed steps (the trackers' x axis)
+        self.model_size = ModelSize()  # what each results row records as the model's size
 
     # -- pieces -------------------------------------------------------------------------
 
@@ -159,8 +199,15 @@ class Runner:
         strategy.load_state_dict(Layout(ctx.model).scatter(state["strategy"]))
         return state["train"]
 
-    def _evaluate(self, model, collator, columns: list[Task], label: str, record: str) -> tuple[dict[str, float], float]:
-        """Score every column; each sample's answer and score go to ``evaluations/<record>.json``."""
+    def _evaluate(
+        self, model, collator, columns: list[Task], label: str, record: str
+    ) -> tuple[dict[str, float], dict[str, float | None] | None, float]:
+        """Score every column; each sample's answer and scores go to ``evaluations/<record>.json``.
+
+        Returns:
+            The scores, the paper-compatible scores (:func:`mcit.evaluation.paper.paper_scores`;
+            ``None`` when no column names a paper scorer) and the seconds it took.
+        """
         start = time.perf_counter()
         advance = self.progress.phase(label, sum(len(t.eval) for t in columns))
         with unsharded(model):
@@ -169,7 +216,7 @@ class Runner:
                 for task in columns
             ]
         self.store.write_json(f"{EVALUATIONS_DIR}/{record}.json", {e.task.name: e.record() for e in evaluations})
-        return {e.task.name: e.score for e in evaluations}, time.perf_counter() - start
+        return {e.task.name: e.score for e in evaluations}, paper_scores(evaluations), time.perf_counter() - start
 
     def _standard_form(self, model, processor, strategy: Strategy) -> Callable[[Path], Any]:
         """Writes a checkpoint's model in its standard form (``save_models``); skipped, and said once, where the methods' modules cannot be folded exactly.
@@ -264,30 +311,39 @@ class Runner:
         }
 
     def _check_config(self, resolved: dict[str, Any]) -> None:
-        """Refuse a run directory that holds a run of another config (read only; ``--force`` resumes it)."""
-        existing = self.store.read_config()
-        if existing is not None and existing != resolved and not self.force:
-            changed = sorted(k for k in set(resolved) | set(existing) if existing.get(k) != resolved.get(k))
-            raise UserError(
-                f"{self.store.run_dir} holds a run with a different config (differs in: {', '.join(changed)}); "
-                "use another --out, or --force to resume it with the new config"
-            )
+        check_run_directory(self.store, resolved, self.force)
 
     # -- the run ------------------------------------------------------------------------
+
+    def _write_results(self, results: dict[str, Any]) -> None:
+        """Commit results.json, then its plain-text summary.txt (the matrix and metrics, tables whole)."""
+        self.store.write_results(results)
+        if self.world.is_main:
+            atomic_write_text(self.store.run_dir / SUMMARY_FILE, summary_text(results))
 
     def run(self) -> dict[str, Any]:
         """Run (or resume); returns the results dict also written to results.json.
 
+        Ctrl-C raises :class:`RunInterrupted`, whose message (on rank 0) names the last
+        committed step.
+
         Raises:
             UserError: Before anything is written, for an unusable run directory, a
-                directory holding another config, a model path that holds no model or
+                non-empty folder that holds no run, a run that the config would change
+                the results of or whose data files changed (unless forced), a model path that holds no model or
                 fails to load, and the scenario's own checks (e.g. a pool budget larger
                 than the first pool); later, for a non-finite loss.
         """
+        try:
+            return self._run()
+        except KeyboardInterrupt:
+            # results.json holds exactly the committed steps (written atomically after each).
+            raise RunInterrupted(interrupted_message(self.store.read_results()) if self.world.is_main else "") from None
+
+    def _run(self) -> dict[str, Any]:
         quiet_transformers()
-        self.store.check_usable()
         resolved = config_to_dict(self.config)
-        self._check_config(resolved)
+        self._check_config(resolved)  # (and that the directory can be written)
         torch.set_num_threads(self.config.threads)
         scenario = build_scenario(self.config)
         scenario.check()
@@ -300,9 +356,11 @@ class Runner:
             build_strategy(self.config).check_shards()
         source = self._load_source(scenario)  # checks the model path first (check_model_dir)
         with self.store.lock():
-            self._check_config(resolved)  # again, now that no other process can write it
-            self.store.write_config(resolved)
             results = self.store.read_results() or self._new_results(scenario)
+            found = differences(self.store, resolved, self.force)  # again, now that no other process can write it
+            changed = commit(self.store, found, resolved, len(results["rows"]), self.store.has_checkpoint(PARTIAL))
+            if changed is not None:
+                self.progress.message(changed)
             self.world.barrier()  # every process has read the results before rank 0 writes them again
             model, processor = self._stream_model(scenario, source)
             lora_seed = derive_seed(self.config.seed, "lora")
@@ -322,7 +380,7 @@ class Runner:
                 load_trainable_state(model, state["model"])
                 self.progress.message(f"resuming after {scenario.step_label} {done}/{len(scenario.steps)} ({scenario.steps[done - 1]})")
             if self.world.sharded:
-                strategy.before_sharding(model, len(scenario.steps))
+                self.model_size.reserve(model, lambda: strategy.before_sharding(model, len(scenario.steps)))
                 shard_model(model, decoder_layers(model))
                 if state is not None:
                     strategy.load_state_dict(Layout(model).scatter(state["strategy"]))
@@ -331,9 +389,11 @@ class Runner:
             ]
             self.progress.parameters(results["parameters"])
             if results["zero_shot"] is None:
-                results["zero_shot"], seconds = self._evaluate(model, collator, scenario.columns, "zero-shot eval", "00-zero-shot")
+                results["zero_shot"], paper, seconds = self._evaluate(model, collator, scenario.columns, "zero-shot eval", "00-zero-shot")
                 results["zero_shot_eval_seconds"] = seconds
-                self.store.write_results(results)
+                if paper is not None:
+                    results["paper"] = paper_section(scenario.columns, paper)
+                self._write_results(results)
             trackers = self.config.trackers if self.world.is_main else []
             self.trackers = RunTrackers(trackers, self.store.run_dir, self.store.run_dir.name, resolved)
             try:
@@ -344,7 +404,7 @@ class Runner:
             finally:
                 self.trackers.finish()
             results["complete"] = True
-            self.store.write_results(results)
+            self._write_results(results)
             self.world.barrier()  # no process reads this run's results before they are complete
             return results
 
@@ -361,22 +421,30 @@ class Runner:
         ctx = Context(
             model, view, seed, self.device, collator, lookup=scenario.lookup(index), world=self.world, state_device=offload
         )
+        size_before = self.model_size.count(model)
         strategy.before_task(ctx)
+        self.model_size.step_started(model)
         trained_parameters = sum(p.numel() for _, p in ctx.trainable())  # after the methods added this task's modules
         data = strategy.train_data(ctx, step.train)
         label = f"{scenario.step_label} {index + 1}/{len(scenario.steps)} {step.name}"
         stats = self._train(ctx, data, strategy, self.config.train, label, partial=True)
         strategy.after_task(ctx)
         strategy.before_eval(ctx)
-        scores, eval_seconds = self._evaluate(
-            model, collator, scenario.columns, f"eval after {step.name}", f"{index + 1:02d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', step.name)}"
+        scores, paper, eval_seconds = self._evaluate(
+            model, collator, scenario.evaluated_after(index), f"eval after {step.name}",
+            f"{index + 1:02d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', step.name)}",
         )
+        # Every column is in the row; one the scenario skipped (eval.seen_tasks_only) is None, not evaluated.
+        scores = {task.name: scores.get(task.name) for task in scenario.columns}
+        reports_paper = "paper" in results  # some column names a paper scorer (mcit.evaluation.paper)
+        paper = {task.name: (paper or {}).get(task.name) for task in scenario.columns} if reports_paper else None
         harness = self._language_harness(step.name, scenario, model, collator)
         with unsharded(model):
             end = scenario.end(index, selection)
         row = {
             "after": step.name,
             "scores": scores,
+            **({"paper_scores": paper} if reports_paper else {}),
             "train_seconds": stats.seconds,
             "train_steps": stats.steps,
             "train_samples": stats.samples,
@@ -384,7 +452,9 @@ class Runner:
             "skipped_batches": stats.skipped_batches,
             "eval_seconds": eval_seconds,
             "trained_parameters": trained_parameters,
-            "model_parameters": sum(p.numel() for p in model.parameters()),  # grows where a method adds modules per task
+            # Both written as the step runs: the growth over the stream comes from them (mcit.model_size).
+            "model_parameters_before": size_before,
+            "model_parameters": self.model_size.count(model),
             **peaks.read(),
             **step.facts,
             **end.facts,
@@ -398,7 +468,8 @@ class Runner:
         self.store.save_checkpoint(f"{STEP_PREFIX}{index + 1:03d}", state, {"task": step.name, "index": index}, standard)
         results["rows"].append(row)
         scenario.summarize(results)
-        self.store.write_results(results)
+        update_paper_matrix(results)
+        self._write_results(results)
         self.store.delete_checkpoint(PARTIAL)
         self.store.keep_newest(STEP_PREFIX, self.config.keep_checkpoints)
         self.world.barrier()  # the step is committed before any process goes on

@@ -8,7 +8,10 @@ seed the first cell with a base stage trains it and the others start from its sa
 ``base_model`` (``benchmark.base=null``): the base stage depends on neither the task order
 nor the method. Every cell's config is validated before anything is written; a re-run skips
 complete cells without loading a model and resumes an incomplete one (the Runner does that),
-so a killed sweep continues where it stopped.
+so a killed sweep continues where it stopped. A sweep grows: methods, seeds and orders given
+to a later command join those of ``sweep.json`` (existing cells kept as they are, complete
+ones not rerun), and its settings may change in results-neutral keys only
+(:mod:`mcit.config.neutral`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import yaml
 from mcit.config import RunConfig, config_to_dict, load_config, method_list
 from mcit.distributed import SINGLE, World
 from mcit.errors import UserError
+from mcit.run_changes import config_changes, current_config
 from mcit.seeds import derive_seed
 from mcit.store import BASE_DIR, atomic_write_json, read_results_file
 
@@ -142,7 +146,8 @@ def plan_sweep(
     Raises:
         UserError: For a config or cell that does not validate (naming the cell), a method
             spec that does not parse, orders that cannot apply, or an ``out`` that holds a
-            run or a sweep of another grid.
+            run, other files than a sweep, or a sweep whose shared settings differ in one
+            that changes results (a sweep may grow by methods, seeds and orders).
     """
     base = load_config(config_path, overrides)
     if methods is not None and any(o.split("=", 1)[0].split(".")[0] == "method" for o in overrides):
@@ -159,9 +164,12 @@ def plan_sweep(
         raise UserError(f"--methods gives method {repeated[0]!r} twice")
     seeds = [base.seed] if seeds is None else seeds
     orders = [0] if orders is None else orders
+    out = Path(out).resolve()
+    stored = read_sweep(out) if out.is_dir() else None
+    if stored is not None:  # the sweep grows: what it has first (so its cells keep their base cells), then what is new
+        grid_methods, seeds, orders = _grown(stored, grid_methods, seeds, orders)
     positions = _orders(base, orders)
     configured_tasks = config_to_dict(base)["benchmark"]["tasks"]
-    out = Path(out).resolve()
     cells, configs = [], []
     for seed in seeds:
         base_cell: Cell | None = None
@@ -212,23 +220,70 @@ def read_sweep(directory: Path) -> dict[str, Any] | None:
     return description
 
 
+def _grown(stored: dict[str, Any], methods: list[Method], seeds: list[int], orders: list[int]) -> tuple[list[Method], list[int], list[int]]:
+    """The stored sweep's methods, seeds and orders, then the new ones asked for.
+
+    A stored method keeps the spec its cells were made with (their ``method=`` override).
+    """
+    grid = stored.get("grid") or {}
+    specs = {}
+    for cell in stored["cells"]:
+        for override in cell.get("overrides") or []:
+            if override.startswith("method="):
+                specs.setdefault(cell["method"], override.removeprefix("method="))
+    kept = [Method(entry["label"], specs[entry["label"]]) for entry in grid.get("methods") or [] if entry.get("label") in specs]
+    known = {method.label for method in kept}
+    old_seeds = list(grid.get("seeds") or [])
+    old_orders = [int(order) for order in grid.get("orders") or {}]
+    return (
+        kept + [m for m in methods if m.label not in known],
+        old_seeds + [seed for seed in seeds if seed not in old_seeds],
+        old_orders + [order for order in orders if order not in old_orders],
+    )
+
+
 def _check_out(out: Path, grid: dict[str, Any]) -> None:
-    """Refuse a directory that holds a run, or a sweep of another grid."""
+    """Refuse a directory that holds a run, other things than a sweep, or a sweep whose results the grid would change."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a directory")
     if (out / "results.json").exists() or (out / "config.yaml").exists():
         raise UserError(f"--out {out} holds a run directory of `mcit run`; give another directory for the sweep")
-    existing = (read_sweep(out) or {}).get("grid")
-    if existing is not None and existing != grid:
-        changed = [key for key in grid if existing.get(key) != grid[key]]
-        raise UserError(f"{out} holds a sweep of another grid (differs in: {', '.join(changed)}); use another --out")
+    stored = read_sweep(out)
+    if stored is None:
+        if out.is_dir() and any(out.iterdir()):
+            raise UserError(f"--out {out} is not empty and holds no sweep (no {SWEEP_FILE}); give a new or empty directory")
+        return
+    existing = stored.get("grid") or {}
+    refused = [change for change in config_changes(existing.get("config"), grid["config"]) if change.neutral is None]
+    described = [change.describe() for change in refused]
+    before = {entry.get("label"): entry.get("method") for entry in existing.get("methods") or []}
+    described += [
+        f"method {entry['label']} {json.dumps(before[entry['label']])} -> {json.dumps(entry['method'])}"
+        for entry in grid["methods"] if entry["label"] in before and before[entry["label"]] != entry["method"]
+    ]
+    described += [
+        f"order {order} {existing['orders'][order]} -> {tasks}"
+        for order, tasks in grid["orders"].items() if order in (existing.get("orders") or {}) and existing["orders"][order] != tasks
+    ]
+    if described:
+        raise UserError(
+            f"{out} holds a sweep of another grid; these settings change results: {', '.join(described)}. "
+            "Use another --out (a sweep grows by methods, seeds and orders; other settings may change only where "
+            "they cannot change results)"
+        )
 
 
 def _check_saved_config(run_dir: Path, config: RunConfig) -> None:
-    """A complete cell must hold this cell's run (read only; the Runner checks incomplete ones)."""
+    """A complete cell must hold this cell's run, up to results-neutral settings (read only; the Runner checks incomplete ones)."""
     saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) if (run_dir / "config.yaml").is_file() else None
-    if saved != config_to_dict(config):
-        raise UserError(f"{run_dir} holds a run of another config than its cell's; move it away to run the cell again")
+    if saved is None:
+        raise UserError(f"{run_dir} holds results but no config.yaml; move it away to run the cell again")
+    refused = [change for change in config_changes(current_config(run_dir, saved), config_to_dict(config)) if change.neutral is None]
+    if refused:
+        raise UserError(
+            f"{run_dir} holds a run of another config than its cell's ({', '.join(change.describe() for change in refused)}); "
+            "move it away to run the cell again"
+        )
 
 
 def run_sweep(
@@ -250,8 +305,9 @@ def run_sweep(
 
     if world.is_main:
         sweep.out.mkdir(parents=True, exist_ok=True)
-        if read_sweep(sweep.out) is None:
-            atomic_write_json(sweep.out / SWEEP_FILE, {"format": FORMAT, "grid": sweep.grid, "cells": [asdict(c) for c in sweep.cells]})
+        description = {"format": FORMAT, "grid": sweep.grid, "cells": [asdict(c) for c in sweep.cells]}
+        if read_sweep(sweep.out) != description:  # new, grown, or with new results-neutral settings
+            atomic_write_json(sweep.out / SWEEP_FILE, description)
     world.barrier()
     outcomes = []
     for index, (cell, config) in enumerate(zip(sweep.cells, sweep.configs)):

@@ -101,3 +101,13 @@ def write_png_of_other_colour(image) -> bytes:
 def test_generated_benchmarks_have_no_files_to_check():
     line = one_line_error(check())
     assert "benchmark 'embedded' is generated" in line
+
+
+def test_the_table_names_every_file_whole_in_a_log(stream):
+    # CliRunner's output is not a terminal, like a log file: an 80-column console would cut these paths.
+    result = check(str(stream))
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output
+    for task, role, name in (("color", "train", "train.json"), ("color", "eval", "val.json"), ("shape", "train", "train.json")):
+        row = next(line for line in result.output.splitlines() if f"│ {task} " in line and f"│ {role} " in line)
+        assert str(stream.parent / task / name) in row or f"{task}/{name}" in row, row

@@ -10,6 +10,7 @@ from conftest import one_line_error
 from published_layouts import write_layout
 from typer.testing import CliRunner
 
+from mcit.benchmarks.data_check import check_data
 from mcit.benchmarks.published import published_path, published_streams
 from mcit.cli import app
 from mcit.config import load_config
@@ -63,6 +64,35 @@ def test_published_stream_validates_and_runs_on_a_fake_copy_of_its_layout(name, 
             assert record["scorer"] == task.scorer and len(record["samples"]) == 4
             if task.answers_file is not None and task.answers_format == "by_question_id":
                 assert len(record["samples"][0]["references"]) == 10  # the separate file's answers were read
+            # The paper's script scored the same answers beside mcit's scorer.
+            assert record.get("paper_scorer") == task.paper_scorer
+            if task.paper_scorer is not None:
+                assert 0.0 <= record["paper_score"] and all("paper_score" in sample for sample in record["samples"])
+    paper_columns = {task.name for task in config.benchmark.tasks + config.benchmark.eval_only if task.paper_scorer}
+    if paper_columns:
+        paper = results["paper"]
+        assert {name for name, scorer in paper["scorers"].items() if scorer} == paper_columns
+        assert len(paper["matrix"]) == steps and all(len(row) == len(paper["columns"]) for row in paper["matrix"])
+        assert all(row["paper_scores"].keys() == set(paper["columns"]) for row in results["rows"])
+    else:
+        assert "paper" not in results
+
+
+# What each toolkit trains (the sources are cited in each YAML): the LLaVA forks (CoIN, MCITlib,
+# HiDe-LLaVA, CL-MoE, LLaVA-1.5's task LoRA) freeze the vision tower and train LoRA on the language
+# model and the projector; Prismatic's fine-tune stage trains the projector and the whole LLM.
+TRAINED_PARTS = {name: (["projector"], True) for name in STREAMS}
+TRAINED_PARTS["llava_task_groups"] = (["projector", "language_model"], False)
+
+
+@pytest.mark.parametrize("name", STREAMS)
+def test_published_stream_trains_what_its_toolkit_trains(name):
+    model = yaml.safe_load(published_path(name).read_text())["model"]
+    parts, lora = TRAINED_PARTS[name]
+    assert model["trainable"] == parts
+    assert ("lora" in model) == lora
+    if lora:
+        assert model["lora"]["alpha"] == 2 * model["lora"]["r"] and model["lora"]["dropout"] == 0.05
 
 
 @pytest.fixture
@@ -91,13 +121,20 @@ def test_data_check_finds_a_corrupt_image_in_a_published_layout(coin_copy):
     assert "TextVQA/train.json" in line and "record 3" in line and f"cannot read {image}" in line
 
 
-def test_data_check_finds_a_duplicate_id_in_a_published_layout(coin_copy):
+def test_data_check_counts_repeated_eval_ids_and_refuses_repeated_train_ids(coin_copy):
     path = coin_copy / "Instructions_Original" / "VQAv2" / "val.json"
     records = json.loads(path.read_text())
     records[4]["question_id"] = records[1]["question_id"]
     path.write_text(json.dumps(records))
+    report = check_data(load_config("coin", [f"benchmark.root={coin_copy}"]).benchmark)
+    repeated = {(f.task, f.role): f.repeated_ids for f in report.files if f.repeated_ids}
+    assert repeated == {("vqav2", "eval"): 1}  # an evaluation record is its position
+    path = coin_copy / "Instructions_Original" / "VQAv2" / "train.json"
+    records = json.loads(path.read_text())
+    records[4]["id"] = records[1]["id"]
+    path.write_text(json.dumps(records))
     line = one_line_error(coin_check(coin_copy))
-    assert "VQAv2/val.json" in line and "record 4" in line and "duplicate of record 1" in line
+    assert "VQAv2/train.json" in line and "record 4" in line and "duplicate of record 1" in line
 
 
 def test_ls_benchmarks_lists_each_stream_with_its_files_and_data_source():

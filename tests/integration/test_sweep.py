@@ -129,14 +129,47 @@ def test_killed_sweep_resumes_without_redoing_finished_cells(tmp_path):
     assert all(results["complete"] for results in outcomes)
 
 
-def test_changed_grid_in_the_same_directory_is_refused(swept):
+def test_a_results_changing_setting_in_the_same_directory_is_refused_naming_it(swept, tmp_path):
     out = swept[0]
     before = (out / SWEEP_FILE).read_bytes()
-    with pytest.raises(UserError, match="another grid .*seeds"):
-        plan_sweep(None, overrides(), METHODS, [0, 1, 2], [0, 1], out)
-    with pytest.raises(UserError, match="another grid .*config"):
+    with pytest.raises(UserError, match=r"another grid; these settings change results: train\.lr 0\.001 -> 0\.01\."):
         plan_sweep(None, [*overrides(), "train.lr=0.01"], METHODS, [0, 1], [0, 1], out)
     assert (out / SWEEP_FILE).read_bytes() == before
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not empty and holds no sweep"):
+        plan_sweep(None, overrides(), METHODS, [0], [0], folder)
+
+
+def test_a_sweep_grows_by_a_seed_and_a_method_keeping_its_finished_cells(tmp_path):
+    out = tmp_path / "grid"
+    sweep(out, Recorder(), methods=["seqft"], seeds=[0], orders=[0])
+    finished = snapshot(out, ["seed0/order0/seqft"])
+
+    recorder = Recorder()
+    sweep(out, recorder, methods=["seqft"], seeds=[0, 1], orders=[0])
+    assert recorder.statuses == ["complete", "run"] and snapshot(out, ["seed0/order0/seqft"]) == finished
+    description = json.loads((out / SWEEP_FILE).read_text(encoding="utf-8"))
+    assert description["grid"]["seeds"] == [0, 1]
+    assert [cell["path"] for cell in description["cells"]] == ["seed0/order0/seqft", "seed1/order0/seqft"]
+
+    # A method asked for alone joins the grid; its cells start from each seed's base model.
+    recorder = Recorder()
+    plan, outcomes = sweep(out, recorder, methods=[METHODS[1]], seeds=[1], orders=[0])
+    paths = [f"seed{seed}/order0/{label}" for seed in (0, 1) for label in LABELS]
+    assert [cell.path for cell in plan.cells] == paths
+    assert recorder.statuses == ["complete", "run", "complete", "run"]
+    assert "base stage" not in [description for _, description in recorder.phases]
+    assert all(results["complete"] for results in outcomes) and snapshot(out, ["seed0/order0/seqft"]) == finished
+    grown = json.loads((out / SWEEP_FILE).read_text(encoding="utf-8"))
+    assert [cell["path"] for cell in grown["cells"]] == paths and grown["grid"]["seeds"] == [0, 1]
+
+    # A results-neutral setting may change: the finished cells are kept, not refused.
+    neutral = plan_sweep(None, [*overrides(), "eval.batch_size=8"], None, None, None, out)
+    recorder = Recorder()
+    run_sweep(neutral, recorder.progress(), recorder.on_cell)
+    assert recorder.statuses == ["complete"] * 4 and snapshot(out, ["seed0/order0/seqft"]) == finished
 
 
 def test_bad_method_is_refused_before_anything_is_written(tmp_path):

@@ -266,3 +266,135 @@ def test_split_args():
     assert _split_args(["a=1"]) == (None, ["a=1"])
     with pytest.raises(UserError, match="unexpected argument 'd.yaml'"):
         _split_args(["c.yaml", "d.yaml"])
+
+
+# -- text in square brackets is printed as written (rich markup would drop it) -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["validate", "method=[ewcc]"], "override 'method=[ewcc]'"),
+        (["validate", "model.trainable=[vision, nope]"], "override 'model.trainable=[vision, nope]'"),
+        (["validate", "--method", "dgg"], "use [er, dgg] (configs/dgg.yaml)"),
+        (["run", "--method", "dgg"], "use [er, dgg] (configs/dgg.yaml)"),
+    ],
+)
+def test_errors_keep_bracketed_text(cli, tmp_path, monkeypatch, args, expected):
+    monkeypatch.chdir(tmp_path)
+    assert expected in one_line_error(cli.invoke(app, args))
+
+
+def flat(text: str) -> str:
+    """Text with every run of whitespace as one space (help output is wrapped and indented)."""
+    return " ".join(text.split())
+
+
+def test_every_help_text_is_shown_as_written(cli):
+    import typer.main
+
+    group = typer.main.get_command(app)
+    commands = [([name], command) for name, command in group.commands.items()]
+    commands += [([name, sub], command) for name, parent in group.commands.items() for sub, command in getattr(parent, "commands", {}).items()]
+    assert any(name == ["sweep"] for name, _ in commands) and any(name == ["data", "check"] for name, _ in commands)
+    for name, command in commands:
+        result = cli.invoke(app, [*name, "--help"])
+        assert result.exit_code == 0, result.output
+        shown = flat(result.output)
+        for param in command.params:
+            if getattr(param, "help", None):
+                assert flat(param.help) in shown, (name, param.help)
+    assert "a chain '[er, dgg]'" in flat(cli.invoke(app, ["sweep", "--help"]).output)
+    assert "[CONFIG.yaml] [key=value ...]" in flat(cli.invoke(app, ["run", "--help"]).output)
+
+
+class BracketRunner:
+    """Stands in for mcit.runner.Runner: reports a message and stops with an error, both with brackets."""
+
+    def __init__(self, config, run_dir, progress=None, force=False, world=None):
+        self.progress = progress
+
+    def run(self):
+        self.progress.message("resuming after task 1/2 ([er, dgg] chain) in runs/[x]")
+        raise UserError("task [count]: loss is nan at step 3")
+
+
+def test_runner_messages_and_the_run_directory_keep_their_brackets(cli, tmp_path, monkeypatch, stop_runner):
+    monkeypatch.setattr(mcit.runner, "Runner", BracketRunner)
+    out = tmp_path / "[run]"
+    result = cli.invoke(app, ["run", "--out", str(out)])
+    assert "resuming after task 1/2 ([er, dgg] chain) in runs/[x]" in result.stdout
+    assert f"run directory: {out}" in result.stdout
+    assert "task [count]: loss is nan at step 3" in one_line_error(result)
+
+
+def test_export_keeps_its_load_hint(cli, tmp_path, monkeypatch):
+    import mcit.export
+
+    monkeypatch.setattr(mcit.export, "export_run", lambda run_dir, out, task, merge: {"form": "model", "index": 1, "task": "count"})
+    result = cli.invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "merged")])
+    assert result.exit_code == 0, result.output
+    assert "model after task 2 (count): " in result.stdout
+    assert "[load with AutoModelForImageTextToText.from_pretrained]" in result.stdout
+
+
+# -- validate takes what run takes -------------------------------------------------------------------------------
+
+
+def test_validate_takes_run_s_method_option_and_overrides(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli.invoke(app, ["validate", "seed=3", "--method", "er,dgg", "method.0.buffer_per_task=50"])
+    assert result.exit_code == 0, result.output
+    printed = yaml.safe_load(result.stdout.split("ok:")[0])
+    assert printed["seed"] == 3 and [m["name"] for m in printed["method"]] == ["er", "dgg"]
+    assert printed["method"][0]["buffer_per_task"] == 50
+    assert "ok: seed=3 method.0.buffer_per_task=50 --method er,dgg is valid" in flat(result.stdout)
+    assert f"run directory: {Path('runs') / 'embedded-er+dgg-seed3'} (new)" in result.stdout
+
+
+def test_validate_refuses_what_run_would_refuse_in_the_run_directory(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "config.yaml").write_text("seed: 1\n", encoding="utf-8")
+    line = one_line_error(cli.invoke(app, ["validate", "--method", "er", "--out", str(out)]))
+    assert "holds a run with a different config" in line
+    assert cli.invoke(app, ["validate", "--method", "er", "--out", str(out), "--force"]).exit_code == 0
+    assert not (out / "results.json").exists() and sorted(p.name for p in out.iterdir()) == ["config.yaml"], "validate writes nothing"
+
+
+def test_validate_with_no_argument_checks_the_default_run(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli.invoke(app, ["validate"])
+    assert result.exit_code == 0, result.output
+    assert "ok: the default config is valid" in result.stdout
+
+
+# -- Ctrl-C --------------------------------------------------------------------------------------------------------
+
+
+def test_the_interrupted_message_names_the_last_committed_step():
+    from mcit.runner import interrupted_message
+
+    stream = {"scenario": "stream", "tasks": ["color", "count", "shape"], "rows": [{"after": "color"}, {"after": "count"}]}
+    assert interrupted_message(stream) == "interrupted after task 2/3 (count); run the same command to resume"
+    pool = {"scenario": "pool", "datasets": ["d1", "d2"], "rows": [{"after": "d1"}]}
+    assert interrupted_message(pool) == "interrupted after step 1/2 (d1); run the same command to resume"
+    assert interrupted_message(None) == "interrupted before the first task finished; run the same command to resume"
+
+
+class InterruptedRunner:
+    def __init__(self, config, run_dir, progress=None, force=False, world=None):
+        pass
+
+    def run(self):
+        from mcit.runner import RunInterrupted
+
+        raise RunInterrupted("interrupted after task 1/2 (color); run the same command to resume")
+
+
+def test_ctrl_c_exits_130_saying_where_the_run_stopped(cli, tmp_path, monkeypatch, stop_runner):
+    monkeypatch.setattr(mcit.runner, "Runner", InterruptedRunner)
+    result = cli.invoke(app, ["run", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 130
+    assert result.stderr.strip() == "interrupted after task 1/2 (color); run the same command to resume"

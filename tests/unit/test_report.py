@@ -55,3 +55,37 @@ def test_metrics_table_prints_the_nlu_nlg_and_vl_deltas_in_points():
 def test_metrics_table_of_a_run_from_before_the_deltas_has_no_delta_rows():
     results = {"scenario": "stream", "rows": [], "metrics": {}, "language": {}}
     assert "Delta" not in printed(metrics_table(results))
+
+
+def test_a_lower_triangle_shows_dashes_and_each_metric_its_convention_or_why_unavailable():
+    from mcit import metrics
+    from mcit.report import matrix_table
+
+    scores = [{"a": 0.8, "b": None}, {"a": 0.6, "b": 0.9}]  # b not evaluated before its training
+    summary = metrics.summarize([[s["a"], s["b"]] for s in scores], [0.1, 0.2], [1, 1])
+    results = {
+        "scenario": "stream", "tasks": ["a", "b"], "eval_only": [], "zero_shot": {"a": 0.1, "b": 0.2},
+        "rows": [{"after": t, "scores": s, "train_seconds": 1.0, "eval_seconds": 1.0} for t, s in zip("ab", scores)],
+        "metrics": summary.values, "metric_conventions": summary.conventions, "metrics_unavailable": summary.unavailable,
+    }
+    matrix = printed(matrix_table(results))
+    assert re.search(r"│ a\s*│\s*80\.0 │\s*- │", matrix), matrix
+    text = printed(metrics_table(results))
+    # forgetting from a's own training: 0.8 - 0.6; CoIN++ the same (the final row is not a's best)
+    assert re.search(r"average_forgetting\s*│\s*20\.0 │ forgetting from the task's own training on", text), text
+    assert re.search(r"average_forgetting_coinpp\s*│\s*20\.0 │ CoIN\+\+", text), text
+    assert re.search(r"forward_transfer\s*│\s*- │ unavailable: needs each task's score before its own training", text), text
+
+
+def test_metrics_table_of_a_pool_run_counts_selection_in_the_stream_time_and_shows_it_apart():
+    rows = [
+        {"after": "d1", "scores": {}, "train_seconds": 10.0, "eval_seconds": 2.0, "selection_seconds": 5.0, "prune_seconds": 1.0},
+        {"after": "d2", "scores": {}, "train_seconds": 20.0, "eval_seconds": 3.0, "selection_seconds": 7.0, "prune_seconds": 0.0},
+    ]
+    text = printed(metrics_table({"scenario": "pool", "rows": rows, "metrics": {}}))
+    assert re.search(r"stream wall time \(s\)\s*│\s*48\.0", text), text
+    assert re.search(r"training \(s\)\s*│\s*30\.0", text), text
+    assert re.search(r"evaluation \(s\)\s*│\s*5\.0", text), text
+    assert re.search(r"selection \(s\)\s*│\s*13\.0", text), text
+    stream = printed(metrics_table({"scenario": "stream", "rows": [{**rows[0], "selection_seconds": 0.0}], "metrics": {}}))
+    assert "selection" not in stream and re.search(r"stream wall time \(s\)\s*│\s*12\.0", stream), stream

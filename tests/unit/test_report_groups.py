@@ -65,7 +65,7 @@ def test_one_value_gives_a_mean_and_no_interval():
 
 def test_deltas_appear_when_present_and_undefined_metrics_stay_empty():
     table = group_table(cells())
-    assert {r["metric"] for r in table.rows} == {"final avg acc", "avg forgetting", "BWT", "NLU Delta"}
+    assert {r["metric"] for r in table.rows} == {"final avg acc", "avg forgetting (from own training)", "BWT", "NLU Delta"}
     nlu = row(table, "a", "NLU Delta")
     assert nlu["n_seeds"] == 2 and nlu["mean_over_seeds"] == pytest.approx(3.0)
     assert nlu["n_orders"] == 1 and nlu["ci95_over_orders"] is None
@@ -86,3 +86,32 @@ def test_a_sweep_directory_expands_to_its_cells_with_results(tmp_path):
     assert expanded.names == ["seed0/order0/a", "plain"]
     assert list(expanded.cells) == [0] and expanded.cells[0].group == "a"
     assert [cell.seed for cell in expanded.not_started] == [1]
+
+
+def test_each_eval_only_tasks_forgetting_has_its_group_rows():
+    made = [
+        (SweepCell("a", seed, 0, Path(f"seed{seed}/order0/a")), {**results(0.5), "language": {"arithmetic": {"forgetting": value}}})
+        for seed, value in ((0, 0.25), (1, 0.75))
+    ]
+    arithmetic = row(group_table(made), "a", "arithmetic* forgetting")
+    assert arithmetic["n_seeds"] == 2 and arithmetic["mean_over_seeds"] == pytest.approx(50.0)
+    assert "arithmetic* forgetting" not in {r["metric"] for r in group_table(cells()).rows}, "only where some cell has it"
+
+
+def test_groups_csv_and_the_page_round_float_noise_alike(tmp_path):
+    from mcit.report.tables import write_csv
+
+    # Three identical values: their interval is float noise (here 4.5e-14), which must read 0.0 everywhere.
+    made = [(SweepCell("a", seed, 0, Path(f"seed{seed}/order0/a")), results(0.1 + 0.2)) for seed in range(3)]
+    table = group_table(made)
+    final = row(table, "a", "final avg acc")
+    final["ci95_over_seeds"] = 4.5e-14  # what the interval of identical values came out as
+    final["mean_over_orders"] = -4.5e-14
+    write_csv(table, tmp_path / "groups.csv")
+    header, *rows = (tmp_path / "groups.csv").read_text().splitlines()
+    written = dict(zip(header.split(","), next(r for r in rows if "final avg acc" in r).split(",")))
+    assert written["ci95_over_seeds"] == "0.0" and written["mean_over_orders"] == "0.0"
+    assert written["mean_over_seeds"] == "30.0"  # 100 * (0.1 + 0.2) = 30.000000000000004
+    page = dict(zip([c.key for c in table.columns], table.cells()[table.rows.index(final)]))
+    assert page["ci95_over_seeds"] == "0.0" and page["mean_over_orders"] == "0.0"
+    assert spread({**final, "mean_over_orders": -4.5e-14}, "orders") == "0.0 (n=1: no interval)"

@@ -62,7 +62,11 @@ def test_comparison_rows_in_points_with_dashes_for_undefined(tmp_path):
     table = comparison_table(runs)
     keys = [c.key for c in table.columns]
     assert keys == ["run", "methods", "steps", "final_average_accuracy", "mean_finetune_accuracy", "mean_average_accuracy",
-                    "average_forgetting", "backward_transfer", "forward_transfer", "forgetting_rate", "language_forgetting:lang"]
+                    "column_average_accuracy", "average_forgetting", "average_forgetting_coinpp", "backward_transfer",
+                    "forward_transfer", "forgetting_rate", "language_forgetting:lang"]
+    titles = {c.key: c.title for c in table.columns}  # the forgetting columns name their convention
+    assert titles["average_forgetting"] == "avg forgetting (from own training)"
+    assert titles["average_forgetting_coinpp"] == "avg forgetting (CoIN++)"
     stream, pool = table.rows
     assert stream["methods"] == "er+ewc" and stream["steps"] == "2/2"
     assert stream["final_average_accuracy"] == pytest.approx(75.0) and stream["backward_transfer"] == pytest.approx(-20.0)
@@ -70,8 +74,9 @@ def test_comparison_rows_in_points_with_dashes_for_undefined(tmp_path):
     assert pool["forgetting_rate"] == 12.5, "LAMP's rate is already in percent"
     assert pool["final_average_accuracy"] == pytest.approx(42.5) and pool["backward_transfer"] is None
     cells = table.cells()
-    assert cells[0][3:] == ["75.0", "85.0", "76.2", "20.0", "-20.0", "-", "-", "-"]
-    assert cells[1][3:] == ["42.5", "-", "-", "-", "-", "-", "12.5", "-"]
+    # This run's results predate the column-wise Avg and CoIN++'s forgetting: "-", not a guess.
+    assert cells[0][3:] == ["75.0", "85.0", "76.2", "-", "20.0", "-", "-20.0", "-", "-", "-"]
+    assert cells[1][3:] == ["42.5", "-", "-", "-", "-", "-", "-", "-", "12.5", "-"]
     assert runs[1].note == "(incomplete: 2 of 3 steps)" and runs[0].note == ""
 
 
@@ -183,9 +188,37 @@ def test_unreadable_run_directories_are_user_errors(tmp_path):
 
 def test_cost_has_the_largest_steps_memory_peaks_and_the_parameters_methods_added(tmp_path):
     results = stream_results()
-    results["rows"][0].update(peak_host_mb=512.5, peak_gpu_mb=None, model_parameters=640)
-    results["rows"][1].update(peak_host_mb=700.25, peak_gpu_mb=None, model_parameters=640 + 24)  # an adapter added
+    # A run resumed after its first step: the parameter table, recounted at the restart, already
+    # holds that step's adapter (640 + 24); the growth comes from the sizes the rows recorded.
+    results["parameters"][2]["total"] += 24
+    results["rows"][0].update(peak_host_mb=512.5, peak_gpu_mb=None, model_parameters_before=640, model_parameters=640 + 24)
+    results["rows"][1].update(peak_host_mb=700.25, peak_gpu_mb=None, model_parameters_before=664, model_parameters=664 + 24)
     row = cost_table(load_runs([write_run(tmp_path / "olora", results)])).rows[0]
     assert row["peak_host_mb"] == 700.25 and row["peak_gpu_mb"] is None
-    assert row["model_growth"] == 24  # 664 after the stream - 640 at its start
+    assert row["model_growth"] == 48  # 688 after the stream - 640 when its first step started
     assert cost_table(load_runs([write_run(tmp_path / "old", stream_results())])).rows[0]["model_growth"] is None
+    older = stream_results()
+    older["rows"][1]["model_parameters"] = 664  # written before rows recorded their start size
+    assert cost_table(load_runs([write_run(tmp_path / "older", older)])).rows[0]["model_growth"] is None
+
+
+def test_report_of_a_seen_tasks_only_run_keeps_blanks_and_lists_each_convention(tmp_path):
+    import html
+
+    from mcit import metrics
+
+    rows = [{"after": "a", "scores": {"a": 0.8, "b": None, "lang": 0.4}, "train_seconds": 1.0, "eval_seconds": 1.0},
+            {"after": "b", "scores": {"a": 0.6, "b": 0.9, "lang": 0.3}, "train_seconds": 1.0, "eval_seconds": 1.0}]
+    summary = metrics.summarize([[0.8, None], [0.6, 0.9]], [0.1, 0.2], [1, 1])
+    results = stream_results(rows=rows, metrics=summary.values, metric_conventions=summary.conventions,
+                             metrics_unavailable=summary.unavailable)
+    page = write_report([write_run(tmp_path / "seen", results)], tmp_path / "report")
+    text = page.read_text(encoding="utf-8")
+    for key in ("average_forgetting", "average_forgetting_coinpp", "column_average_accuracy", "forward_transfer"):
+        assert html.escape(metrics.CONVENTIONS[key]) in text, key
+    matrices = json.loads((page.parent / "matrices.json").read_text())
+    assert matrices["runs"][0]["matrix"][1] == [80.0, None, 40.0], "not evaluated stays empty, not 0"
+    row = comparison_table(load_runs([tmp_path / "seen"])).rows[0]
+    assert row["forward_transfer"] is None and row["average_forgetting"] == pytest.approx(20.0)
+    # column-wise Avg: a (80 + 60) / 2 = 70, b 90 -> 80
+    assert row["average_forgetting_coinpp"] == pytest.approx(20.0) and row["column_average_accuracy"] == pytest.approx(80.0)

@@ -143,6 +143,10 @@ def method_list(value: Any) -> Any:
 
 class EvalConfig(_Strict):
     batch_size: int = Field(128, ge=1, description="Prompts per generation batch.")
+    seen_tasks_only: bool = Field(
+        False,
+        description="After each task evaluate only the tasks trained so far (and the eval-only ones): the lower triangle MCITlib, CoIN and HiDe report, about half the evaluation of a long stream. Skipped cells are null in results.json; FWT needs them and is reported unavailable. Stream scenario only.",
+    )
 
 
 class RunConfig(_Strict):
@@ -153,7 +157,7 @@ class RunConfig(_Strict):
     device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu' or 'cuda[:i]'.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Which model and which parts train.")
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig, description="The task stream.")
-    method: list[MethodConfig] = Field(default_factory=lambda: [MethodConfig(name="seqft")], description="Continual-learning methods, chained in order (e.g. [er, ewc]).")
+    method: list[MethodConfig] = Field(default_factory=lambda: [MethodConfig(name="seqft")], description="Continual-learning methods, chained (e.g. [er, ewc]); each hook runs by what it does, not by list position, so the order listed does not change the run.")
     train: StreamSettings = Field(default_factory=lambda: TrainConfig(**STREAM_DEFAULTS), description="Training settings for each task of the stream (lr 5e-4 and warmup_ratio 0.2 by default, see docs/RESULTS.md); settings not given keep these defaults.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation settings.")
     language_harness: LanguageHarnessConfig | None = Field(
@@ -205,6 +209,8 @@ class RunConfig(_Strict):
             )
         if self.scenario != "pool" and self.pool is not None:
             raise ValueError("pool settings need scenario: pool")
+        if self.scenario == "pool" and self.eval.seen_tasks_only:
+            raise ValueError("eval.seen_tasks_only is for the stream scenario: a pool run scores every skill after each step")
         if self.scenario == "pool" and self.pool is None:
             self.pool = PoolConfig()
         return self
@@ -249,12 +255,15 @@ class RunConfig(_Strict):
         """A method on the peft adapter gets ``model.lora``'s defaults when none is set; one that brings its own refuses it."""
         from mcit.strategies import STRATEGIES
 
-        for method in self.method:
-            wants = STRATEGIES.get(method.name).peft_lora
-            if wants == "required" and self.model.lora is None:
-                self.model.lora = LoraConfig()
-            elif wants == "refused" and self.model.lora is not None:
-                raise ValueError(
-                    f"method {method.name!r} brings its own adapters: set model.lora: null and give their shape as options of {method.name!r}"
-                )
+        wants = {method.name: STRATEGIES.get(method.name).peft_lora for method in self.method}
+        required = [name for name, want in wants.items() if want == "required"]
+        refused = [name for name, want in wants.items() if want == "refused"]
+        if required and refused:  # the same refusal whatever the chain's order
+            raise ValueError(f"method {required[0]!r} trains the adapter of model.lora, which method {refused[0]!r} refuses; keep one of them")
+        if refused and self.model.lora is not None:
+            raise ValueError(
+                f"method {refused[0]!r} brings its own adapters: set model.lora: null and give their shape as options of {refused[0]!r}"
+            )
+        if required and self.model.lora is None:
+            self.model.lora = LoraConfig()
         return self

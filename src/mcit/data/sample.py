@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from mcit.data.images import ImageRef
+from mcit.data.images import ImageRef, StoredImage
 
 IMAGE_MARKER = "<image>"
 """Where an image goes in a user turn's text (LLaVA's placeholder); see :class:`Sample`."""
@@ -42,13 +42,13 @@ class Sample:
     id: str
     prompt: str
     answer: str
-    images: tuple[Image.Image | ImageRef, ...] = ()
+    images: tuple[Image.Image | ImageRef | StoredImage, ...] = ()
     references: tuple[str, ...] = field(default=())
     skill: str = ""
     history: tuple[tuple[str, str], ...] = ()
 
     @property
-    def image(self) -> Image.Image | ImageRef | None:
+    def image(self) -> Image.Image | ImageRef | StoredImage | None:
         """The first image, or ``None`` for a text-only sample."""
         return self.images[0] if self.images else None
 
@@ -75,6 +75,9 @@ class Task:
         language_kind: ``"nlu"`` or ``"nlg"`` for a text-only language skill whose
             forgetting is reported by kind (see :mod:`mcit.data.synthetic.tasks`); ``None``
             otherwise.
+        paper_scorer: A scorer that reproduces the evaluation script of the paper that
+            published the task, computed on the same answers and reported beside ``scorer``'s
+            (``results["paper"]``); ``None`` for none.
     """
 
     name: str
@@ -83,6 +86,7 @@ class Task:
     scorer: str = "exact_norm"
     max_new_tokens: int = 8
     language_kind: str | None = None
+    paper_scorer: str | None = None
 
 
 SampleLookup = Callable[[str, str], Sample]

@@ -12,13 +12,15 @@ from mcit.report.terminal import (
     NEAR_ZERO_SHOT,
     matrix_table,
     metrics_table,
+    paper_matrix_table,
     parameter_table,
     scores_table,
     zero_shot_notes,
 )
 
 __all__ = [
-    "NEAR_ZERO_SHOT", "matrix_table", "metrics_table", "parameter_table", "scores_table", "write_report", "zero_shot_notes",
+    "NEAR_ZERO_SHOT", "matrix_table", "metrics_table", "paper_matrix_table", "parameter_table", "scores_table", "write_report",
+    "zero_shot_notes",
 ]
 
 

@@ -16,11 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from mcit.report.runs import points
-from mcit.report.tables import DELTAS, FORGETTING_RATE, METRICS, RELATIVE_GAIN, Column, Table, delta, rate
+from mcit.report.tables import (
+    DELTAS,
+    FORGETTING_RATE,
+    LANGUAGE_FORGETTING,
+    METRICS,
+    RELATIVE_GAIN,
+    Column,
+    Table,
+    delta,
+    language_forgetting,
+    one_decimal,
+    rate,
+)
 from mcit.sweep import read_sweep
 
 # Group-table metric -> title: the stream metrics always; the Deltas (tables.DELTAS) and pool runs'
-# relative gain and forgetting rate (both in percent) when some cell has them.
+# relative gain and forgetting rate (both in percent) when some cell has them; then each eval-only
+# task's forgetting (tables.LANGUAGE_FORGETTING), as the comparison table has it.
 ALWAYS = ("final_average_accuracy", "average_forgetting", "backward_transfer")
 POOL = {RELATIVE_GAIN: "relative gain (%)", FORGETTING_RATE: "forgetting rate (%)"}
 GROUP_METRICS: dict[str, str] = {**{key: METRICS[key] for key in ALWAYS}, **DELTAS, **POOL}
@@ -95,6 +108,8 @@ def metric_points(results: dict[str, Any], key: str) -> float | None:
         return points(delta(results, key))
     if key == FORGETTING_RATE:  # already in percent
         return rate((results.get("metrics") or {}).get(key))
+    if key.startswith(LANGUAGE_FORGETTING):
+        return points(language_forgetting(results, key.removeprefix(LANGUAGE_FORGETTING)))
     return points((results.get("metrics") or {}).get(key))
 
 
@@ -119,13 +134,19 @@ def group_table(cells: list[tuple[SweepCell, dict[str, Any]]]) -> Table:
     groups: dict[str, list[tuple[SweepCell, dict[str, Any]]]] = {}
     for cell, results in cells:
         groups.setdefault(cell.group, []).append((cell, results))
-    present = [key for key in GROUP_METRICS if key in ALWAYS or any(metric_points(results, key) is not None for _, results in cells)]
+    present = {
+        key: title for key, title in GROUP_METRICS.items()
+        if key in ALWAYS or any(metric_points(results, key) is not None for _, results in cells)
+    }
+    for _, results in cells:
+        for name in results.get("language") or {}:
+            present.setdefault(f"{LANGUAGE_FORGETTING}{name}", f"{name}* forgetting")
     for group, members in groups.items():
         complete = [(cell, results) for cell, results in members if results.get("complete") is True]
-        for key in present:
+        for key, title in present.items():
             values = {(cell.seed, cell.order): metric_points(results, key) for cell, results in complete}
             values = {where: value for where, value in values.items() if value is not None}
-            row: dict[str, Any] = {"method": group, "metric": GROUP_METRICS[key], "cells": f"{len(complete)}/{len(members)}"}
+            row: dict[str, Any] = {"method": group, "metric": title, "cells": f"{len(complete)}/{len(members)}"}
             for axis, name in ((0, "seeds"), (1, "orders")):
                 result = _over(values, axis)
                 row.update({f"mean_over_{name}": result.mean, f"ci95_over_{name}": result.half_width, f"n_{name}": result.n})
@@ -139,5 +160,5 @@ def spread(row: dict[str, Any], axis: str) -> str:
     if mean is None:
         return "-"
     if half_width is None:
-        return f"{mean:.1f} (n={n}: no interval)"
-    return f"{mean:.1f} ± {half_width:.1f} (n={n})"
+        return f"{one_decimal(mean)} (n={n}: no interval)"
+    return f"{one_decimal(mean)} ± {one_decimal(half_width)} (n={n})"

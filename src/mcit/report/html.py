@@ -9,17 +9,18 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-from mcit.report.runs import Run
-from mcit.report.tables import Table
+from mcit.metrics import CONVENTIONS
+from mcit.report.runs import Run, paper_view
+from mcit.report.tables import METRICS, Column, Table
 
 EXPORTS = {
-    "comparison.csv": "the comparison table (accuracies in points, unrounded; empty = undefined)",
+    "comparison.csv": "the comparison table (accuracies in points, to 6 decimals; empty = undefined)",
     "comparison.tex": "the comparison table as a LaTeX tabular",
     "cost.csv": "the cost table",
-    "matrices.json": "each run's columns, row labels and accuracy matrix in points",
+    "matrices.json": "each run's columns, row labels and accuracy matrix in points (and its paper-compatible matrix)",
 }
 GROUP_EXPORTS = {
-    "groups.csv": "the group table of the sweeps (points, unrounded; empty = undefined or no interval)",
+    "groups.csv": "the group table of the sweeps (points, to 6 decimals; empty = undefined or no interval)",
     "groups.tex": "the group table as a LaTeX tabular",
 }
 
@@ -81,8 +82,29 @@ def _run_section(run: Run, figures: RunFigures) -> str:
     )
     return (
         f'<section id="run-{_e(run.slug)}">\n<h3>{_e(run.name)}{note}</h3>\n'
-        f'<p class="muted">{_e(kind)} scenario, methods {_e(methods)}, <code>{_e(run.path)}</code></p>\n{images}\n</section>'
+        f'<p class="muted">{_e(kind)} scenario, methods {_e(methods)}, <code>{_e(run.path)}</code></p>\n{images}\n'
+        f"{_paper_matrix(run)}</section>"
     )
+
+
+def _paper_matrix(run: Run) -> str:
+    """The run's paper-compatible matrix as a table (empty for a run without paper scorers)."""
+    view = paper_view(run.results)
+    if view is None:
+        return ""
+    columns = [Column("after", "after", "text")] + [Column(name, label) for name, label in zip(view.columns, view.labels)]
+    rows = [{"after": label, **dict(zip(view.columns, values))} for label, values in zip(view.rows, view.values)]
+    return (
+        '<p class="muted">Paper-compatible matrix (%): the same answers scored by each task\'s paper-compatible '
+        "scorer (in brackets), which reproduces its paper's evaluation script; the figures and metrics above use "
+        "mcit's scorers. &ldquo;-&rdquo;: no paper scorer.</p>\n" + table_html(Table(columns, rows)) + "\n"
+    )
+
+
+def _conventions() -> str:
+    """Each comparison metric's convention (a[k][i]: score on task i after task k, 1-indexed; b[i]: zero-shot)."""
+    items = "".join(f"<li>{_e(title)}: <code>{_e(CONVENTIONS[key])}</code></li>" for key, title in METRICS.items() if key in CONVENTIONS)
+    return f'<ul class="muted">{items}</ul>'
 
 
 def _groups_section(groups: Table | None) -> list[str]:
@@ -116,9 +138,12 @@ def render_page(
         *_groups_section(groups),
         "<h2>Method comparison</h2>",
         ('<p class="muted">Points (100 &times; the score): final average accuracy (MFN), mean fine-tune accuracy (MFT), '
-        "mean average accuracy (MAA), average forgetting, backward and forward transfer (BWT, FWT); for pool runs "
-        "LAMP's forgetting rate (%, over skills and steps); for eval-only tasks (*) the drop from their zero-shot "
-        "score after the last step. &ldquo;-&rdquo;: undefined, or not a metric of that run's scenario.</p>"),
+        "mean average accuracy (MAA), the column-wise Avg, average forgetting in two conventions, backward and forward "
+        "transfer (BWT, FWT); for pool runs LAMP's forgetting rate (%, over skills and steps); for eval-only tasks (*) "
+        "the drop from their zero-shot score after the last step. &ldquo;-&rdquo;: undefined, unavailable (a run that "
+        "evaluated only the tasks seen so far has no FWT), or not a metric of that run's scenario. Conventions, with "
+        "a[k][i] the score on task i after task k (1-indexed, T tasks) and b[i] the zero-shot score:</p>"),
+        _conventions(),
         table_html(comparison),
         "<h2>Cost</h2>",
         ('<p class="muted">Seconds summed over the steps done (the base stage not included); evaluation includes the '

@@ -123,6 +123,20 @@ def matrix_view(results: dict[str, Any]) -> MatrixView:
     return MatrixView(columns, labels, [label for label, _ in scored], values, axis)
 
 
+def paper_view(results: dict[str, Any]) -> MatrixView | None:
+    """The paper-compatible matrix in points (:mod:`mcit.evaluation.paper`): zero-shot then each
+    row; each column labelled with its paper scorer ("-" where none); None for a run without one."""
+    paper = results.get("paper")
+    if not paper:
+        return None
+    columns = list(paper["columns"])
+    labels = [f"{name} ({paper['scorers'].get(name) or '-'})" for name in columns]
+    rows = ["zero-shot"] + [str(row.get("after", "?")) for row in results.get("rows") or []]
+    values = [[points(paper["zero_shot"].get(name)) for name in columns]]
+    values += [[points(value) for value in row] for row in paper["matrix"]]
+    return MatrixView(columns, labels, rows, values, "evaluated on (paper scorer)")
+
+
 def newest_checkpoint(run_dir: Path) -> Path | None:
     """The newest committed step checkpoint ``checkpoints/task-NNN`` (None if none is kept)."""
     directory = run_dir / "checkpoints"

@@ -2,7 +2,8 @@
 
 A table holds raw values (accuracies in points, i.e. 100x the stored fractions); ``cells``
 formats them for the page and the LaTeX table (one decimal, "-" when absent or undefined),
-``write_csv`` writes them unrounded (an empty cell when absent).
+``write_csv`` writes them to :data:`CSV_DECIMALS` decimals (an empty cell when absent), so
+float noise such as the ``4.5e-14`` interval of identical values reads ``0.0`` in both.
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcit.report.runs import Run, directory_bytes, matrix_view, newest_checkpoint, points, strategy_state_bytes
+from mcit.report.runs import Run, directory_bytes, matrix_view, newest_checkpoint, paper_view, points, strategy_state_bytes
 
-# results["metrics"] key -> column title; values are fractions.
+# results["metrics"] key -> column title; values are fractions. A title names the convention where
+# the field has several (forgetting, Avg); the page lists every one (mcit.metrics.CONVENTIONS).
 METRICS = {
     "final_average_accuracy": "final avg acc",
     "mean_finetune_accuracy": "MFT",
     "mean_average_accuracy": "MAA",
-    "average_forgetting": "avg forgetting",
+    "column_average_accuracy": "Avg (column-wise)",
+    "average_forgetting": "avg forgetting (from own training)",
+    "average_forgetting_coinpp": "avg forgetting (CoIN++)",
     "backward_transfer": "BWT",
     "forward_transfer": "FWT",
 }
@@ -28,7 +32,8 @@ FORGETTING_RATE = "forgetting_rate"  # pool runs: LAMP's rate, already in percen
 RELATIVE_GAIN = "relative_gain"  # pool runs, when the report has their sequential run (report.pool_gain): a fraction
 # Stream runs' Deltas (fractions): "section" or "section:group" of results -> column title.
 DELTAS = {
-    "linguistic_forgetting:nlu": "NLU Delta",
+    "linguistic_forgetting:all": "language Delta",  # the paper's headline: harmonic mean over every language set
+    "linguistic_forgetting:nlu": "NLU Delta",  # its breakdown: plain mean of the kind's sets
     "linguistic_forgetting:nlg": "NLG Delta",
     "vision_language_forgetting": "VL Delta",
 }
@@ -54,11 +59,24 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+CSV_DECIMALS = 6  # finer than any score (1 in 10^6 samples is 1e-4 points); coarser than float noise
+
+
+def rounded(value: float, decimals: int) -> float:
+    """``value`` rounded, with -0.0 as 0.0 (a tiny negative noise must not print as "-0.0")."""
+    return round(value, decimals) + 0.0
+
+
+def one_decimal(value: float) -> str:
+    """How the page, LaTeX and terminal tables show a number: one decimal, never "-0.0"."""
+    return f"{rounded(value, 1):.1f}"
+
+
 def _display(value: Any, kind: str) -> str:
     if _missing(value):
         return "-"
     if kind in ("points", "seconds", "mib"):
-        return f"{value:.1f}"
+        return one_decimal(value)
     if kind == "count":
         return f"{value:,}"
     return str(value)
@@ -68,6 +86,15 @@ def rate(value: Any) -> float | None:
     if isinstance(value, dict):
         value = value.get("overall")
     return None if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) else float(value)
+
+
+LANGUAGE_FORGETTING = "language_forgetting:"  # + an eval-only task's name: its forgetting vs zero-shot (a fraction)
+
+
+def language_forgetting(results: dict[str, Any], name: str) -> Any:
+    """The forgetting of eval-only task ``name`` (``results["language"]``), or None."""
+    entry = (results.get("language") or {}).get(name)
+    return entry.get("forgetting") if isinstance(entry, dict) else None
 
 
 def delta(results: dict[str, Any], key: str) -> Any:
@@ -96,7 +123,7 @@ def comparison_table(runs: list[Run]) -> Table:
     language: list[str] = []
     for run in runs:
         language += [name for name in run.results.get("language") or {} if name not in language]
-    columns += [Column(f"language_forgetting:{name}", f"{name}* forgetting") for name in language]
+    columns += [Column(f"{LANGUAGE_FORGETTING}{name}", f"{name}* forgetting") for name in language]
     table = Table(columns)
     for run in runs:
         metrics = run.results.get("metrics") or {}
@@ -108,8 +135,8 @@ def comparison_table(runs: list[Run]) -> Table:
         row[RELATIVE_GAIN] = points(metrics.get(RELATIVE_GAIN))
         row[FORGETTING_RATE] = rate(metrics.get(FORGETTING_RATE))
         row.update({key: points(delta(run.results, key)) for key in deltas})
-        for name, entry in (run.results.get("language") or {}).items():
-            row[f"language_forgetting:{name}"] = points(entry.get("forgetting") if isinstance(entry, dict) else None)
+        for name in run.results.get("language") or {}:
+            row[f"{LANGUAGE_FORGETTING}{name}"] = points(language_forgetting(run.results, name))
         table.rows.append(row)
     return table
 
@@ -124,12 +151,21 @@ def _max(values: list[Any]) -> float | None:
     return max(numbers) if numbers else None
 
 
-def _growth(parameters: list | None, rows: list[dict[str, Any]]) -> int | None:
-    """Parameters the methods added to the model over the stream (adapters or projectors per task)."""
-    last = rows[-1].get("model_parameters") if rows else None
-    if parameters is None or not isinstance(last, int):
+def _growth(rows: list[dict[str, Any]]) -> int | None:
+    """Parameters the methods added to the model over the stream (adapters or projectors per task).
+
+    The last row's ``model_parameters`` (after its step) minus the first row's
+    ``model_parameters_before`` (when its step started): sizes written as those steps ran
+    (:mod:`mcit.model_size`), not the parameter table a resumed run recounts at its restart
+    with the finished tasks' modules back in. Rows without the start size (runs of older
+    versions) give None.
+    """
+    if not rows:
         return None
-    return last - sum(int(p.get("total") or 0) for p in parameters if isinstance(p, dict))
+    start, end = rows[0].get("model_parameters_before"), rows[-1].get("model_parameters")
+    if not all(isinstance(value, int) and not isinstance(value, bool) for value in (start, end)):
+        return None
+    return end - start
 
 
 def cost_table(runs: list[Run]) -> Table:
@@ -162,7 +198,7 @@ def cost_table(runs: list[Run]) -> Table:
             "eval_seconds": _sum(evals),
             "selection_seconds": _sum([row.get("selection_seconds") for row in rows]),
             "trainable_parameters": trainable,
-            "model_growth": _growth(parameters, rows),
+            "model_growth": _growth(rows),
             "peak_host_mb": _max([row.get("peak_host_mb") for row in rows]),
             "peak_gpu_mb": _max([row.get("peak_gpu_mb") for row in rows]),
             "checkpoint": checkpoint.name if checkpoint else None,
@@ -184,12 +220,18 @@ def environment_table(runs: list[Run]) -> Table:
     return table
 
 
+def _csv_cell(value: Any) -> Any:
+    if _missing(value):
+        return ""
+    return rounded(value, CSV_DECIMALS) if isinstance(value, float) else value
+
+
 def write_csv(table: Table, path: Path) -> None:
     with open(path, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
         writer.writerow([c.key for c in table.columns])
         for row in table.rows:
-            writer.writerow(["" if _missing(row.get(c.key)) else row[c.key] for c in table.columns])
+            writer.writerow([_csv_cell(row.get(c.key)) for c in table.columns])
 
 
 _LATEX = {
@@ -216,11 +258,13 @@ def matrices(runs: list[Run]) -> dict[str, Any]:
     """Each run's columns, row labels and matrix in points (``matrices.json``)."""
     out = []
     for run in runs:
-        view = matrix_view(run.results)
+        view, paper = matrix_view(run.results), paper_view(run.results)
         out.append({
             "run": run.name, "path": str(run.path), "scenario": run.results.get("scenario"),
             "methods": run.results.get("methods") or [], "complete": bool(run.results.get("complete")),
             "columns": view.columns, "eval_only": [] if run.pool else list(run.results.get("eval_only") or []),
             "rows": view.rows, "matrix": view.values,
+            # the same answers scored by each column's paper scorer (mcit.evaluation.paper)
+            **({} if paper is None else {"paper_columns": paper.columns, "paper_rows": paper.rows, "paper_matrix": paper.values}),
         })
     return {"unit": "points (100 x the score in results.json)", "runs": out}

@@ -80,6 +80,11 @@ class Scenario:
         """What is evaluated after every step (and for the zero-shot row)."""
         raise NotImplementedError
 
+    def evaluated_after(self, index: int) -> list[Task]:
+        """What is evaluated after step ``index``: :attr:`columns` unless the scenario skips some
+        (their cells are ``None`` in the row's scores)."""
+        return self.columns
+
     @property
     def base_train(self) -> list[Sample] | None:
         """Training data of the joint base stage, or ``None``."""

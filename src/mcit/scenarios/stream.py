@@ -17,10 +17,11 @@ class StreamScenario(Scenario):
     """Steps are the stream's tasks; columns are the tasks plus the evaluation-only ones.
 
     The square part of the matrix (trained tasks) gives the stream metrics of
-    :func:`mcit.metrics.summarize` and the vision-language Delta; each evaluation-only
-    column (a language skill taught before the stream) gives its linguistic forgetting
-    against the zero-shot row, and so does each language kind (NLU, NLG) of them together,
-    as Srivastava et al. measure it (see :meth:`summarize`).
+    :func:`mcit.metrics.summarize` (with their conventions, and why any is unavailable, e.g.
+    FWT when ``eval.seen_tasks_only`` leaves the upper triangle out) and the vision-language
+    Delta; each evaluation-only column (a language skill taught before the stream) gives its
+    linguistic forgetting against the zero-shot row, and so does each language kind (NLU,
+    NLG) of them together, as Srivastava et al. measure it (see :meth:`summarize`).
     """
 
     kind = "stream"
@@ -39,6 +40,15 @@ class StreamScenario(Scenario):
     @property
     def columns(self) -> list[Task]:
         return self.data.tasks + self.data.eval_only
+
+    def evaluated_after(self, index: int) -> list[Task]:
+        """Every column, or with ``eval.seen_tasks_only`` the tasks trained so far and the eval-only ones.
+
+        The eval-only tasks stay: their linguistic forgetting is measured after every step.
+        """
+        if self.config.eval.seen_tasks_only:
+            return self.data.tasks[: index + 1] + self.data.eval_only
+        return self.columns
 
     def header(self) -> dict[str, Any]:
         return {
@@ -65,12 +75,16 @@ class StreamScenario(Scenario):
 
     def summarize(self, results: dict[str, Any]) -> None:
         names, extra, rows = results["tasks"], results["eval_only"], results["rows"]
-        results["matrix"] = [[row["scores"][n] for n in names + extra] for row in rows]
+        # None: not evaluated after that task (eval.seen_tasks_only)
+        results["matrix"] = [[row["scores"].get(n) for n in names + extra] for row in rows]
         done = len(rows)
-        square = [[row["scores"][n] for n in names[:done]] for row in rows]
+        square = [[row["scores"].get(n) for n in names[:done]] for row in rows]
         zero_shot = [results["zero_shot"][n] for n in names[:done]]
         sizes = [results["test_sizes"][n] for n in names[:done]]
-        results["metrics"] = metrics.summarize(square, zero_shot, sizes)
+        summary = metrics.summarize(square, zero_shot, sizes)
+        results["metrics"] = summary.values
+        results["metric_conventions"] = summary.conventions
+        results["metrics_unavailable"] = summary.unavailable
         results["language"] = {
             name: {
                 "zero_shot": results["zero_shot"][name],
@@ -84,27 +98,33 @@ class StreamScenario(Scenario):
         results["vision_language_forgetting"] = {"tasks": names[:done], "forgetting": by_step[-1], "by_step": by_step}
 
     def _language_groups(self, results: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """Linguistic forgetting (Delta) of each language kind among the eval-only tasks.
+        """Linguistic forgetting (Delta) of the eval-only language tasks, as Srivastava et al. report it.
 
-        omega is the harmonic mean of the kind's scores (0 if one is 0); the reference is
-        the zero-shot row (the model after the base stage); Delta = omega_ref - omega after
-        the last row (``forgetting``) and after every row (``by_step``, aligned with
-        ``results["rows"]``). Tasks without a kind (e.g. a file task) join no group.
+        ``all``: the headline Delta, omega the harmonic mean of every language task's score
+        (0 if one is 0); ``nlu`` and ``nlg``: the breakdown by kind, omega the plain mean of
+        the kind's scores. The reference is the zero-shot row (the model after the base
+        stage); Delta = omega_ref - omega after the last row (``forgetting``) and after every
+        row (``by_step``, aligned with ``results["rows"]``); ``omega`` names the convention.
+        Tasks without a kind (e.g. a file task) join no group.
         """
         kinds = {task.name: task.language_kind for task in self.data.eval_only}
+        language = [name for name in results["eval_only"] if kinds.get(name) in LANGUAGE_KINDS]
+        wanted = [("all", language, "harmonic")] if language else []
+        wanted += [(kind, [name for name in language if kinds[name] == kind], "plain") for kind in LANGUAGE_KINDS]
         groups = {}
-        for kind in LANGUAGE_KINDS:
-            members = [name for name in results["eval_only"] if kinds.get(name) == kind]
+        for key, members, omega in wanted:
             if not members:
                 continue
             reference = [results["zero_shot"][name] for name in members]
             by_step = metrics.linguistic_forgetting_by_step(
-                reference, [[row["scores"][name] for name in members] for row in results["rows"]]
+                reference, [[row["scores"][name] for name in members] for row in results["rows"]], omega
             )
-            groups[kind] = {
+            mean = metrics.OMEGAS[omega]
+            groups[key] = {
                 "tasks": members,
-                "zero_shot": metrics.harmonic_mean_accuracy(reference),
-                "current": metrics.harmonic_mean_accuracy([results["rows"][-1]["scores"][name] for name in members]),
+                "omega": omega,
+                "zero_shot": mean(reference),
+                "current": mean([results["rows"][-1]["scores"][name] for name in members]),
                 "forgetting": by_step[-1],
                 "by_step": by_step,
             }
