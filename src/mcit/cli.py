@@ -115,7 +115,7 @@ def _run_config(args: list[str] | None, method: str | None, out: Path | None):
 def run(args: RunArgs = None, method: MethodOption = None, out: OutOption = None, force: ForceOption = False) -> None:
     """Run (or resume) a continual stream and print the accuracy matrix and metrics."""
     from mcit.distributed import world_from_environment
-    from mcit.report import matrix_table, metrics_table, paper_matrix_table, parameter_table, zero_shot_notes
+    from mcit.report import parameter_table, result_tables, zero_shot_notes
     from mcit.runner import Progress as RunProgress
     from mcit.runner import Runner
 
@@ -135,11 +135,8 @@ def run(args: RunArgs = None, method: MethodOption = None, out: OutOption = None
 
         progress = RunProgress(phase=phase, message=say, parameters=show_parameters)
         results = Runner(config, run_dir, progress, force=force, world=world).run()
-    console.print(matrix_table(results))
-    paper = paper_matrix_table(results)
-    if paper is not None:
-        console.print(paper)
-    console.print(metrics_table(results))
+    for table in result_tables(results):
+        console.print(table)
     for note in zero_shot_notes(results):
         console.print(f"[yellow]note[/]: {escape(note)}", highlight=False)
     say(f"results: {run_dir / 'results.json'} (as text: {run_dir / SUMMARY_FILE})")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import one_line_error
 from mcit.cli import app
 from mcit.errors import UserError
 from mcit.matrix_files import read_matrix_file
@@ -35,13 +36,6 @@ def write(tmp_path: Path, text: str, name: str = "matrix.csv") -> Path:
     return path
 
 
-def one_line_error(result) -> str:
-    """exit 2, a single 'error:' line on stderr, no traceback."""
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 # -- the CSV parser ------------------------------------------------------------------------------------

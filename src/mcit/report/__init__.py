@@ -14,12 +14,14 @@ from mcit.report.terminal import (
     metrics_table,
     paper_matrix_table,
     parameter_table,
+    result_tables,
     scores_table,
     zero_shot_notes,
 )
 
 __all__ = [
-    "NEAR_ZERO_SHOT", "matrix_table", "metrics_table", "paper_matrix_table", "parameter_table", "scores_table", "write_report",
+    "NEAR_ZERO_SHOT", "matrix_table", "metrics_table", "paper_matrix_table", "parameter_table", "result_tables", "scores_table",
+    "write_report",
     "zero_shot_notes",
 ]
 

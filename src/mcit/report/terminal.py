@@ -190,6 +190,13 @@ def scores_table(result: dict[str, Any]) -> Table:
     return table
 
 
+def result_tables(results: dict) -> list[Table]:
+    """What a finished run shows, in order: the accuracy matrix, the paper-compatible one where a
+    task names a paper scorer, and the metrics (the terminal and summary.txt print the same)."""
+    paper = paper_matrix_table(results)
+    return [matrix_table(results), *([paper] if paper is not None else []), metrics_table(results)]
+
+
 def summary_text(results: dict[str, Any]) -> str:
     """The accuracy matrix, the metrics and the zero-shot notes as plain text, every table whole.
 
@@ -198,11 +205,8 @@ def summary_text(results: dict[str, Any]) -> str:
     """
     buffer = io.StringIO()
     console = LogConsole(file=buffer, width=80, color_system=None, highlight=False)
-    console.print(matrix_table(results))
-    paper = paper_matrix_table(results)
-    if paper is not None:
-        console.print(paper)
-    console.print(metrics_table(results))
+    for table in result_tables(results):
+        console.print(table)
     for note in zero_shot_notes(results):
         console.print(f"note: {note}", markup=False)
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
