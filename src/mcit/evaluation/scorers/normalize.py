@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 PUNCTUATION = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!")
-_COMMA_BETWEEN_DIGITS = re.compile(r"\d,\d")
+COMMA_BETWEEN_DIGITS = re.compile(r"\d,\d")
 # The official pattern is r"(?!<=\d)(\.)(?!\d)"; its first group is a look-ahead (not the
 # intended look-behind) that always holds at a period, so it removes every period not
 # followed by a digit: "u.s." -> "us", "2." -> "2", "1.5" kept.
@@ -60,16 +60,23 @@ def _contraction_table() -> dict[str, str]:
 CONTRACTIONS = _contraction_table()
 
 
-def process_punctuation(text: str) -> str:
-    """The official ``processPunctuation``: marks removed or spaced, stray periods removed."""
-    remove_all = _COMMA_BETWEEN_DIGITS.search(text) is not None
+def process_punctuation(text: str, comma_between_digits: re.Pattern[str] = COMMA_BETWEEN_DIGITS, most_periods: int = 0) -> str:
+    """The official ``processPunctuation``: marks removed or spaced, stray periods removed.
+
+    Args:
+        comma_between_digits: What counts as a comma between digits (which removes every mark);
+            m4c's TextVQA evaluator has a pattern of its own.
+        most_periods: At most this many stray periods removed; 0 for all. The scripts pass
+            ``re.UNICODE`` (32) where ``re.sub`` takes its count (:mod:`.paper.vqa_scripts`).
+    """
+    remove_all = comma_between_digits.search(text) is not None
     out = text
     for mark in PUNCTUATION:
         if remove_all or mark + " " in text or " " + mark in text:
             out = out.replace(mark, "")
         else:
             out = out.replace(mark, " ")
-    return _PERIOD.sub("", out)
+    return _PERIOD.sub("", out, count=most_periods)
 
 
 def process_digit_article(text: str) -> str:

@@ -22,27 +22,19 @@ import re
 from collections.abc import Sequence
 
 from mcit.evaluation.scorers.base import per_sample
-from mcit.evaluation.scorers.normalize import PUNCTUATION, process_digit_article
+from mcit.evaluation.scorers.normalize import COMMA_BETWEEN_DIGITS, process_digit_article, process_punctuation
 
-# vqaEval.py's commaStrip (line 63) and m4c's COMMA_STRIP (m4c_evaluator.py line 153).
-_OFFICIAL_COMMA = re.compile(r"(\d)(,)(\d)")
+# m4c's COMMA_STRIP (m4c_evaluator.py line 153); vqaEval.py's commaStrip (line 63) and its
+# periodStrip (whose "(?!<=\d)" is a lookahead that always holds) are normalize's patterns.
 _M4C_COMMA = re.compile(r"(?<=\d)(,)+(?=\d)")
-_PERIOD = re.compile(r"(?!<=\d)(\.)(?!\d)")
 # Every script passes re.UNICODE (= 32) where re.sub takes its count, so at most 32
 # periods are removed (vqaEval.py line 137, m4c_evaluator.py line 195).
 _PERIODS_REMOVED = int(re.UNICODE)
 
 
-def script_punctuation(text: str, comma_between_digits: re.Pattern[str] = _OFFICIAL_COMMA) -> str:
-    """The scripts' processPunctuation: each mark removed (next to a space, or a comma between digits) or spaced."""
-    remove = comma_between_digits.search(text) is not None
-    out = text
-    for mark in PUNCTUATION:
-        if remove or mark + " " in text or " " + mark in text:
-            out = out.replace(mark, "")
-        else:
-            out = out.replace(mark, " ")
-    return _PERIOD.sub("", out, count=_PERIODS_REMOVED)
+def script_punctuation(text: str, comma_between_digits: re.Pattern[str] = COMMA_BETWEEN_DIGITS) -> str:
+    """The scripts' processPunctuation: mcit's, with at most 32 stray periods removed."""
+    return process_punctuation(text, comma_between_digits, _PERIODS_REMOVED)
 
 
 def _clean(text: str) -> str:
