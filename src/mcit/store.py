@@ -30,6 +30,7 @@ from mcit.errors import UserError
 
 BASE_DIR = "base_model"  # the run's base-stage model, saved with save_pretrained
 CONFIG_FILE = "config.yaml"  # the run's resolved config
+SWEEP_FILE = "sweep.json"  # a sweep directory's grid and cells (mcit.sweep)
 STEP_PREFIX = "task-"  # checkpoints/task-001, task-002, ...: the runner's checkpoint after each committed step
 TENSORS_FILE = "tensors.safetensors"
 TREE_FILE = "tree.json"
@@ -566,3 +567,21 @@ class RunStore:
                 # Only remove it if it is still ours (not taken over by someone else).
                 if path.read_text(encoding="utf-8").strip() == str(os.getpid()):
                     path.unlink()
+
+
+def read_sweep(directory: Path) -> dict[str, Any] | None:
+    """``directory/sweep.json``, or None if there is none; UserError if it is not a sweep's.
+
+    Reads only, like :func:`read_results_file`: shared by :mod:`mcit.sweep` and ``mcit report``.
+    """
+    path = Path(directory) / SWEEP_FILE
+    if not path.is_file():
+        return None
+    try:
+        description = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read {path}: {error}") from None
+    cells = description.get("cells") if isinstance(description, dict) else None
+    if not isinstance(cells, list) or not all(isinstance(c, dict) and {"method", "seed", "order", "path"} <= set(c) for c in cells):
+        raise UserError(f"corrupt {path}: not the description of a sweep")
+    return description

@@ -31,9 +31,8 @@ from mcit.distributed import SINGLE, World
 from mcit.errors import UserError
 from mcit.run_changes import config_changes, current_config
 from mcit.seeds import derive_seed
-from mcit.store import BASE_DIR, atomic_write_json, read_results_file
+from mcit.store import BASE_DIR, SWEEP_FILE, atomic_write_json, read_results_file, read_sweep
 
-SWEEP_FILE = "sweep.json"
 FORMAT = 1  # of sweep.json
 
 
@@ -203,21 +202,6 @@ def plan_sweep(
 
     check_model_dir(configs[0].model.name)
     return Sweep(out, grid, cells, configs)
-
-
-def read_sweep(directory: Path) -> dict[str, Any] | None:
-    """``directory/sweep.json``, or None if there is none; UserError if it is not a sweep's."""
-    path = Path(directory) / SWEEP_FILE
-    if not path.is_file():
-        return None
-    try:
-        description = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as error:
-        raise UserError(f"cannot read {path}: {error}") from None
-    cells = description.get("cells") if isinstance(description, dict) else None
-    if not isinstance(cells, list) or not all(isinstance(c, dict) and {"method", "seed", "order", "path"} <= set(c) for c in cells):
-        raise UserError(f"corrupt {path}: not the description of a sweep")
-    return description
 
 
 def _grown(stored: dict[str, Any], methods: list[Method], seeds: list[int], orders: list[int]) -> tuple[list[Method], list[int], list[int]]:

@@ -29,7 +29,7 @@ from mcit.report.tables import (
     one_decimal,
     rate,
 )
-from mcit.sweep import read_sweep
+from mcit.store import read_sweep
 
 # Group-table metric -> title: the stream metrics always; the Deltas (tables.DELTAS) and pool runs'
 # relative gain and forgetting rate (both in percent) when some cell has them; then each eval-only
