@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 import mcit.runner
-from mcit.cli import _split_args, app, default_out
+from mcit.cli import split_args, app, default_out
 from mcit.config import RunConfig
 from mcit.errors import UserError
 
@@ -260,12 +260,12 @@ def test_run_method_option_keeps_method_overrides(cli, tmp_path, monkeypatch, st
     assert method[0].options()["buffer_per_task"] == 50
 
 
-def test_split_args():
-    assert _split_args([]) == (None, [])
-    assert _split_args(["c.yaml", "a=1", "b.c=2"]) == (Path("c.yaml"), ["a=1", "b.c=2"])
-    assert _split_args(["a=1"]) == (None, ["a=1"])
+def testsplit_args():
+    assert split_args([]) == (None, [])
+    assert split_args(["c.yaml", "a=1", "b.c=2"]) == (Path("c.yaml"), ["a=1", "b.c=2"])
+    assert split_args(["a=1"]) == (None, ["a=1"])
     with pytest.raises(UserError, match="unexpected argument 'd.yaml'"):
-        _split_args(["c.yaml", "d.yaml"])
+        split_args(["c.yaml", "d.yaml"])
 
 
 # -- text in square brackets is printed as written (rich markup would drop it) -------------------------------------
