@@ -98,7 +98,7 @@ def main() -> None:
             wall = time.perf_counter() - start
             if row == "sequential":
                 base = sequential_dir / "base_model"
-                upper = {s: max(r["scores"][s] for r in results["rows"]) for s in results["skills"]}
+                upper = metrics.upper_bounds(results["skills"], results["rows"])
             final = results["rows"][-1]["scores"]
             per_sample_select = sum(r["selection_seconds"] for r in results["rows"]) / sum(r["pool_size"] for r in results["rows"])
             per_sample_train = sum(r["train_seconds"] for r in results["rows"]) / sum(r["train_samples"] for r in results["rows"])

@@ -76,7 +76,7 @@ class World:
         start = self.rank * per + min(self.rank, extra)
         return range(start, start + per + (1 if self.rank < extra else 0))
 
-    def shard(self, items: Sequence[T]) -> list[T]:
+    def share(self, items: Sequence[T]) -> list[T]:
         """This rank's contiguous part of ``items`` (see :meth:`span`)."""
         part = self.span(len(items))
         return list(items[part.start : part.stop])

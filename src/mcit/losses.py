@@ -32,7 +32,7 @@ def answer_tokens(labels: torch.Tensor) -> int:
     return int(answer_mask(labels).sum())
 
 
-def _answer_positions(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def answer_positions(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, gold ids) at the answer tokens, next-token shifted: shapes (tokens, vocab), (tokens,)."""
     keep = answer_mask(labels)
     return logits[:, :-1].float()[keep], labels[:, 1:][keep]
@@ -46,7 +46,7 @@ def soft_target_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float) -
     This is not torch's ``label_smoothing=alpha``, which gives the gold token
     ``1 - alpha + alpha / N``. With ``alpha = 0`` it equals :func:`answer_loss`.
     """
-    answer_logits, gold = _answer_positions(logits, labels)
+    answer_logits, gold = answer_positions(logits, labels)
     if gold.numel() == 0:
         return logits.sum() * 0.0
     log_probs = F.log_softmax(answer_logits, dim=-1)
@@ -58,8 +58,8 @@ def soft_target_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float) -
 
 def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
     """``T^2 * KL(softmax(teacher / T) || softmax(student / T))``, token mean over answer tokens."""
-    student, _ = _answer_positions(logits, labels)
-    teacher, _ = _answer_positions(teacher_logits, labels)
+    student, _ = answer_positions(logits, labels)
+    teacher, _ = answer_positions(teacher_logits, labels)
     if student.numel() == 0:
         return logits.sum() * 0.0
     log_student = F.log_softmax(student / temperature, dim=-1)

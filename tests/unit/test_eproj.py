@@ -110,6 +110,8 @@ def test_a_similar_task_reuses_an_earlier_projector_and_one_projector_exports(ti
     samples = TASKS.get("color").generate(2, 3, "eval")
     torch.testing.assert_close(logits(plain, collator, samples), logits(model, collator, samples))
     assert any(isinstance(m, ExpertProjector) for m in model.modules()), "export works on a copy"
+    assert not any(m._forward_pre_hooks for m in plain.modules()), "the copy keeps no routing hook"
+    assert sum(len(m._forward_pre_hooks) for m in model.modules()) == 1, "the trained model keeps its one routing hook"
     ctx = context(model, collator, 2, "count")  # a different task stays below the threshold
     eproj.before_task(ctx)
     assert eproj.routing.task_expert == [0, 0, 1] and len(eproj.projector.experts) == 2

@@ -20,7 +20,7 @@ from mcit.losses import answer_loss
 from mcit.store import load_state_tree, save_state_tree
 from mcit.strategies import STRATEGIES, Context, Strategy, TaskView
 from mcit.strategies._importance import Anchor, snapshot
-from mcit.strategies.dgg import DGGOptions, DynamicGradientGuidance, guidance
+from mcit.strategies.dgg import DGGOptions, DynamicGradientGuidance, scales
 from mcit.strategies.si import SI, SIOptions
 from mcit.training.loop import train
 from mcit.training.settings import TrainConfig
@@ -341,6 +341,11 @@ def test_si_resumes_mid_task_from_a_by_name_state(tmp_path):
     si.after_task(context(model, 1))
     restored.after_task(context(restored_model, 1))
     assert all(torch.equal(si.omega_sum[n], restored.omega_sum[n]) for n in si.omega_sum)
+
+
+def guidance(displacement, grads):
+    """DGG's ``g_hat = d * min(1, ||g|| / ||d||)`` per tensor from the hook's scales."""
+    return [None if scale is None else d * scale for d, scale in zip(displacement, scales(displacement, grads))]
 
 
 def per_tensor_guidance(displacement, grads):

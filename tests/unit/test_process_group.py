@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @given(st.integers(0, 40), st.integers(1, 5))
 def test_shards_are_contiguous_in_rank_order_and_balanced(n, size):
     items = list(range(n))
-    shards = [World(rank, size).shard(items) for rank in range(size)]
+    shards = [World(rank, size).share(items) for rank in range(size)]
     assert [i for shard in shards for i in shard] == items
     assert max(map(len, shards)) - min(map(len, shards)) <= 1
 

@@ -14,7 +14,7 @@ from mcit.store import load_state_tree, save_state_tree
 from mcit.strategies import Context, TaskView
 from mcit.strategies._buffer import BUFFER_SELECTORS, BufferOptions, ReplayBuffer, quota
 from mcit.strategies.agem import AGEM, AGEMOptions, agem_project_
-from mcit.strategies.dgg import DGGOptions, DynamicGradientGuidance, guidance
+from mcit.strategies.dgg import DGGOptions, DynamicGradientGuidance, scales
 from mcit.strategies.er import EROptions, ExperienceReplay
 
 
@@ -247,22 +247,19 @@ def test_agem_reference_batch_depends_only_on_seed_and_step():
 
 
 def test_guidance_is_the_displacement_clipped_to_the_gradient_norm():
-    d = [torch.tensor([3.0, 4.0])]  # ||d|| = 5
+    d = [torch.tensor([3.0, 4.0])]  # ||d|| = 5; the guidance is d * scale
     small, large = [torch.tensor([0.6, 0.8])], [torch.tensor([30.0, 40.0])]
-    assert torch.allclose(guidance(d, small)[0], torch.tensor([0.6, 0.8]))  # d * 1/5
-    assert torch.allclose(guidance(d, large)[0], d[0])  # min(1, 50/5) = 1
-    assert guidance([torch.zeros(2)], small) == [None]
+    assert scales(d, small) == [pytest.approx(0.2)]  # ||g|| / ||d|| = 1/5
+    assert scales(d, large) == [1.0]  # min(1, 50/5) = 1
+    assert scales([torch.zeros(2)], small) == [None]
 
 
 def test_global_and_per_tensor_norms_differ():
     d = [torch.tensor([3.0, 4.0]), torch.tensor([1.0, 0.0])]
     g = [torch.tensor([1.0, 0.0]), torch.tensor([0.0, 0.0])]
-    global_scale = 1 / 26**0.5
-    out = guidance(d, g, "global")
-    assert torch.allclose(out[0], d[0] * global_scale) and torch.allclose(out[1], d[1] * global_scale)
-    per_tensor = guidance(d, g, "per_tensor")
-    assert torch.allclose(per_tensor[0], d[0] / 5) and torch.equal(per_tensor[1], torch.zeros(2))
-    assert guidance([torch.zeros(2), d[0]], [g[0], g[0]], "per_tensor")[0] is None
+    assert scales(d, g, "global") == [pytest.approx(1 / 26**0.5)] * 2  # one scale from the norms over both tensors
+    assert scales(d, g, "per_tensor") == [pytest.approx(1 / 5), 0.0]
+    assert scales([torch.zeros(2), d[0]], [g[0], g[0]], "per_tensor")[0] is None
 
 
 def dgg_setup(alpha: float, seed: int = 0, **options):

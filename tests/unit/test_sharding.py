@@ -166,7 +166,7 @@ def test_a_method_that_does_not_run_sharded_is_refused_before_anything_is_writte
     from mcit.strategies.seqft import SeqFT
 
     class Unsharded(SeqFT):
-        shards = False
+        supports_sharding = False
 
     monkeypatch.setitem(STRATEGIES._items, "unsharded", Unsharded)
     monkeypatch.setitem(STRATEGIES._help, "unsharded", "a method that keeps whole-parameter state")

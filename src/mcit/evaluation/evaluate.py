@@ -88,7 +88,7 @@ def evaluate_task(
     On several processes each generates the answers to its contiguous share of the samples
     (``on_batch`` counts those) and every process scores all of them, gathered in order.
     """
-    share = generate_answers(model, collator, world.shard(task.eval), task.max_new_tokens, batch_size, device, on_batch)
+    share = generate_answers(model, collator, world.share(task.eval), task.max_new_tokens, batch_size, device, on_batch)
     predictions = world.gather(share)
     result = score_answers(task.scorer, task, predictions)
     paper = None if task.paper_scorer is None else score_answers(task.paper_scorer, task, predictions)

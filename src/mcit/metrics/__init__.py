@@ -22,7 +22,7 @@ from mcit.metrics.deltas import (
     vision_language_forgetting,
     vision_language_forgetting_by_step,
 )
-from mcit.metrics.lamp import RelativeGain, forgetting_rate, relative_gain
+from mcit.metrics.lamp import RelativeGain, forgetting_rate, relative_gain, upper_bounds
 from mcit.metrics.matrix import Matrix, MetricUnavailable
 from mcit.metrics.stream import (
     CONVENTIONS,
@@ -47,5 +47,5 @@ __all__ = [
     "average_forgetting", "average_forgetting_coinpp", "backward_transfer", "column_average_accuracy",
     "final_average_accuracy", "final_weighted_accuracy", "forgetting_rate", "forward_transfer", "harmonic_mean_accuracy",
     "linguistic_forgetting", "linguistic_forgetting_by_step", "plain_mean_accuracy", "mean_average_accuracy", "mean_finetune_accuracy",
-    "metric_inputs", "relative_gain", "summarize", "vision_language_forgetting", "vision_language_forgetting_by_step",
+    "metric_inputs", "relative_gain", "summarize", "upper_bounds", "vision_language_forgetting", "vision_language_forgetting_by_step",
 ]

@@ -10,6 +10,7 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,12 @@ class RelativeGain:
 
     percent: float
     skipped_skills: tuple[str, ...]
+
+
+def upper_bounds(skills: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Relative gain's bound of each skill in LAMP's setting: its best score over the steps of the
+    sequential run (``rows``: the run's results rows, each with its ``scores`` by skill)."""
+    return {skill: max(row["scores"][skill] for row in rows) for skill in skills}
 
 
 def relative_gain(final_scores: Mapping[str, float], upper_bounds: Mapping[str, float]) -> RelativeGain:

@@ -34,18 +34,15 @@ def is_sequential(run: Run) -> bool:
     return run.pool and run.results.get("complete") is True and selector == "sequential" and run.results.get("methods") == ["seqft"]
 
 
-def upper_bounds(run: Run) -> dict[str, float]:
-    """The best score of each skill over the run's steps."""
-    rows = run.results.get("rows") or []
-    return {skill: max(row["scores"][skill] for row in rows) for skill in run.results.get("skills") or []}
-
-
 def add_relative_gains(runs: list[Run]) -> None:
     """Put ``relative_gain`` (and any skipped skills) into the metrics of each pool run that has a reference.
 
     Only the in-memory results change (a report never writes a run directory).
     """
-    references = {_key(run): upper_bounds(run) for run in runs if is_sequential(run)}
+    references = {
+        _key(run): metrics.upper_bounds(run.results.get("skills") or [], run.results.get("rows") or [])
+        for run in runs if is_sequential(run)
+    }
     for run in runs:
         bounds = references.get(_key(run))
         rows = run.results.get("rows") or []

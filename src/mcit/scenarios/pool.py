@@ -69,7 +69,8 @@ def pool_metrics(skills: list[str], rows: list[dict[str, Any]]) -> dict[str, Any
 
     ``forgetting_rate`` follows METHODS.md over the trained steps (t = 2..T: a drop from the
     zero-shot row is not forgetting). Relative gain needs the sequential run's best score per
-    skill, so it is computed across runs (``experiments/lifelong_selection.py``), not here.
+    skill (:func:`mcit.metrics.upper_bounds`), so it is computed across runs, not here: by
+    ``mcit report`` (:mod:`mcit.report.pool_gain`) and the lifelong experiment.
     """
     history = [{s: row["scores"][s] for s in skills} for row in rows]
     return {

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from mcit.data.collate import IGNORE_INDEX, Batch
+from mcit.data.collate import Batch
 from mcit.data.sample import Sample
 from mcit.distributed import SINGLE, World
 from mcit.losses import answer_tokens
@@ -339,7 +339,7 @@ def importance_mean(
     world = ctx.world
     total: Tensors | None = None
     with torch.enable_grad():
-        for samples in batches if world.sharded else world.shard(batches):
+        for samples in batches if world.sharded else world.share(batches):
             if world.sharded:
                 batch, weight = batch_part(ctx, samples)
             else:
@@ -370,16 +370,10 @@ def batch_part(ctx: Context, samples: list[Sample]) -> tuple[Batch, float]:
         return ctx.collator.train_batch(samples).to(ctx.device), 1.0
     if len(samples) < world.size:
         return ctx.collator.train_batch(samples).to(ctx.device), 1.0 / world.size
-    batch = ctx.collator.train_batch(world.shard(samples))
+    batch = ctx.collator.train_batch(world.share(samples))
     tokens = answer_tokens(batch.labels)
     (total,) = world.sum_counts([tokens])
     return batch.to(ctx.device), tokens / total if total else 1.0 / world.size
-
-
-def answer_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Logits at positions that predict an answer token (next-token shift), shape (n, vocab)."""
-    mask = labels[:, 1:] != IGNORE_INDEX
-    return logits[:, :-1][mask].float()
 
 
 def parameter_grads(ctx: Context, value: torch.Tensor) -> Tensors:

@@ -49,14 +49,22 @@ def lora_units(model: torch.nn.Module) -> dict[str, tuple[torch.nn.Module, str]]
     return units
 
 
+def whole_factors(b: torch.Tensor, a: torch.Tensor, detach: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp32 (B, A) of one adapter, whole where sharded (``full``: an all-gather, differentiable: its
+    backward keeps each process's rows of the gradient); detached copies with ``detach``."""
+    if detach:
+        return full(b.detach()).float().clone(), full(a.detach()).float().clone()
+    return full(b).float(), full(a).float()
+
+
 def factors(model: torch.nn.Module, adapter: str) -> Factors:
-    """CPU copies of one adapter's A and B in every layer that has it (whole where sharded)."""
-    return {
-        name: {"A": full(module.lora_A[adapter].weight.detach()).to("cpu", copy=True),
-               "B": full(module.lora_B[adapter].weight.detach()).to("cpu", copy=True)}
-        for name, module in lora_layers(model).items()
-        if adapter in module.lora_A
-    }  # fmt: skip
+    """fp32 CPU copies of one adapter's A and B in every layer that has it (whole where sharded)."""
+    recorded = {}
+    for name, module in lora_layers(model).items():
+        if adapter in module.lora_A:
+            b, a = whole_factors(module.lora_B[adapter].weight, module.lora_A[adapter].weight, detach=True)
+            recorded[name] = {"A": a.cpu(), "B": b.cpu()}
+    return recorded
 
 
 @torch.no_grad()

@@ -91,7 +91,7 @@ class AGEM(Strategy):
 
     options_class = AGEMOptions
     options: AGEMOptions
-    shards = True
+    supports_sharding = True
     stages = {"after_backward": Stage.FINAL}  # the projection sees the gradient every other method has edited
 
     def __init__(self, options: AGEMOptions | None = None) -> None:

@@ -120,7 +120,7 @@ class Context:
             return value
         return value / self.shard_weight if self.shard_weight > 0 else value
 
-    def counted_once(self, value: torch.Tensor) -> torch.Tensor:
+    def whole_term(self, value: torch.Tensor) -> torch.Tensor:
         """A loss term that every process computes whole (from gathered tensors), for ``loss``.
 
         Added to each micro-batch's loss, it enters the step once over all processes, with
@@ -145,7 +145,7 @@ class Strategy:
     peft_lora: ClassVar[Literal["any", "required", "refused"]] = "any"
     # Whether the method works on sharded parameters (FSDP2, mcit.sharding): its per-parameter
     # state on each process's shards (by parameter name), its reductions summed over them.
-    shards: ClassVar[bool] = False
+    supports_sharding: ClassVar[bool] = False
     # The stage of each hook that is not Stage.READ (see Stage), by hook name.
     stages: ClassVar[dict[str, Stage]] = {}
 
@@ -309,9 +309,9 @@ class StrategyChain(Strategy):
 
     def check_shards(self) -> None:
         """Refuse a chain with a method that does not run on sharded parameters (FSDP2) yet."""
-        refused = [name for name, one in self.strategies if not one.shards]
+        refused = [name for name, one in self.strategies if not one.supports_sharding]
         if refused:
-            shardable = ", ".join(sorted(name for name in STRATEGIES.names() if STRATEGIES.get(name).shards))
+            shardable = ", ".join(sorted(name for name in STRATEGIES.names() if STRATEGIES.get(name).supports_sharding))
             raise UserError(
                 f"method {', '.join(refused)} does not run on sharded parameters (FSDP) yet; run it data parallel "
                 f"(configs/accelerate/ddp.yaml). Methods that do: {shardable}"

@@ -8,9 +8,9 @@ import torch
 from pydantic import Field
 
 from mcit.data.collate import Batch
-from mcit.sharding import full, local
+from mcit.sharding import local
 from mcit.strategies._importance import Tensors, tensors_state, to_device
-from mcit.strategies._lora import lora_units
+from mcit.strategies._lora import lora_units, whole_factors
 from mcit.strategies._low_rank import LowRank, compress, hadamard_square_sum
 from mcit.strategies.base import STRATEGIES, Context, Strategy, StrategyOptions
 
@@ -22,14 +22,6 @@ class CLoRAOptions(StrategyOptions):
     normalise: bool = Field(
         True, description="Divide the penalty by mean(P^2) over all elements of all adapted weights (scale-free lambda)."
     )
-
-
-def _factors(b: torch.Tensor, a: torch.Tensor, detach: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """fp32 (B, A) of one adapter, whole where sharded (``full``: an all-gather, differentiable: its
-    backward keeps each process's rows of the gradient)."""
-    if detach:
-        return full(b.detach()).float().clone(), full(a.detach()).float().clone()
-    return full(b).float(), full(a).float()
 
 
 @STRATEGIES.register("clora", help="C-LoRA: penalise the new LoRA update elementwise where past updates were large.")
@@ -70,7 +62,7 @@ class CLoRA(Strategy):
 
     options_class = CLoRAOptions
     options: CLoRAOptions
-    shards = True
+    supports_sharding = True
 
     def __init__(self, options: CLoRAOptions | None = None) -> None:
         super().__init__(options)
@@ -105,7 +97,7 @@ class CLoRA(Strategy):
         lora, params = self._units(ctx)
         factored: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for key, (b, a, scaling) in lora.items():
-            b, a = _factors(b, a, detach)
+            b, a = whole_factors(b, a, detach)
             b0, a0 = self.start[key][0].to(b.device), self.start[key][1].to(a.device)
             # B A - B0 A0 = (B - B0) A + B0 (A - A0): exactly 0 at the task start, and no
             # cancellation between two large products when the update is small.
@@ -118,14 +110,8 @@ class CLoRA(Strategy):
 
     def before_task(self, ctx: Context) -> None:
         lora, params = self._units(ctx)
-        self.start = {key: list(_factors(b, a, detach=True)) for key, (b, a, _) in lora.items()}
+        self.start = {key: list(whole_factors(b, a, detach=True)) for key, (b, a, _) in lora.items()}
         self.start.update({name: [local(p).detach().float().clone()] for name, p in params.items()})
-
-    def past_update(self, key: str) -> torch.Tensor | None:
-        """P of one unit as a dense matrix (for inspection; the penalty never forms it)."""
-        if key in self.factors:
-            return self.factors[key].dense()
-        return self.past.get(key)
 
     def _normaliser(self, ctx: Context) -> float:
         if self._scale is None:
@@ -160,7 +146,7 @@ class CLoRA(Strategy):
             if name in self.past:
                 shard = shard + (self.past[name] * update).square().sum()
         # Sharded: the whole LoRA part counted once over the processes, each process's dense part once.
-        return (ctx.counted_once(whole) + ctx.shard_term(shard)) / self._normaliser(ctx)
+        return (ctx.whole_term(whole) + ctx.shard_term(shard)) / self._normaliser(ctx)
 
     def loss(self, ctx: Context, batch: Batch, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
         penalty = self.penalty(ctx)

@@ -38,31 +38,16 @@ class DGGOptions(StrategyOptions):
     )
 
 
-def guidance(
-    displacement: list[torch.Tensor], grads: list[torch.Tensor], norm: str = "global", world: World = SINGLE
-) -> list[torch.Tensor | None]:
-    """DGG's approximate old-task gradient ``g_hat = d * min(1, ||g|| / ||d||)``.
-
-    Args:
-        displacement: ``d = theta - theta*`` per tensor (the gradient of
-            ``1/2 ||theta - theta*||^2``).
-        grads: The current gradient per tensor, same shapes.
-        norm: ``"global"``: one scale from the norms over all tensors; ``"per_tensor"``: a
-            scale per tensor.
-        world: With sharded parameters, the tensors are this process's shards and the
-            norms are summed over the processes' shards.
-
-    Returns:
-        g_hat per tensor, or ``None`` where nothing is added (``||d|| = 0``: at the start of
-        a task, or a tensor that has not moved).
-    """
-    return [None if scale is None else d * scale for d, scale in zip(displacement, scales(displacement, grads, norm, world))]
-
-
 def scales(
     displacement: list[torch.Tensor], grads: list[torch.Tensor], norm: str = "global", world: World = SINGLE
 ) -> list[float | None]:
     """Per tensor, ``min(1, ||g|| / ||d||)`` (the same for all with ``norm="global"``), or ``None`` where ``||d|| = 0``.
+
+    DGG's approximate old-task gradient is ``g_hat = d * scale`` with ``d = theta - theta*``
+    (the gradient of ``1/2 ||theta - theta*||^2``) and ``g`` the current gradient; nothing is
+    added where ``||d|| = 0`` (at the start of a task, or a tensor that has not moved). With
+    sharded parameters the tensors are this process's shards and the norms are summed over
+    the processes' shards.
 
     The scales are Python floats: a 0-d tensor operand makes foreach ops take a slow
     per-tensor path on CPU.
@@ -95,7 +80,7 @@ def _squared_norms(tensors: list[torch.Tensor]) -> torch.Tensor:
 def streamed_guidance(
     params: list[torch.nn.Parameter], anchor: list[torch.Tensor], norm: str = "global", world: World = SINGLE
 ) -> None:
-    """``.grad += g_hat`` (see :func:`guidance`) with theta* in host memory, one tensor at a time.
+    """``.grad += g_hat`` (see :func:`scales`) with theta* in host memory, one tensor at a time.
 
     Each tensor's theta* is copied to its parameter's device, used and dropped, so the device
     holds one tensor of the displacement at a time: a first pass for the norms, a second to
@@ -159,7 +144,7 @@ class DynamicGradientGuidance(Strategy):
 
     options_class = DGGOptions
     options: DGGOptions
-    shards = True
+    supports_sharding = True
     stages = {"after_backward": Stage.EDIT}  # guidance added after every method has read the gradient (si)
 
     def __init__(self, options: DGGOptions | None = None) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from pydantic import Field
+from torch.utils.hooks import RemovableHandle
 
 from mcit.errors import UserError
 from mcit.sharding import full, reshard, unsharded
@@ -146,6 +147,11 @@ def _projector_slot(model: torch.nn.Module) -> tuple[torch.nn.Module, str]:
     raise UserError("eproj needs a LLaVA-style model (a multi_modal_projector applied to each image's features)")
 
 
+def _wrapper_slot(model: torch.nn.Module) -> tuple[torch.nn.Module, str]:
+    """Where :meth:`EProj.setup_model` put the :class:`ExpertProjector`: (its parent, its name)."""
+    return next((m, n) for m in model.modules() for n, c in m.named_children() if isinstance(c, ExpertProjector))
+
+
 @STRATEGIES.register("eproj", help="EProj: one projector per task, chosen per sample by image and instruction keys.")
 class EProj(Strategy):
     """Expanded projector (He et al. 2023): the projector is the only part that trains.
@@ -173,7 +179,7 @@ class EProj(Strategy):
     options_class = EProjOptions
     options: EProjOptions
     peft_lora = "refused"
-    shards = True
+    supports_sharding = True
     # The task's projector is switched on before any method records the trainable weights,
     # and frozen after every method has read the finished task.
     stages = {"before_task": Stage.ARRANGE, "after_task": Stage.FINAL}
@@ -187,6 +193,7 @@ class EProj(Strategy):
         self.routing = Routing()
         self.projector: ExpertProjector | None = None
         self._expert_states: list[dict[str, torch.Tensor]] = []
+        self._routing_hook: RemovableHandle | None = None  # the pre-hook on the LLaVA model
 
     def setup_model(self, model: torch.nn.Module, seed: int) -> torch.nn.Module:
         parent, child = _projector_slot(model)
@@ -194,7 +201,7 @@ class EProj(Strategy):
         pad = getattr(getattr(model.config, "text_config", model.config), "pad_token_id", None)
         self.projector = ExpertProjector(base, parent.config.image_token_id, pad, self.routing)
         setattr(parent, child, self.projector)
-        parent.register_forward_pre_hook(self.projector.before_model_forward, with_kwargs=True)
+        self._routing_hook = parent.register_forward_pre_hook(self.projector.before_model_forward, with_kwargs=True)
         for state in self._expert_states:
             expert = copy.deepcopy(base)
             expert.load_state_dict(state)
@@ -263,16 +270,17 @@ class EProj(Strategy):
 
     def export_model(self, model: torch.nn.Module) -> torch.nn.Module:
         experts = self._check_exportable()
-        plain = copy.deepcopy(model)
-        parent, child = next(
-            (m, n) for m in plain.modules() for n, c in m.named_children() if isinstance(c, ExpertProjector)
-        )
+        # The copy is taken without the routing hook (removed through its handle, then put back
+        # first in line, where setup_model registered it before anything else hooked the model).
+        self._routing_hook.remove()
+        try:
+            plain = copy.deepcopy(model)
+        finally:
+            parent, _ = _wrapper_slot(model)
+            self._routing_hook = parent.register_forward_pre_hook(self.projector.before_model_forward, with_kwargs=True, prepend=True)
+        parent, child = _wrapper_slot(plain)
         wrapper = getattr(parent, child)
         setattr(parent, child, wrapper.experts[0] if experts else wrapper.base)
-        hooks = parent._forward_pre_hooks
-        for key in [k for k, hook in hooks.items() if getattr(hook, "__self__", None) is wrapper]:
-            del hooks[key]  # the copy's routing hook
-            parent._forward_pre_hooks_with_kwargs.pop(key, None)
         return plain
 
     def export_state(self, model: torch.nn.Module, whole: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -28,7 +28,7 @@ class ExperienceReplay(Strategy):
 
     options_class = EROptions
     options: EROptions
-    shards = True
+    supports_sharding = True
 
     def __init__(self, options: EROptions | None = None) -> None:
         super().__init__(options)

@@ -72,7 +72,7 @@ class EWC(Strategy):
 
     options_class = EWCOptions
     options: EWCOptions
-    shards = True
+    supports_sharding = True
 
     def __init__(self, options: EWCOptions | None = None) -> None:
         super().__init__(options)

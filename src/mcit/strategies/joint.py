@@ -22,7 +22,7 @@ class Joint(Strategy):
     """
 
     composable = False
-    shards = True
+    supports_sharding = True
 
     def __init__(self, options=None) -> None:
         super().__init__(options)

@@ -32,7 +32,7 @@ class L2(Strategy):
 
     options_class = L2Options
     options: L2Options
-    shards = True
+    supports_sharding = True
 
     def __init__(self, options: L2Options | None = None) -> None:
         super().__init__(options)

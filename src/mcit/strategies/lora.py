@@ -47,7 +47,7 @@ class ContinualLoRA(Strategy):
     options_class = LoRAOptions
     options: LoRAOptions
     peft_lora = "required"
-    shards = True
+    supports_sharding = True
     stages = {"after_task": Stage.FINAL}  # merge and restart once every method has read the finished adapter
 
     @classmethod

@@ -39,7 +39,7 @@ class LwF(Strategy):
 
     options_class = LwFOptions
     options: LwFOptions
-    shards = True
+    supports_sharding = True
 
     def __init__(self, options: LwFOptions | None = None) -> None:
         super().__init__(options)

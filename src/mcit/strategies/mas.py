@@ -8,10 +8,10 @@ import torch
 from pydantic import Field
 
 from mcit.data.collate import Batch
+from mcit.losses import answer_positions
 from mcit.strategies._importance import (
     Anchor,
     Tensors,
-    answer_logits,
     importance_mean,
     normalise_mean_one,
     parameter_grads,
@@ -41,7 +41,7 @@ def output_sensitivity(ctx: Context, options: MASOptions) -> Tensors:
     """
 
     def absolute_gradient(batch, weight: float) -> Tensors:
-        logits = answer_logits(ctx.model(**batch.inputs).logits, batch.labels)
+        logits, _ = answer_positions(ctx.model(**batch.inputs).logits, batch.labels)
         sensitivity = logits.square().sum(-1).mean() * weight
         return {name: g.abs() for name, g in parameter_grads(ctx, sensitivity).items()}
 
@@ -62,7 +62,7 @@ class MAS(Strategy):
 
     options_class = MASOptions
     options: MASOptions
-    shards = True
+    supports_sharding = True
 
     def __init__(self, options: MASOptions | None = None) -> None:
         super().__init__(options)

@@ -113,7 +113,7 @@ class MoELoRA(Strategy):
 
     options_class = MoELoRAOptions
     options: MoELoRAOptions
-    shards = True  # its layers are added once, in setup_model, before the model is sharded
+    supports_sharding = True  # its layers are added once, in setup_model, before the model is sharded
     peft_lora = "refused"
 
     @classmethod

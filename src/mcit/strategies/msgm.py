@@ -37,7 +37,7 @@ class MSGM(StrategyChain):
     options_class = MSGMOptions
     options: MSGMOptions
     peft_lora = "required"
-    shards = True  # its parts (soft_targets, lora, er) all run on sharded parameters
+    supports_sharding = True  # its parts (soft_targets, lora, er) all run on sharded parameters
 
     @classmethod
     def provides(cls, options: MSGMOptions) -> frozenset[str]:

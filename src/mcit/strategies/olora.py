@@ -48,13 +48,13 @@ class OLoRA(Strategy):
     On sharded parameters (FSDP2) every task's adapter is added, frozen and inactive, before
     the model is sharded (:meth:`before_sharding`), and switched on at its task's start; the
     terms of the loss are computed on the current adapter gathered whole on every process,
-    counted once over the processes (:meth:`~mcit.strategies.base.Context.counted_once`).
+    counted once over the processes (:meth:`~mcit.strategies.base.Context.whole_term`).
     """
 
     options_class = OLoRAOptions
     options: OLoRAOptions
     peft_lora = "required"
-    shards = True
+    supports_sharding = True
     # The new task's adapter is switched on before any method records the trainable weights,
     # and switched off after every method has read the finished task.
     stages = {"before_task": Stage.ARRANGE, "after_task": Stage.FINAL}
@@ -134,11 +134,11 @@ class OLoRA(Strategy):
         a = self._current(ctx, "A")
         if self._old_a and self.options.lambda1 > 0:
             orthogonal = sum((old @ a[name].T).abs().sum() for name, old in self._old_a.items())
-            loss = loss + self.options.lambda1 * ctx.counted_once(orthogonal)
+            loss = loss + self.options.lambda1 * ctx.whole_term(orthogonal)
         if self.options.lambda2 > 0:
             b = self._current(ctx, "B")
             squared = sum(a[name].square().sum() + b[name].square().sum() for name in a)
-            loss = loss + self.options.lambda2 * ctx.counted_once(squared)
+            loss = loss + self.options.lambda2 * ctx.whole_term(squared)
         return loss
 
     def after_task(self, ctx: Context) -> None:

@@ -9,4 +9,4 @@ from mcit.strategies.base import STRATEGIES, Strategy
 class SeqFT(Strategy):
     """Plain sequential fine-tuning (lower bound): every hook is the base no-op."""
 
-    shards = True
+    supports_sharding = True

@@ -61,7 +61,7 @@ class SI(Strategy):
 
     options_class = SIOptions
     options: SIOptions
-    shards = True
+    supports_sharding = True
 
     def __init__(self, options: SIOptions | None = None) -> None:
         super().__init__(options)

@@ -36,7 +36,7 @@ class SoftTargets(Strategy):
 
     options_class = SoftTargetsOptions
     options: SoftTargetsOptions
-    shards = True
+    supports_sharding = True
 
     @classmethod
     def owns(cls, options: SoftTargetsOptions) -> frozenset[str]:

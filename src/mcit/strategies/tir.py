@@ -187,7 +187,7 @@ class TIR(Strategy):
 
     options_class = TIROptions
     options: TIROptions
-    shards = True
+    supports_sharding = True
 
     def __init__(self, options: TIROptions | None = None) -> None:
         super().__init__(options)

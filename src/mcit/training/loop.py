@@ -144,20 +144,20 @@ def train(
             masters.load_state(list(resume["masters"]))
         first, skipped, losses.value = resume["step"], resume["skipped"], resume["loss"]
         earlier_seconds = resume["seconds"]
-    shards = [world.shard(b) for b in batches]
+    shares = [world.share(b) for b in batches]
     # With sharded parameters each forward is a collective: every process runs the step's
     # largest share's number of micro-batches, and which parameters ran is tracked.
     forwards = [micro_batch_count(-(-len(b) // world.size), settings.micro_batch_size) for b in batches]
     use = ParameterUse(model) if world.sharded else None
     loader = step_loader(
-        ctx.collator, data, shards[first:], settings.micro_batch_size, settings.num_workers, ctx.device.type == "cuda"
+        ctx.collator, data, shares[first:], settings.micro_batch_size, settings.num_workers, ctx.device.type == "cuda"
     )
     model.train()
     try:
         with gradient_checkpointing(model, settings.gradient_checkpointing):
             for step, collated in enumerate(loader, start=first):
                 ctx.step = step
-                micro_batches = with_samples(collated, data, shards[step], ctx.device)
+                micro_batches = with_samples(collated, data, shares[step], ctx.device)
                 if use is not None:
                     micro_batches = pad_to(micro_batches, forwards[step])
                 micro_batches = weigh(micro_batches, world)
