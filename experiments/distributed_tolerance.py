@@ -84,7 +84,7 @@ FSDP_MUTATIONS = {
         FSDPModule.set_gradient_divide_factor = lambda self, factor: None  # keep FSDP's default: the mean over processes
     """,
     "penalty not divided by share": """
-        from mcit.strategies._importance import Anchor
+        from mcit.strategies._anchor import Anchor
         original = Anchor.penalty
         def penalty(self, ctx, scale=1.0, record_gradients=False):  # each process's shards' part weighted by its share
             weight, ctx.shard_weight = ctx.shard_weight, 1.0
@@ -95,7 +95,7 @@ FSDP_MUTATIONS = {
         Anchor.penalty = penalty
     """,
     "penalty gradient handed over as views": """
-        from mcit.strategies._importance import PenaltyVectors
+        from mcit.strategies._penalty import PenaltyVectors
         PenaltyVectors.hand_over_copy = property(lambda self: False, lambda self, value: None)
     """,
 }

@@ -10,13 +10,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-import mcit.strategies._importance
+import mcit.strategies._penalty
 import mcit.strategies.dgg
 from digit_model import DigitCollator, DigitLM
 from mcit.config import load_config
 from mcit.data.sample import Sample
 from mcit.strategies import STRATEGIES, Context, StrategyChain, TaskView
-from mcit.strategies._importance import PenaltyVectors, QuadraticPenalty
+from mcit.strategies._penalty import PenaltyVectors, QuadraticPenalty
 from mcit.training.loop import train
 from mcit.training.settings import TrainConfig
 
@@ -77,7 +77,7 @@ def tensors(tree, prefix=""):
 def test_every_method_with_vectors_trains_the_same_streamed(chain, monkeypatch):
     """Two tasks with the vectors kept on the device and streamed from host memory: the same weights and state."""
     calls = []
-    for module, name in ((mcit.strategies._importance, "streamed_penalty"), (mcit.strategies.dgg, "streamed_guidance")):
+    for module, name in ((mcit.strategies._penalty, "streamed_penalty"), (mcit.strategies.dgg, "streamed_guidance")):
         original = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, _original=original, **k: calls.append(1) or _original(*a, **k))
     kept_model, kept_state = train_two_tasks(chain, None)

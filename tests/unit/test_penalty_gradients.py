@@ -19,7 +19,8 @@ from mcit.data.collate import Batch
 from mcit.losses import answer_loss
 from mcit.store import load_state_tree, save_state_tree
 from mcit.strategies import STRATEGIES, Context, Strategy, TaskView
-from mcit.strategies._importance import Anchor, snapshot
+from mcit.strategies._anchor import Anchor
+from mcit.strategies._importance import snapshot
 from mcit.strategies.dgg import DGGOptions, DynamicGradientGuidance, scales
 from mcit.strategies.si import SI, SIOptions
 from mcit.training.loop import train

@@ -10,7 +10,8 @@ import torch
 from mcit.losses import answer_loss
 from mcit.store import load_state_tree, save_state_tree
 from mcit.strategies import STRATEGIES, Context, TaskView
-from mcit.strategies._importance import Anchor, normalise_mean_one, snapshot
+from mcit.strategies._anchor import Anchor
+from mcit.strategies._importance import normalise_mean_one, snapshot
 from mcit.strategies.ewc import EWC, EWCOptions, fisher_diagonal
 from mcit.strategies.mas import MASOptions, output_sensitivity
 from mcit.strategies.si import SI, SIOptions

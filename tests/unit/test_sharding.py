@@ -32,7 +32,8 @@ from mcit.sharding import (
     whole_state,
 )
 from mcit.strategies import STRATEGIES, Context, TaskView
-from mcit.strategies._importance import Anchor, normalise_mean_one
+from mcit.strategies._anchor import Anchor
+from mcit.strategies._importance import normalise_mean_one
 from mcit.strategies.agem import agem_project_
 from mcit.strategies.dgg import scales, streamed_guidance
 

@@ -8,7 +8,8 @@ import torch
 from pydantic import Field
 
 from mcit.data.collate import Batch
-from mcit.strategies._importance import Anchor, snapshot
+from mcit.strategies._anchor import Anchor
+from mcit.strategies._importance import snapshot
 from mcit.strategies.base import STRATEGIES, Context, Strategy, StrategyOptions
 
 

@@ -9,14 +9,8 @@ from pydantic import Field
 
 from mcit.data.collate import Batch
 from mcit.losses import answer_positions
-from mcit.strategies._importance import (
-    Anchor,
-    Tensors,
-    importance_mean,
-    normalise_mean_one,
-    parameter_grads,
-    snapshot,
-)
+from mcit.strategies._anchor import Anchor
+from mcit.strategies._importance import Tensors, importance_mean, normalise_mean_one, parameter_grads, snapshot
 from mcit.strategies.base import STRATEGIES, Context, Strategy, StrategyOptions
 
 

@@ -10,15 +10,9 @@ from pydantic import Field
 from mcit.data.collate import Batch
 from mcit.distributed import World
 from mcit.sharding import local, local_grads
-from mcit.strategies._importance import (
-    Anchor,
-    FlatTensors,
-    Tensors,
-    anchored,
-    normalise_mean_one,
-    tensors_state,
-    trainable_lists,
-)
+from mcit.strategies._anchor import Anchor
+from mcit.strategies._importance import Tensors, anchored, normalise_mean_one, tensors_state, trainable_lists
+from mcit.strategies._penalty import FlatTensors
 from mcit.strategies.base import STRATEGIES, Context, Strategy, StrategyOptions
 
 
@@ -44,7 +38,7 @@ class SI(Strategy):
 
     - Task-loss gradient: ``after_backward`` sees the gradient of task loss + penalty; the
       penalty's backward records the gradient ``2 c Omega (theta - theta*)`` it added
-      (analytic, see :class:`~mcit.strategies._importance.QuadraticPenalty`) and exactly that
+      (analytic, see :class:`~mcit.strategies._penalty.QuadraticPenalty`) and exactly that
       is subtracted (no extra backward or stored graph). It is the gradient before clipping;
       other methods' penalties are seen as part of the task loss. Its ``after_backward``
       reads the gradient before any method edits it (dgg, agem act in later stages:

@@ -12,8 +12,8 @@ from pydantic import Field
 
 from mcit.data.collate import IGNORE_INDEX, Batch
 from mcit.sharding import unsharded
+from mcit.strategies._anchor import Anchor
 from mcit.strategies._importance import (
-    Anchor,
     Tensors,
     importance_batches,
     normalise_mean_one,
