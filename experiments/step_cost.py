@@ -37,7 +37,7 @@ from mcit.data.collate import Collator
 from mcit.data.synthetic.tasks import TASKS, corpus
 from mcit.models.hf import configure_trainable
 from mcit.models.tiny import build_tiny_vlm
-from mcit.runner import build_strategy
+from mcit.run_setup import build_strategy
 from mcit.errors import UserError
 from mcit.strategies import STRATEGIES, Context, StrategyChain, TaskView
 from mcit.training.loop import train

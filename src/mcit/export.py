@@ -15,7 +15,7 @@ from mcit.config import RunConfig
 from mcit.errors import UserError
 from mcit.models.hf import configure_trainable, load_trainable_state, load_vlm
 from mcit.models.saving import is_peft, save_adapter, save_model
-from mcit.runner import build_strategy
+from mcit.run_setup import build_strategy
 from mcit.store import BASE_DIR, STEP_PREFIX, RunStore
 
 

@@ -11,19 +11,16 @@ lost. The runner never asks which scenario it runs.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import platform
 import re
-import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mcit.base_stage import load_source, stream_model
 from mcit.config import RunConfig, config_to_dict
 from mcit.costs import MemoryPeaks
 from mcit.data.collate import Collator
@@ -31,26 +28,34 @@ from mcit.data.sample import Task
 from mcit.distributed import World, world_from_environment
 from mcit.errors import UserError
 from mcit.evaluation.evaluate import evaluate_task
-from mcit.evaluation.paper import paper_scores, paper_section, update_paper_matrix
 from mcit.evaluation.language_harness import evaluate_language, lm_eval_available
+from mcit.evaluation.paper import paper_scores, paper_section, update_paper_matrix
+from mcit.model_size import ModelSize
 from mcit.models.hf import (
     configure_trainable,
     decoder_layers,
     load_trainable_state,
-    load_vlm,
     parameter_table,
     trainable_state,
 )
-from mcit.model_size import ModelSize
 from mcit.models.saving import save_standard, writes_adapter
-from mcit.run_changes import check_folder, commit, differences
+from mcit.report.terminal import SUMMARY_FILE, summary_text
+from mcit.run_changes import commit, differences
+from mcit.run_setup import (
+    Progress,
+    RunInterrupted,
+    build_strategy,
+    check_run_directory,
+    environment,
+    interrupted_message,
+    quiet_transformers,
+)
 from mcit.scenarios import Scenario, build_scenario
 from mcit.seeds import derive_seed
 from mcit.selection import SelectionContext
 from mcit.sharding import Layout, shard_model, trainable_parameters, unsharded, whole_state
-from mcit.report.terminal import SUMMARY_FILE, summary_text
-from mcit.store import BASE_DIR, STEP_PREFIX, RunStore, atomic_write_text
-from mcit.strategies import STRATEGIES, Context, Strategy, StrategyChain, TaskView
+from mcit.store import STEP_PREFIX, RunStore, atomic_write_text
+from mcit.strategies import Context, Strategy, StrategyChain, TaskView
 from mcit.tracking import RunTrackers, check_trackers
 from mcit.training.loop import steps_for, train
 from mcit.training.settings import TrainConfig
@@ -58,89 +63,6 @@ from mcit.training.settings import TrainConfig
 logger = logging.getLogger(__name__)
 PARTIAL = "partial"  # the mid-task checkpoint (train.checkpoint_every)
 EVALUATIONS_DIR = "evaluations"  # 00-zero-shot.json, 01-<step>.json, ...: every sample's answer and score
-
-
-@dataclass
-class Progress:
-    """Callbacks the CLI uses to draw progress; all optional."""
-
-    phase: Callable[[str, int], Callable[[int], None]] = lambda description, total: (lambda advance: None)
-    message: Callable[[str], None] = lambda text: None
-    parameters: Callable[[list[dict[str, Any]]], None] = lambda rows: None
-
-
-def quiet_transformers() -> None:
-    """Silence transformers' own load/save bars and warnings; the runner reports progress."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
-def environment(device: torch.device, processes: int = 1) -> dict[str, Any]:
-    """What a rerun needs besides config.yaml: package versions, platform, device, threads."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    packages = {}
-    for name in ("mcit", "torch", "transformers", "peft", "tokenizers", "safetensors", "pillow", "numpy"):
-        try:
-            packages[name] = version(name)
-        except PackageNotFoundError:
-            packages[name] = None
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device": str(device),
-        "processes": processes,
-        "cuda": torch.version.cuda,
-        "threads": torch.get_num_threads(),
-        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-        "packages": packages,
-    }
-
-
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a run; the message names the last committed step, after which a rerun resumes."""
-
-
-def interrupted_message(results: dict[str, Any] | None) -> str:
-    """What to tell a user who stopped a run (Ctrl-C): the last committed step, and that rerunning resumes."""
-    results = results or {}
-    rows = results.get("rows") or []
-    label = "step" if results.get("scenario") == "pool" else "task"
-    if not rows:
-        return f"interrupted before the first {label} finished; run the same command to resume"
-    total = len(results.get("tasks") or results.get("datasets") or [])
-    return f"interrupted after {label} {len(rows)}/{total} ({rows[-1]['after']}); run the same command to resume"
-
-
-def check_run_directory(store: RunStore, resolved: dict[str, Any], force: bool = False) -> None:
-    """Refuse, reading only, a run directory that cannot be written, is a folder of other things, or holds
-    a run that the new config would change the results of (:mod:`mcit.run_changes`).
-
-    Args:
-        store: The run directory.
-        resolved: The resolved config of the run about to start (``config_to_dict``).
-        force: Write into a folder that holds no run, and resume a run with results-changing
-            settings or changed data files anyway (``--force``; the changes are recorded).
-
-    Raises:
-        UserError: The directory cannot be created or written; it is a non-empty folder
-            without a run; its run differs in a setting that changes results (each named
-            with its old and new value) or in a data file.
-    """
-    store.check_usable()
-    check_folder(store.run_dir, force)
-    differences(store, resolved, force)
-
-
-def build_strategy(config: RunConfig) -> StrategyChain:
-    """The configured methods as one chain (options validated by each method's model)."""
-    chain = []
-    for method in config.method:
-        strategy_class: type[Strategy] = STRATEGIES.get(method.name)
-        chain.append((method.name, strategy_class(strategy_class.options_class(**method.options()))))
-    return StrategyChain(chain)
 
 
 class Runner:
@@ -176,7 +98,8 @@ class Runner:
                 self.progress.message(f"{label}: resuming at step {resume['step']}")
 
             def on_checkpoint(progress: dict[str, Any]) -> None:
-                state = {"model": trainable_state(ctx.model), "strategy": Layout(ctx.model).gather(strategy.state_dict()), "train": progress}
+                keep = self.world.is_main  # gathered piece by piece to the writing process's host memory
+                state = {"model": trainable_state(ctx.model, keep), "strategy": Layout(ctx.model).gather(strategy.state_dict(), keep), "train": progress}
                 self.store.save_checkpoint(PARTIAL, state, {"index": ctx.task.index, "task": ctx.task.name})
 
         def on_step(step: int, steps: int, loss: float | None) -> None:
@@ -256,47 +179,6 @@ class Runner:
                 )  # fmt: skip
         return {"language_harness": self.world.broadcast(scores)}
 
-    def _needs_base_stage(self, scenario: Scenario) -> bool:
-        return scenario.base_train is not None and self.config.benchmark.base is not None
-
-    def _base_saved(self) -> bool:
-        return (self.store.run_dir / BASE_DIR / "config.json").is_file()
-
-    def _load_source(self, scenario: Scenario):
-        """The configured model, unless a saved base model replaces it (then ``None``).
-
-        Loaded before anything is written, so a model that fails to load leaves no file.
-        """
-        if self._needs_base_stage(scenario) and self._base_saved():
-            return None
-        model = self.config.model
-        return load_vlm(model.name, model.dtype, scenario.corpus, model.seed)
-
-    def _stream_model(self, scenario: Scenario, source):
-        """The model the steps start from: the base stage's (trained once, saved), or ``source``."""
-        model_config = self.config.model
-        if not self._needs_base_stage(scenario):
-            return source
-        target = self.store.run_dir / BASE_DIR
-        if not self._base_saved():
-            model, processor = source
-            model = configure_trainable(model, ["vision", "projector", "language_model"]).to(self.device)
-            seed = derive_seed(self.config.seed, -1, "train")
-            collator = Collator(processor, self.config.model.max_length)
-            # The base stage trains whole replicas (data parallel) even under FSDP: it saves a whole model.
-            replicas = dataclasses.replace(self.world, sharded=False)
-            ctx = Context(model, TaskView(-1, "base", scenario.base_train), seed, self.device, collator, world=replicas)
-            self._train(ctx, scenario.base_train, Strategy(), self.config.benchmark.base.train, "base stage")
-            if self.world.is_main:
-                staging = self.store.run_dir / f".tmp-{BASE_DIR}"
-                shutil.rmtree(staging, ignore_errors=True)  # left by a run killed while saving
-                model.save_pretrained(staging)
-                processor.save_pretrained(staging)
-                staging.rename(target)
-            self.world.barrier()
-        # Loaded back from disk, so an uninterrupted run and a resumed one start from the same bytes.
-        return load_vlm(str(target), model_config.dtype, scenario.corpus, model_config.seed)
-
     def _new_results(self, scenario: Scenario) -> dict[str, Any]:
         return {
             "scenario": scenario.kind,
@@ -354,7 +236,7 @@ class Runner:
         check_trackers(self.config.trackers)
         if self.world.sharded:
             build_strategy(self.config).check_shards()
-        source = self._load_source(scenario)  # checks the model path first (check_model_dir)
+        source = load_source(self.config, scenario, self.store.run_dir)  # checks the model path first (check_model_dir)
         with self.store.lock():
             results = self.store.read_results() or self._new_results(scenario)
             found = differences(self.store, resolved, self.force)  # again, now that no other process can write it
@@ -362,7 +244,7 @@ class Runner:
             if changed is not None:
                 self.progress.message(changed)
             self.world.barrier()  # every process has read the results before rank 0 writes them again
-            model, processor = self._stream_model(scenario, source)
+            model, processor = stream_model(self.config, scenario, source, self.store.run_dir, self.device, self.world, self._train)
             lora_seed = derive_seed(self.config.seed, "lora")
             model = configure_trainable(model, self.config.model.trainable, self.config.model.lora, lora_seed).to(self.device)
             collator = Collator(processor, self.config.model.max_length)
@@ -462,7 +344,8 @@ class Runner:
         }
         for relative, content in end.files.items():
             self.store.write_json(relative, content)
-        state = {"model": trainable_state(model), "strategy": Layout(model).gather(strategy.state_dict()), "scenario": scenario.state_dict()}
+        keep = self.world.is_main  # gathered piece by piece to the writing process's host memory
+        state = {"model": trainable_state(model, keep), "strategy": Layout(model).gather(strategy.state_dict(), keep), "scenario": scenario.state_dict()}
         standard = self._standard_form(model, collator.processor, strategy) if self.config.save_models else None
         # Checkpoint first, then the results that point at it: each write is atomic.
         self.store.save_checkpoint(f"{STEP_PREFIX}{index + 1:03d}", state, {"task": step.name, "index": index}, standard)

@@ -277,7 +277,7 @@ def run_sweep(
 
     Args:
         sweep: From :func:`plan_sweep`.
-        progress: A :class:`mcit.runner.Progress` every cell's Runner reports to.
+        progress: A :class:`mcit.run_setup.Progress` every cell's Runner reports to.
         on_cell: Called before each cell with its index, the cell and ``"complete"`` (skipped),
             ``"resume"`` or ``"run"``.
         world: The processes of an ``accelerate launch``: every one runs every cell; rank 0 writes.

@@ -31,7 +31,8 @@ DRIVER = textwrap.dedent(
     from pathlib import Path
     import mcit.store as store
     from mcit.config import load_config
-    from mcit.runner import Progress, Runner
+    from mcit.run_setup import Progress
+    from mcit.runner import Runner
 
     run_dir, markers, stall = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     overrides = sys.argv[4:]

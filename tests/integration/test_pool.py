@@ -10,7 +10,8 @@ import torch
 from conftest import tiny_overrides
 from mcit.config import load_config
 from mcit.errors import UserError
-from mcit.runner import Progress, Runner
+from mcit.run_setup import Progress
+from mcit.runner import Runner
 from mcit.selection import SELECTORS
 from mcit.store import RunStore
 

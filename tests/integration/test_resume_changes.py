@@ -16,7 +16,8 @@ from mcit.errors import UserError
 from mcit.report.runs import load_runs
 from mcit.report.tables import cost_table
 from mcit.run_changes import CHANGES_FILE
-from mcit.runner import Progress, Runner
+from mcit.run_setup import Progress
+from mcit.runner import Runner
 from mcit.store import RunStore
 
 

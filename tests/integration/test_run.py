@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from mcit.errors import UserError
-from mcit.runner import Progress, Runner
+from mcit.run_setup import Progress
+from mcit.runner import Runner
 from mcit.store import RunStore
 from mcit.strategies import STRATEGIES
 

@@ -12,7 +12,8 @@ from digit_model import DigitCollator, DigitLM
 from mcit.data.sample import Sample
 from mcit.errors import UserError
 from mcit.models.hf import load_vlm
-from mcit.runner import Progress, Runner
+from mcit.run_setup import Progress
+from mcit.runner import Runner
 from mcit.store import RunStore
 from mcit.strategies import STRATEGIES, Context, Strategy, StrategyChain, TaskView
 from mcit.training.loop import train

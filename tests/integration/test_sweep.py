@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from conftest import one_line_error, tiny_overrides
 from mcit.cli import app
 from mcit.errors import UserError
-from mcit.runner import Progress
+from mcit.run_setup import Progress
 from mcit.sweep import SWEEP_FILE, parse_method, plan_sweep, run_sweep, split_methods, task_order
 
 METHODS = ["seqft", "[{name: er, buffer_per_task: 8}]"]

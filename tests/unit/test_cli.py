@@ -374,7 +374,7 @@ def test_validate_with_no_argument_checks_the_default_run(cli, tmp_path, monkeyp
 
 
 def test_the_interrupted_message_names_the_last_committed_step():
-    from mcit.runner import interrupted_message
+    from mcit.run_setup import interrupted_message
 
     stream = {"scenario": "stream", "tasks": ["color", "count", "shape"], "rows": [{"after": "color"}, {"after": "count"}]}
     assert interrupted_message(stream) == "interrupted after task 2/3 (count); run the same command to resume"
@@ -388,7 +388,7 @@ class InterruptedRunner:
         pass
 
     def run(self):
-        from mcit.runner import RunInterrupted
+        from mcit.run_setup import RunInterrupted
 
         raise RunInterrupted("interrupted after task 1/2 (color); run the same command to resume")
 

@@ -22,7 +22,7 @@ def evaluate(
     from mcit.config import load_config
     from mcit.eval_run import evaluate_model
     from mcit.report import scores_table
-    from mcit.runner import quiet_transformers
+    from mcit.run_setup import quiet_transformers
     from mcit.store import atomic_write_json
 
     config_path, overrides = split_args(args or [])
@@ -49,7 +49,7 @@ def export(
 ) -> None:
     """Write a run's model after a task as a model (AutoModelForImageTextToText) or a peft adapter."""
     from mcit.export import export_run
-    from mcit.runner import quiet_transformers
+    from mcit.run_setup import quiet_transformers
 
     if task is not None and task < 1:
         raise UserError("--task counts from 1")

@@ -34,7 +34,7 @@ def run(args: RunArgs = None, method: MethodOption = None, out: OutOption = None
     """Run (or resume) a continual stream and print the accuracy matrix and metrics."""
     from mcit.distributed import world_from_environment
     from mcit.report import parameter_table, result_tables, zero_shot_notes
-    from mcit.runner import Progress as RunProgress
+    from mcit.run_setup import Progress as RunProgress
     from mcit.runner import Runner
 
     config, run_dir = run_config(args, method, out)
@@ -72,7 +72,7 @@ def sweep(
     """Run (or resume) a grid of methods x seeds x task orders, one run directory per cell; print each method's mean and 95% interval."""
     from mcit.distributed import world_from_environment
     from mcit.report.groups import SweepCell, group_table, spread
-    from mcit.runner import Progress as RunProgress
+    from mcit.run_setup import Progress as RunProgress
     from mcit.sweep import plan_sweep, run_sweep, split_methods
 
     if out is None:
@@ -119,7 +119,7 @@ def validate(args: RunArgs = None, method: MethodOption = None, out: OutOption =
 
     from mcit.config import config_to_dict
     from mcit.models.hf import check_model_dir
-    from mcit.runner import check_run_directory
+    from mcit.run_setup import check_run_directory
     from mcit.store import RunStore
 
     config, run_dir = run_config(args, method, out)
