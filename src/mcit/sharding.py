@@ -105,17 +105,24 @@ def full(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
 
 
+def host_copy(tensor: torch.Tensor, keep: bool = True) -> torch.Tensor | None:
+    """A whole CPU copy of ``tensor`` for a checkpoint, or ``None`` where not ``keep`` (the processes that do not write).
+
+    Where ``tensor`` is sharded it is gathered first (a collective: every process calls it),
+    and the whole tensor is dropped from the device as soon as it is copied: gathering a
+    checkpoint's tensors one by one through this, a device holds at most one whole tensor
+    beyond its shards, and only the writing process holds the whole state, in host memory
+    (tested in ``tests/unit/test_checkpoint_gather.py``).
+    """
+    whole = full(tensor.detach())
+    return whole.to("cpu", copy=True) if keep else None
+
+
 def whole_state(model: nn.Module, keep: bool = True, names: set[str] | None = None) -> dict[str, torch.Tensor] | None:
     """``model.state_dict()`` (its ``names`` only, if given) with every sharded tensor gathered
     whole, on the CPU (a collective: every process must call it); ``None`` where not ``keep``
     (the processes that do not write)."""
-    whole = {}
-    for name, tensor in model.state_dict().items():
-        if names is not None and name not in names:
-            continue
-        tensor = full(tensor)
-        if keep:
-            whole[name] = tensor.detach().to("cpu", copy=True)
+    whole = {name: host_copy(tensor, keep) for name, tensor in model.state_dict().items() if names is None or name in names}
     return whole if keep else None
 
 
@@ -244,17 +251,19 @@ class Layout:
     def __init__(self, model: nn.Module) -> None:
         self.params = {name: p for name, p in trainable_parameters(model) if isinstance(p, DTensor)}
 
-    def gather(self, tree: Any) -> Any:
-        return self._map(tree, lambda name, t: self._whole(name, t))
+    def gather(self, tree: Any, keep: bool = True) -> Any:
+        """``tree`` with each sharded tensor whole, as a CPU copy gathered one at a time (:func:`host_copy`),
+        or ``None`` in its place where not ``keep`` (the processes that do not write)."""
+        return self._map(tree, lambda name, t: self._whole(name, t, keep))
 
     def scatter(self, tree: Any) -> Any:
         return self._map(tree, lambda name, t: local_part(t, self.params[name]) if t.shape == self.params[name].shape else t)
 
-    def _whole(self, name: str, shard: torch.Tensor) -> torch.Tensor:
+    def _whole(self, name: str, shard: torch.Tensor, keep: bool) -> torch.Tensor | None:
         # gloo gathers no 8- or 16-bit integers (TIR's int16 owners): through int32, exactly
         narrow = not shard.is_floating_point() and shard.element_size() < 4
-        whole = as_shard_of(shard.to(torch.int32) if narrow else shard, self.params[name]).full_tensor()
-        return whole.to(shard.dtype) if narrow else whole
+        whole = host_copy(as_shard_of(shard.to(torch.int32) if narrow else shard, self.params[name]), keep)
+        return whole.to(shard.dtype) if narrow and whole is not None else whole
 
     def _map(self, tree: Any, convert) -> Any:
         if isinstance(tree, dict):

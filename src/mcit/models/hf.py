@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from mcit.errors import UserError, one_line
-from mcit.sharding import full, local, local_part, parameters_by_name, trainable_parameters
+from mcit.sharding import host_copy, local, local_part, parameters_by_name, trainable_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -246,12 +246,14 @@ def parameter_table(model: torch.nn.Module) -> list[tuple[str, int, int]]:
     return [(part, total, train) for part, (total, train) in totals.items()]
 
 
-def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Detached CPU copies of the trainable parameters (what a task checkpoint stores), whole where sharded.
+def trainable_state(model: torch.nn.Module, keep: bool = True) -> dict[str, torch.Tensor | None]:
+    """Detached CPU copies of the trainable parameters (what a task checkpoint stores), whole where sharded;
+    ``None`` in their place where not ``keep`` (the processes that do not write).
 
-    With sharded parameters (:mod:`mcit.sharding`) every process must call it: each tensor is gathered.
+    With sharded parameters (:mod:`mcit.sharding`) every process must call it: each tensor is
+    gathered, one at a time (:func:`mcit.sharding.host_copy`).
     """
-    return {n: full(p.detach()).to("cpu", copy=True) for n, p in trainable_parameters(model)}
+    return {n: host_copy(p, keep) for n, p in trainable_parameters(model)}
 
 
 def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:

@@ -16,7 +16,7 @@ from mcit.data.sample import Sample
 from mcit.distributed import World
 from mcit.errors import UserError
 from mcit.losses import answer_loss
-from mcit.sharding import ParameterUse, full, shard_like
+from mcit.sharding import ParameterUse, host_copy, shard_like
 from mcit.strategies.base import Context, Strategy
 from mcit.training.feed import MicroBatch, batch_order, micro_batch_count, pad_to, step_loader, weigh, with_samples
 from mcit.training.optim import build_optimizer, warmup_cosine
@@ -42,11 +42,12 @@ def steps_for(n: int, settings: TrainConfig) -> int:
     return -(-max(1, round(n * settings.epochs)) // settings.batch_size)
 
 
-def optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """The optimizer's state as a state tree (its integer keys become a list)."""
+def optimizer_state(optimizer: torch.optim.Optimizer, keep: bool = True) -> dict[str, Any]:
+    """The optimizer's state as a state tree (its integer keys become a list): CPU copies, whole where
+    sharded and gathered one at a time (:func:`mcit.sharding.host_copy`); ``None`` in their place where not ``keep``."""
     state = optimizer.state_dict()
     keys = sorted(state["state"])
-    values = [{name: full(value) for name, value in state["state"][k].items()} for k in keys]  # whole where sharded
+    values = [{name: host_copy(value, keep) if torch.is_tensor(value) else value for name, value in state["state"][k].items()} for k in keys]
     return {"keys": keys, "values": values, "param_groups": state["param_groups"]}
 
 
@@ -187,7 +188,7 @@ def train(
                 read = checkpoint or (step + 1) % settings.loss_every == 0 or step + 1 == len(batches)
                 loss_value = losses.read() if read else None  # raises on a non-finite loss
                 if checkpoint:
-                    on_checkpoint(_progress(step + 1, optimizer, masters, skipped, losses.value, earlier_seconds + time.perf_counter() - start))
+                    on_checkpoint(_progress(step + 1, optimizer, masters, skipped, losses.value, earlier_seconds + time.perf_counter() - start, ctx.world.is_main))
                 if on_step is not None:
                     on_step(step + 1, len(batches), loss_value)
         losses.read()  # what is still pending when the last step was skipped
@@ -255,15 +256,16 @@ def _sum_over_processes(world: World, params: list[torch.nn.Parameter], step_los
     return total[0]
 
 
-def _progress(step, optimizer, masters: MasterWeights, skipped: int, loss: float, seconds: float) -> dict[str, Any]:
+def _progress(step, optimizer, masters: MasterWeights, skipped: int, loss: float, seconds: float, keep: bool) -> dict[str, Any]:
+    """The loop's state for a mid-task checkpoint; its tensors only where ``keep`` (the process that writes)."""
     progress = {
-        "step": step, "optimizer": optimizer_state(optimizer), "rng": torch.get_rng_state(),
+        "step": step, "optimizer": optimizer_state(optimizer, keep), "rng": torch.get_rng_state(),
         "skipped": skipped, "loss": loss, "seconds": seconds,
     }
     if torch.cuda.is_available():
         progress["cuda_rng"] = torch.cuda.get_rng_state_all()
     if masters:
-        progress["masters"] = masters.state()
+        progress["masters"] = masters.state(keep)
     return progress
 
 

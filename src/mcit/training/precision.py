@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import torch
 
-from mcit.sharding import full, local, local_part
+from mcit.sharding import host_copy, local, local_part
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
@@ -69,9 +69,10 @@ class MasterWeights:
                 param.copy_(master)
                 param.grad = None
 
-    def state(self) -> list[torch.Tensor]:
-        """The fp32 copies, for a mid-task checkpoint (the model's rounded weights cannot restore them)."""
-        return [full(master.detach()).clone() for _, master in self.pairs]  # whole where sharded
+    def state(self, keep: bool = True) -> list[torch.Tensor | None]:
+        """The fp32 copies, for a mid-task checkpoint (the model's rounded weights cannot restore them):
+        CPU copies, whole where sharded (:func:`mcit.sharding.host_copy`); ``None`` where not ``keep``."""
+        return [host_copy(master, keep) for _, master in self.pairs]
 
     def load_state(self, tensors: list[torch.Tensor]) -> None:
         if len(tensors) != len(self.pairs):
