@@ -82,9 +82,23 @@ _STREAM = (
     DatasetSpec("captions", {"caption": 0.6, "shape": 0.2, "count": 0.2}, duplicates=0.3),
     DatasetSpec("mixed", {"count": 0.35, "shape": 0.25, "caption": 0.2, "color": 0.1, "arithmetic": 0.1}, duplicates=0.5),
 )
-for _spec in _STREAM:
+# The open-answer world: the same structure (skewed mixtures, near-duplicates, a rare skill in one
+# dataset at 5%, a text-only skill throughout), made of skills whose answers are strings of many
+# values (describe 216, reverse 26, caption 24, arithmetic 19, plural 16) rather than one of a few
+# words, as instruction datasets' answers are. The rare skill is plural. LAMP's claims are judged
+# on both worlds (experiments/seed_claims.py): a closed answer set splits a skill's gradients into
+# one cluster per answer value (docs/RESULTS.md), which is not the paper's premise.
+_OPEN_STREAM = (
+    DatasetSpec("describing", {"describe": 0.7, "caption": 0.2, "arithmetic": 0.1}),
+    DatasetSpec("reversing", {"reverse": 0.6, "describe": 0.25, "arithmetic": 0.15}, duplicates=0.3),
+    DatasetSpec("wording", {"caption": 0.55, "describe": 0.15, "reverse": 0.15, "plural": 0.05, "arithmetic": 0.1}, duplicates=0.2),
+    DatasetSpec("captioning", {"caption": 0.6, "describe": 0.2, "reverse": 0.2}, duplicates=0.3),
+    DatasetSpec("blending", {"reverse": 0.35, "describe": 0.3, "caption": 0.25, "arithmetic": 0.1}, duplicates=0.5),
+)
+for _spec in (*_STREAM, *_OPEN_STREAM):
     DATASETS.register(_spec.name, help=", ".join(f"{s} {f:.0%}" for s, f in _spec.mix.items()))(_spec)
 DEFAULT_DATASETS = [spec.name for spec in _STREAM]  # arrival order
+OPEN_DATASETS = [spec.name for spec in _OPEN_STREAM]
 
 
 def lifelong(config, seed: int) -> PoolStream:

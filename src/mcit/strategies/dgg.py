@@ -31,10 +31,11 @@ class DGGOptions(StrategyOptions):
         None,
         description="Gate probability per task index (overrides alpha; tasks past the end of the list use alpha).",
     )
-    norm: Literal["global", "per_tensor"] = Field(
+    norm: Literal["global", "per_tensor", "none"] = Field(
         "global",
         description="Clip the displacement to the gradient norm over all trainable parameters together "
-        "('global') or tensor by tensor ('per_tensor').",
+        "('global') or tensor by tensor ('per_tensor'); 'none' adds the displacement unscaled, the paper's "
+        "ablation without norm scaling.",
     )
 
 
@@ -59,14 +60,14 @@ def _scales_of(
     displacement_squares: torch.Tensor, grad_squares: torch.Tensor, norm: str, world: World
 ) -> list[float | None]:
     """:func:`scales` from each tensor's squared norms (this process's shards' where sharded)."""
-    if norm not in ("global", "per_tensor"):
-        raise ValueError(f"unknown norm {norm!r}; valid: global, per_tensor")
+    if norm not in ("global", "per_tensor", "none"):
+        raise ValueError(f"unknown norm {norm!r}; valid: global, per_tensor, none")
     squares = torch.stack([displacement_squares, grad_squares])  # (2, tensors)
     if norm == "global":
         squares = squares.sum(1, keepdim=True)
     world.sum_over_shards_([squares])
     d_norms, g_norms = squares.sqrt().tolist()
-    out = [None if d == 0 else min(1.0, g / d) for d, g in zip(d_norms, g_norms)]
+    out = [None if d == 0 else 1.0 if norm == "none" else min(1.0, g / d) for d, g in zip(d_norms, g_norms)]
     return out * len(displacement_squares) if norm == "global" else out
 
 
@@ -128,7 +129,8 @@ class DynamicGradientGuidance(Strategy):
     grad L(T_t U M) when this hook runs.
 
     Choices the paper leaves open, with their defaults:
-      - norms: global over all trainable parameters (option ``norm``; or per tensor);
+      - norms: global over all trainable parameters (option ``norm``; or per tensor; or
+        ``none``, the paper's ablation: the displacement added unscaled);
       - ||g_cur|| is measured after the replay term (the .grad of the mixed batch, and after
         any earlier strategy's gradient surgery in the chain); the before-replay variant
         would need a second backward pass and is not offered;

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mcit.data.sample import LANGUAGE_KINDS, Sample
 from mcit.data.synthetic.render import COLORS, SHAPES, random_things, render
@@ -228,11 +228,26 @@ PLURAL = _register(TaskSpec(
 LANGUAGE_SKILLS = ("compare", "choice", "arithmetic", "reverse", "plural")
 """The default stream's text-only skills (NLU, then NLG): taught in the base stage, evaluated after every task."""
 
+CORPUS_TASKS = tuple(TASKS)
+"""The tasks whose text trains the tiny tokenizer: every task registered above. The restyled tasks
+below say what their originals say, so leaving them out keeps the tokenizer (and every run) as it was."""
+
+
+def restyled(spec: TaskSpec, style: str) -> TaskSpec:
+    """``spec`` drawn in ``style``, named ``<name>_<style>``: the same instructions, answers and budget."""
+    return replace(spec, name=f"{spec.name}_{style}", style=style)
+
+
+# The default stream's tasks drawn in one style (shape is plain already): a stream whose tasks'
+# images are alike, for DGG's claim that guidance helps most where the tasks' images differ
+# (experiments/seed_claims.py compares it with the default stream, one style per task).
+SAME_STYLE = tuple(_register(restyled(spec, "plain")) for spec in (COLOR, COUNT, CODE, CAPTION))
+
 
 def corpus() -> list[str]:
     """All text the embedded world can produce, for training the tiny tokenizer."""
     lines = []
-    for name in TASKS:
+    for name in CORPUS_TASKS:
         spec = TASKS.get(name)
         for sample in spec.generate(200, seed=0, split="corpus"):
             lines.append(f"USER: <image>\n{sample.prompt} ASSISTANT: {sample.answer}</s>")
