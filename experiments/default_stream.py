@@ -17,10 +17,10 @@ import argparse
 import time
 from pathlib import Path
 
-
 from mcit.config import load_config
 from mcit.runner import Runner
-from mcit.store import STEP_PREFIX, state_part_bytes
+from mcit.state_tree import state_part_bytes
+from mcit.store import STEP_PREFIX
 
 KEYS = ("final_average_accuracy", "mean_finetune_accuracy", "mean_average_accuracy", "average_forgetting",
         "backward_transfer", "forward_transfer")

@@ -22,10 +22,10 @@ import torch
 from mcit.config import LoraConfig
 from mcit.data.collate import Collator
 from mcit.data.synthetic.tasks import TASKS, corpus
+from mcit.losses import answer_loss
 from mcit.models.hf import configure_trainable
 from mcit.models.tiny import build_tiny_vlm
 from mcit.selection._features import GradientFeatureOptions, compute_features
-from mcit.losses import answer_loss
 from mcit.training.optim import build_optimizer
 
 

@@ -35,10 +35,10 @@ import torch
 from mcit.config import load_config
 from mcit.data.collate import Collator
 from mcit.data.synthetic.tasks import TASKS, corpus
+from mcit.errors import UserError
 from mcit.models.hf import configure_trainable
 from mcit.models.tiny import build_tiny_vlm
 from mcit.run_setup import build_strategy
-from mcit.errors import UserError
 from mcit.strategies import STRATEGIES, Context, StrategyChain, TaskView
 from mcit.training.loop import train
 from mcit.training.settings import TrainConfig

@@ -60,9 +60,9 @@ def check_complete(cell: Cell, overrides: list[str], out: Path) -> None:
 
 def run_cell(cell: Cell, overrides: list[str], out: Path, commit: str) -> float:
     """Run or resume one cell in this process; returns its wall seconds and writes its record."""
+    from mcit.atomic_files import atomic_write_json
     from mcit.config import load_config
     from mcit.runner import Runner
-    from mcit.store import atomic_write_json
 
     start = time.perf_counter()
     Runner(load_config(None, overrides), cell.directory(out)).run()

@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mcit.atomic_files import atomic_write_text
 from mcit.config.neutral import Neutral, neutral
 from mcit.data.fingerprint import FileChange, compare, data_files, fingerprint
 from mcit.errors import UserError
-from mcit.store import CONFIG_FILE, RunStore, atomic_write_text
+from mcit.store import CONFIG_FILE, RunStore
 
 CHANGES_FILE = "changes.jsonl"  # one JSON object per resume that changed the config or the data
 DATA_FILE = "data_files.json"  # the fingerprint of the data files (mcit.data.fingerprint)

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from mcit.atomic_files import atomic_write_text
 from mcit.base_stage import load_source, stream_model
 from mcit.config import RunConfig, config_to_dict
 from mcit.costs import MemoryPeaks
@@ -54,7 +55,7 @@ from mcit.scenarios import Scenario, build_scenario
 from mcit.seeds import derive_seed
 from mcit.selection import SelectionContext
 from mcit.sharding import Layout, shard_model, trainable_parameters, unsharded, whole_state
-from mcit.store import STEP_PREFIX, RunStore, atomic_write_text
+from mcit.store import STEP_PREFIX, RunStore
 from mcit.strategies import Context, Strategy, StrategyChain, TaskView
 from mcit.tracking import RunTrackers, check_trackers
 from mcit.training.loop import steps_for, train

@@ -1,8 +1,8 @@
 """Crash-safe persistence for a run directory: config, results, checkpoints, lock.
 
 A run can be killed at any instant and a re-run must resume without reading a half-written
-file, so every write goes to a temporary name in the same directory, is fsynced and renamed
-onto its final name; a checkpoint is a whole directory renamed into place, hence complete
+file, so every file is written atomically (:mod:`mcit.atomic_files`) and a checkpoint (a
+state tree, :mod:`mcit.state_tree`) is a whole directory renamed into place, hence complete
 iff it exists under its final name. Run files are untrusted: tensors only via safetensors
 (never pickle), the rest JSON/YAML (``safe_load``). Layout: ``config.yaml``,
 ``results.json``, ``.lock`` and ``checkpoints/<name>/{tensors.safetensors,tree.json,meta.json}``.
@@ -13,226 +13,28 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import math
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
-import torch
 import yaml
 
+from mcit.atomic_files import atomic_write_json, atomic_write_text, fsync_dir
 from mcit.errors import UserError
+from mcit.state_tree import load_state_tree, save_state_tree
 
 BASE_DIR = "base_model"  # the run's base-stage model, saved with save_pretrained
 CONFIG_FILE = "config.yaml"  # the run's resolved config
 SWEEP_FILE = "sweep.json"  # a sweep directory's grid and cells (mcit.sweep)
 STEP_PREFIX = "task-"  # checkpoints/task-001, task-002, ...: the runner's checkpoint after each committed step
-TENSORS_FILE = "tensors.safetensors"
-TREE_FILE = "tree.json"
 META_FILE = "meta.json"
-_TENSOR_TAG = "__tensor__"
-_FLOAT_TAG = "__float__"  # non-finite floats in a state tree, kept exact (JSON has no NaN)
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 # Prefixes of transient entries; all start with "." so they never look like a checkpoint.
 _TMP, _OLD, _DEL = ".tmp-", ".old-", ".del-"
 _held_locks: set[Path] = set()  # locks this process holds, to tell reuse of our pid from nesting
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Persist a rename: the new directory entry is only durable once the directory is synced."""
-    # Some platforms/filesystems cannot open or fsync a directory; nothing better to do there.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def _write_atomically(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)``, fsync the result, then rename it onto ``path``."""
-    # Same directory as the target, so os.replace is a rename within one filesystem;
-    # the pid in the name lets clean_partial tell a dead writer's leftovers from a live one.
-    prefix = f".{path.name}.{os.getpid()}."
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; results should read like any file
-    try:
-        write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # data on disk before the rename makes it visible
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    """Write ``data`` to ``path`` (parent must exist); readers see the old or the new content."""
-    _write_atomically(Path(path), lambda tmp: Path(tmp).write_bytes(data))
-
-
-def atomic_write_text(path: Path | str, text: str) -> None:
-    """Atomically write ``text`` as UTF-8 (see :func:`atomic_write_bytes`)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _finite_or_none(obj: Any) -> Any:
-    """Replace NaN/inf floats by None recursively (tuples become lists), for strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite_or_none(v) for v in obj]
-    return obj
-
-
-def atomic_write_json(path: Path | str, obj: Any) -> None:
-    """Atomically write ``obj`` as strict JSON (indent 2); NaN and infinities become ``null``.
-
-    Metrics such as forgetting are NaN when undefined; ``null`` keeps the file readable by
-    any JSON parser, unlike Python's non-standard ``NaN`` token.
-    """
-    text = json.dumps(_finite_or_none(obj), indent=2, allow_nan=False)
-    atomic_write_text(path, text + "\n")
-
-
-def _encode(node: Any, where: str, tensors: dict[str, torch.Tensor]) -> Any:
-    if isinstance(node, torch.Tensor):
-        if node.layout != torch.strided:
-            raise ValueError(f"{where}: unsupported tensor layout {node.layout} (only dense)")
-        key = f"t{len(tensors)}"
-        # A private contiguous CPU copy: safetensors refuses tensors that share storage.
-        tensors[key] = node.detach().cpu().clone(memory_format=torch.contiguous_format)
-        return {_TENSOR_TAG: key}
-    if isinstance(node, dict):
-        out = {}
-        for k, v in node.items():
-            if not isinstance(k, str):
-                raise ValueError(f"{where}: dict keys must be str, got {type(k).__name__} {k!r}")
-            if k in (_TENSOR_TAG, _FLOAT_TAG):
-                raise ValueError(f"{where}: the key {k!r} is reserved")
-            out[k] = _encode(v, f"{where}[{k!r}]", tensors)
-        return out
-    if isinstance(node, (list, tuple)):
-        return [_encode(v, f"{where}[{i}]", tensors) for i, v in enumerate(node)]
-    if isinstance(node, float) and not math.isfinite(node):
-        return {_FLOAT_TAG: repr(node)}  # 'nan', 'inf' or '-inf'
-    if node is None or isinstance(node, (bool, int, float, str)):
-        return node
-    kind = f"{type(node).__module__}.{type(node).__qualname__}"
-    raise ValueError(f"{where}: unsupported value of type {kind}")
-
-
-def save_state_tree(tree: Any, directory: Path | str) -> None:
-    """Save a state tree into ``directory`` (created if needed).
-
-    A state tree nests dicts (str keys), lists, ``torch.Tensor`` and JSON scalars (int,
-    float, str, bool, None). Tensors go to ``tensors.safetensors`` under generated keys,
-    the skeleton to ``tree.json`` with each tensor as ``{"__tensor__": key}``. Tuples are
-    saved as lists; non-finite floats round-trip exactly.
-
-    Raises:
-        ValueError: For an unsupported leaf or key, naming its path (``state['buf'][3]['x']``).
-    """
-    directory = Path(directory)
-    tensors: dict[str, torch.Tensor] = {}
-    skeleton = _encode(tree, "state", tensors)  # validate everything before writing anything
-    directory.mkdir(parents=True, exist_ok=True)
-    # save_file streams to disk: no second in-memory copy of the (possibly large) weights.
-    _write_atomically(
-        directory / TENSORS_FILE,
-        lambda tmp: safetensors.torch.save_file(tensors, tmp, metadata={"format": "pt"}),
-    )
-    atomic_write_text(directory / TREE_FILE, json.dumps(skeleton, indent=1, allow_nan=False) + "\n")
-
-
-def _decode(node: Any, where: str, tensors: dict[str, torch.Tensor]) -> Any:
-    if isinstance(node, dict):
-        if _TENSOR_TAG in node:
-            key = node[_TENSOR_TAG]
-            if len(node) != 1 or not isinstance(key, str) or key not in tensors:
-                raise ValueError(f"{where}: bad tensor reference {node!r}")
-            return tensors[key]
-        if _FLOAT_TAG in node:
-            if len(node) != 1 or node[_FLOAT_TAG] not in ("nan", "inf", "-inf"):
-                raise ValueError(f"{where}: bad float {node!r}")
-            return float(node[_FLOAT_TAG])
-        return {k: _decode(v, f"{where}[{k!r}]", tensors) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_decode(v, f"{where}[{i}]", tensors) for i, v in enumerate(node)]
-    return node
-
-
-def load_tensors(path: Path | str) -> dict[str, torch.Tensor]:
-    """Every tensor of a safetensors file, each in memory of its own that torch allocated.
-
-    safetensors hands out views into the file's bytes, aligned only to their dtype. MKL takes
-    other code paths for data that is not 64-byte aligned and rounds differently (on an AVX-512
-    EPYC, ``u.T @ u`` of C-LoRA's factors summed to 171.138687 in memory and 171.138702 after
-    loading), so state used as loaded would make a resumed run differ from an uninterrupted one.
-    torch's CPU allocator aligns to 64 bytes; one tensor at a time is copied.
-    """
-    with safetensors.safe_open(str(path), framework="pt", device="cpu") as stored:
-        return {key: stored.get_tensor(key).clone() for key in stored.keys()}  # noqa: SIM118 - safe_open has no __iter__
-
-
-def load_state_tree(directory: Path | str) -> Any:
-    """Load a tree written by :func:`save_state_tree`; tensors come back on CPU.
-
-    Raises:
-        ValueError: If ``tree.json`` is malformed. OSError and safetensors errors propagate.
-    """
-    directory = Path(directory)
-    tensors = load_tensors(directory / TENSORS_FILE)
-    skeleton = json.loads((directory / TREE_FILE).read_text(encoding="utf-8"))
-    return _decode(skeleton, "state", tensors)
-
-
-def _tensor_keys(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        if set(node) == {_TENSOR_TAG}:
-            return [node[_TENSOR_TAG]]
-        return [key for value in node.values() for key in _tensor_keys(value)]
-    if isinstance(node, list):
-        return [key for value in node for key in _tensor_keys(value)]
-    return []
-
-
-def state_part_bytes(directory: Path | str, part: str) -> int:
-    """Bytes one top-level part (``"strategy"``) of a saved state tree takes: its JSON plus its tensors.
-
-    Reads only that part's tensors. Raises OSError, KeyError or ValueError for a directory
-    that holds no such tree.
-    """
-    directory = Path(directory)
-    subtree = json.loads((directory / TREE_FILE).read_text(encoding="utf-8"))[part]
-    tensor_bytes = 0
-    with safetensors.safe_open(str(directory / TENSORS_FILE), framework="pt") as tensors:
-        for key in _tensor_keys(subtree):
-            tensor = tensors.get_tensor(key)
-            tensor_bytes += tensor.numel() * tensor.element_size()
-    return tensor_bytes + len(json.dumps(subtree, separators=(",", ":")).encode("utf-8"))
 
 
 def read_config_file(path: Path) -> dict | None:
@@ -417,12 +219,12 @@ class RunStore:
             if extra is not None:
                 extra(tmp)
             atomic_write_json(tmp / META_FILE, meta or {})
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             if final.exists():
                 aside = self.checkpoints_dir / f"{_OLD}{name}-{pid}"
                 os.replace(final, aside)
             os.replace(tmp, final)
-            _fsync_dir(self.checkpoints_dir)
+            fsync_dir(self.checkpoints_dir)
         except BaseException:
             if aside is not None and not final.exists():
                 os.replace(aside, final)  # the new one did not make it: keep the old one
@@ -467,7 +269,7 @@ class RunStore:
         doomed = self.checkpoints_dir / f"{_DEL}{name}-{os.getpid()}"
         shutil.rmtree(doomed, ignore_errors=True)
         os.replace(path, doomed)
-        _fsync_dir(self.checkpoints_dir)
+        fsync_dir(self.checkpoints_dir)
         shutil.rmtree(doomed, ignore_errors=True)
 
     @_writes
@@ -512,7 +314,7 @@ class RunStore:
                         shutil.rmtree(entry, ignore_errors=True)
                     else:
                         os.replace(entry, final)
-                        _fsync_dir(self.checkpoints_dir)
+                        fsync_dir(self.checkpoints_dir)
                 elif n.startswith((_TMP, _DEL)):
                     shutil.rmtree(entry, ignore_errors=True)
 

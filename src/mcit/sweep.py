@@ -26,12 +26,13 @@ from typing import Any
 
 import yaml
 
+from mcit.atomic_files import atomic_write_json
 from mcit.config import RunConfig, config_to_dict, load_config, method_list
 from mcit.distributed import SINGLE, World
 from mcit.errors import UserError
 from mcit.run_changes import config_changes, current_config
 from mcit.seeds import derive_seed
-from mcit.store import BASE_DIR, SWEEP_FILE, atomic_write_json, read_results_file, read_sweep
+from mcit.store import BASE_DIR, SWEEP_FILE, read_results_file, read_sweep
 
 FORMAT = 1  # of sweep.json
 

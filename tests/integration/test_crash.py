@@ -52,7 +52,8 @@ DRIVER = textwrap.dedent(
                 stall_forever("stalled")
         store.save_state_tree = save_state_tree
     elif stall == "results":
-        original_write = store._write_atomically
+        import mcit.atomic_files as atomic_files
+        original_write = atomic_files.write_atomically
         def write_atomically(path, write):
             if path.name == "results.json" and (markers / "task 2_2 count").exists():
                 def half(tmp):
@@ -60,7 +61,7 @@ DRIVER = textwrap.dedent(
                     stall_forever("stalled")
                 return original_write(path, half)
             return original_write(path, write)
-        store._write_atomically = write_atomically
+        atomic_files.write_atomically = write_atomically
 
     def phase(description, total):
         mark(description)

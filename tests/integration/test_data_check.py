@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import one_line_error
 from typer.testing import CliRunner
 
+from conftest import one_line_error
 from mcit.benchmarks.data_check import check_data
 from mcit.cli import app
 from mcit.config import load_config

@@ -6,15 +6,15 @@ import json
 
 import pytest
 import yaml
-from conftest import one_line_error
-from published_layouts import write_layout
 from typer.testing import CliRunner
 
+from conftest import one_line_error
 from mcit.benchmarks.data_check import check_data
 from mcit.benchmarks.published import published_path, published_streams
 from mcit.cli import app
 from mcit.config import load_config
 from mcit.runner import Runner
+from published_layouts import write_layout
 
 STREAMS = published_streams()
 # Shrink a published stream to seconds on the tiny model (its own training recipe is for 7B models).

@@ -16,9 +16,9 @@ from mcit.config import load_config
 from released_files import (
     INSTRUCTION,
     write_gqa,
+    write_llava_mix,
     write_lmms_lab_mme,
     write_lmms_lab_parquet,
-    write_llava_mix,
     write_pope,
     write_textvqa,
     write_vqav2,

@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 import mcit.runner
-from mcit.cli import split_args, app, default_out
+from mcit.cli import app, default_out, split_args
 from mcit.config import RunConfig
 from mcit.errors import UserError
 

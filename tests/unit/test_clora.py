@@ -9,7 +9,7 @@ import torch
 
 from mcit.config import LoraConfig
 from mcit.models.hf import configure_trainable, load_vlm
-from mcit.store import load_state_tree, save_state_tree
+from mcit.state_tree import load_state_tree, save_state_tree
 from mcit.strategies import STRATEGIES, Context, TaskView
 from mcit.strategies._lora import lora_layers
 from mcit.strategies.clora import CLoRA, CLoRAOptions

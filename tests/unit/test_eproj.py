@@ -13,7 +13,7 @@ from mcit.data.synthetic.tasks import TASKS
 from mcit.errors import UserError
 from mcit.evaluation.generate import generate_answers
 from mcit.models.hf import configure_trainable, load_vlm
-from mcit.store import load_state_tree, save_state_tree
+from mcit.state_tree import load_state_tree, save_state_tree
 from mcit.strategies import Context, TaskView
 from mcit.strategies.eproj import EProj, EProjOptions, ExpertProjector
 

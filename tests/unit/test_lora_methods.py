@@ -10,7 +10,7 @@ import torch
 from mcit.config import LoraConfig, load_config
 from mcit.errors import UserError
 from mcit.models.hf import configure_trainable, load_vlm, lora_targets
-from mcit.store import load_state_tree, save_state_tree
+from mcit.state_tree import load_state_tree, save_state_tree
 from mcit.strategies import Context, TaskView
 from mcit.strategies._lora import lora_layers
 from mcit.strategies.lora import ContinualLoRA, LoRAOptions

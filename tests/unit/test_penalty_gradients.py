@@ -17,7 +17,7 @@ import torch
 
 from mcit.data.collate import Batch
 from mcit.losses import answer_loss
-from mcit.store import load_state_tree, save_state_tree
+from mcit.state_tree import load_state_tree, save_state_tree
 from mcit.strategies import STRATEGIES, Context, Strategy, TaskView
 from mcit.strategies._anchor import Anchor
 from mcit.strategies._importance import snapshot

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mcit.losses import answer_loss
-from mcit.store import load_state_tree, save_state_tree
+from mcit.state_tree import load_state_tree, save_state_tree
 from mcit.strategies import STRATEGIES, Context, TaskView
 from mcit.strategies._anchor import Anchor
 from mcit.strategies._importance import normalise_mean_one, snapshot

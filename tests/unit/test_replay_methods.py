@@ -10,7 +10,7 @@ import torch
 from digit_model import DigitCollator, DigitLM
 from mcit.data.sample import Sample
 from mcit.data.synthetic.tasks import TASKS
-from mcit.store import load_state_tree, save_state_tree
+from mcit.state_tree import load_state_tree, save_state_tree
 from mcit.strategies import Context, TaskView
 from mcit.strategies._buffer import BUFFER_SELECTORS, BufferOptions, ReplayBuffer, quota
 from mcit.strategies.agem import AGEM, AGEMOptions, agem_project_

@@ -11,14 +11,10 @@ import sys
 import pytest
 import torch
 
+from mcit.atomic_files import atomic_write_json, atomic_write_text
 from mcit.errors import UserError
-from mcit.store import (
-    RunStore,
-    atomic_write_json,
-    atomic_write_text,
-    load_state_tree,
-    save_state_tree,
-)
+from mcit.state_tree import load_state_tree, save_state_tree
+from mcit.store import RunStore
 
 
 def _assert_same(a, b):

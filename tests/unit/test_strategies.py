@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from digit_model import DigitCollator, DigitLM
 from mcit.data.sample import Sample
 from mcit.data.synthetic.tasks import TASKS
-from mcit.store import load_state_tree, save_state_tree
+from mcit.state_tree import load_state_tree, save_state_tree
 from mcit.strategies import STRATEGIES, Context, Stage, Strategy, StrategyChain, TaskView
 from mcit.strategies.er import EROptions, ExperienceReplay
 from mcit.strategies.joint import Joint

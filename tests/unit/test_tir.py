@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from mcit.data.collate import IGNORE_INDEX, Collator
 from mcit.data.synthetic.tasks import TASKS
 from mcit.models.hf import load_vlm
-from mcit.store import load_state_tree, save_state_tree
+from mcit.state_tree import load_state_tree, save_state_tree
 from mcit.strategies import STRATEGIES, Context, TaskView
 from mcit.strategies._importance import normalise_mean_one
 from mcit.strategies.ewc import EWCOptions, fisher_diagonal

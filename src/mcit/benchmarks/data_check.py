@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mcit.atomic_files import atomic_write_json
 from mcit.benchmarks.files import file_notes, load_task_file
 from mcit.data.llava_json import LlavaDataset
 from mcit.data.manifest import build_manifest, describe_differences, differences, read_manifest
 from mcit.errors import UserError
-from mcit.store import atomic_write_json
 
 Phase = Callable[[str, int], Callable[[int], None]]
 FILE_BENCHMARKS = ("files", "pool_files")

@@ -31,9 +31,9 @@ def select(
 ) -> None:
     """Select a budget of a LLaVA-format pool with a model; write ids, clusters and chosen scores."""
     from mcit.config import parse_override
-    from mcit.runner import quiet_transformers
+    from mcit.run_setup import quiet_transformers
     from mcit.selection.pool_file import select_pool
-    from mcit.store import atomic_write_json
+    from mcit.atomic_files import atomic_write_json
 
     options = {}
     for text in option or []:

@@ -19,11 +19,11 @@ def evaluate(
     out: Annotated[Optional[Path], typer.Option(help="Also write scores and every prediction to this JSON file.")] = None,
 ) -> None:
     """Score a model on a benchmark's evaluation sets, without training (one row, the run's scorers)."""
+    from mcit.atomic_files import atomic_write_json
     from mcit.config import load_config
     from mcit.eval_run import evaluate_model
     from mcit.report import scores_table
     from mcit.run_setup import quiet_transformers
-    from mcit.store import atomic_write_json
 
     config_path, overrides = split_args(args or [])
     config = load_config(config_path, overrides)

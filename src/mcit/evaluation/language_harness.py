@@ -27,7 +27,6 @@ import torch
 
 from mcit.errors import UserError, one_line
 
-
 INSTALL_HINT = 'pip install "mcit[lm-eval]"'
 # Headline accuracy per task, first reported wins: length-normalised accuracy where the
 # choices differ in length (arc), else accuracy (wsc273, winogrande, lambada), else the

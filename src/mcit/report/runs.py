@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from mcit.errors import UserError
-from mcit.store import CONFIG_FILE, STEP_PREFIX, read_config_file, read_results_file, state_part_bytes
+from mcit.state_tree import state_part_bytes
+from mcit.store import CONFIG_FILE, STEP_PREFIX, read_config_file, read_results_file
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcit.report.runs import Run, directory_bytes, matrix_view, newest_checkpoint, paper_view, points, strategy_state_bytes
+from mcit.report.runs import (
+    Run,
+    directory_bytes,
+    matrix_view,
+    newest_checkpoint,
+    paper_view,
+    points,
+    strategy_state_bytes,
+)
 
 # results["metrics"] key -> column title; values are fractions. A title names the convention where
 # the field has several (forgetting, Avg); the page lists every one (mcit.metrics.CONVENTIONS).
