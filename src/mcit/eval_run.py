@@ -20,7 +20,30 @@ from mcit.evaluation.evaluate import evaluate_task
 from mcit.evaluation.paper import paper_scores
 from mcit.models.hf import check_model_dir, load_vlm
 from mcit.models.saving import load_saved
-from mcit.scenarios import build_scenario
+from mcit.scenarios import Scenario, build_scenario
+
+
+def load_for_eval(config, model_path: Path | str | None = None) -> tuple[str, Scenario, torch.nn.Module, Collator, torch.device]:
+    """The model to score (default: ``config.model.name``), its collator and device, and the config's scenario.
+
+    ``model_path`` may be a model directory, a peft adapter directory (see
+    :func:`mcit.models.saving.load_saved`) or ``"tiny"``. Checks the model path and builds
+    the data before loading any weights.
+
+    Returns:
+        ``(model name, scenario, model on its device, collator, device)``.
+    """
+    name = str(model_path) if model_path is not None else config.model.name
+    if not (Path(name) / "adapter_config.json").is_file():
+        check_model_dir(name)
+    torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    scenario = build_scenario(config)
+    if name == "tiny":
+        model, processor = load_vlm("tiny", config.model.dtype, scenario.corpus, config.model.seed)
+    else:
+        model, processor = load_saved(name, config.model.dtype)
+    return name, scenario, model.to(device), Collator(processor, config.model.max_length), device
 
 
 def evaluate_model(
@@ -38,18 +61,7 @@ def evaluate_model(
         some column names a paper scorer; ``evaluations`` holds each column's
         :meth:`~mcit.evaluation.evaluate.TaskEvaluation.record` (every sample's answer and scores).
     """
-    name = str(model_path) if model_path is not None else config.model.name
-    if not (Path(name) / "adapter_config.json").is_file():
-        check_model_dir(name)
-    torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
-    scenario = build_scenario(config)
-    if name == "tiny":
-        model, processor = load_vlm("tiny", config.model.dtype, scenario.corpus, config.model.seed)
-    else:
-        model, processor = load_saved(name, config.model.dtype)
-    model = model.to(device)
-    collator = Collator(processor, config.model.max_length)
+    name, scenario, model, collator, device = load_for_eval(config, model_path)
     start = time.perf_counter()
     columns = scenario.columns
     advance = phase("eval", sum(len(t.eval) for t in columns)) if phase is not None else None

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
-import os
+import html
 import json
+import os
+import re
 import shutil
+import subprocess
 
 import pytest
 from PIL import Image
@@ -14,6 +17,7 @@ from typer.testing import CliRunner
 from conftest import one_line_error, tiny_overrides
 from mcit.cli import app
 from mcit.config import load_config
+from mcit.report.glance import SCATTER_PNG
 from mcit.report.tables import CSV_DECIMALS, METRICS
 from mcit.runner import Runner
 
@@ -29,6 +33,15 @@ def runs(tmp_path_factory):
     shared = {"model.name": str(root / "seqft" / "base_model"), "benchmark.base": "null", "save_models": "false"}
     Runner(load_config(None, tiny_overrides(method="[er]", threads=1, **shared)), root / "er").run()
     return root
+
+
+@pytest.fixture(scope="module")
+def lora_run(runs):
+    """er with LoRA r 16 and only the projector trained, from seqft's base model: what the methods column hides."""
+    changed = {"model.name": str(runs / "seqft" / "base_model"), "benchmark.base": "null", "save_models": "false",
+               "model.lora": "{r: 16}", "model.trainable": "[projector]"}
+    Runner(load_config(None, tiny_overrides(method="[er]", threads=1, **changed)), runs / "er-lora").run()
+    return runs / "er-lora"
 
 
 def results_of(run_dir) -> dict:
@@ -128,18 +141,20 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def open_in_chromium(page, screenshot, profile) -> list[str]:
-    """Open ``page`` in headless Chromium, write a screenshot; return the page's console messages."""
-    import subprocess
-
+def chromium_or_skip() -> str:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         if os.environ.get("MCIT_REQUIRE_BROWSER"):
             pytest.fail("MCIT_REQUIRE_BROWSER is set but no chromium is installed (.ci/run installs Debian's chromium)")
         pytest.skip("no chromium on this machine (apt install chromium)")
+    return chromium
+
+
+def open_in_chromium(page, screenshot, profile) -> list[str]:
+    """Open ``page`` in headless Chromium, write a screenshot; return the page's console messages."""
     done = subprocess.run(
-        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={screenshot}", page.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [chromium_or_skip(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={screenshot}", page.as_uri()],
+        check=False, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
@@ -159,3 +174,60 @@ def test_a_real_browser_renders_the_report_without_console_messages(runs, tmp_pa
         assert shot.size == (1280, 2000)
         colours = shot.convert("L").getextrema()
     assert colours[1] - colours[0] > 100, "the screenshot shows content, not a blank page"
+
+
+# Test-only: the report itself has no scripts. Once the page and its images have loaded, this
+# writes what the browser made of them into the DOM, which --dump-dom prints.
+PROBE = """<script>
+window.addEventListener("load", () => {
+  const images = Array.from(document.images, (image) => ({src: image.getAttribute("src"), width: image.naturalWidth, height: image.naturalHeight}));
+  const rows = Array.from(document.querySelectorAll("table.diff tbody tr"), (tr) => ({
+    key: tr.querySelector("code.key") ? tr.querySelector("code.key").textContent : null,
+    cells: Array.from(tr.cells).slice(1).map((td) => td.textContent),
+    unusual: Array.from(tr.cells).slice(1).flatMap((td, index) => td.classList.contains("unusual") ? [index] : []),
+  }));
+  const columns = Array.from(document.querySelectorAll("table.diff thead th"), (th) => th.textContent);
+  const probe = document.createElement("pre");
+  probe.id = "probe";
+  probe.textContent = JSON.stringify({images, rows, columns, text: document.body.innerText});
+  document.body.appendChild(probe);
+});
+</script>"""
+
+
+def probe_in_chromium(page, profile) -> dict:
+    """Load a copy of ``page`` (beside it, so its images resolve) with :data:`PROBE` in headless Chromium; return what it saw."""
+    probe = page.with_name(f"probe-{page.name}")
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", f"{PROBE}</body>"), encoding="utf-8")
+    done = subprocess.run(
+        [chromium_or_skip(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+        check=False, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.DOTALL)
+    assert found, done.stdout[-2000:]
+    return json.loads(html.unescape(found.group(1)))
+
+
+def test_a_real_browser_shows_the_comparison_figures_and_only_the_settings_that_differ(runs, lora_run, tmp_path):
+    out = tmp_path / "report"
+    assert report(runs / "seqft", runs / "er", lora_run, "--out", out).exit_code == 0
+    # The control: an image that is not there loads with no size, so the sizes below mean something.
+    control = out / "control.html"
+    control.write_text('<html><body><img src="not-there.png"></body></html>', encoding="utf-8")
+    assert probe_in_chromium(control, tmp_path / "p1")["images"] == [{"src": "not-there.png", "width": 0, "height": 0}]
+
+    seen = probe_in_chromium(out / "index.html", tmp_path / "p2")
+    images = {image["src"]: (image["width"], image["height"]) for image in seen["images"]}
+    comparison_figures = [SCATTER_PNG, "task01-overlay.png", "task02-overlay.png", "task03-overlay.png"]  # color, count, arithmetic*
+    assert set(comparison_figures) <= set(images) and "task04-overlay.png" not in images
+    assert all(width > 100 and height > 100 for width, height in images.values()), images
+    assert seen["columns"] == ["setting", "seqft", "er", "er-lora"]
+    rows = {row["key"]: row for row in seen["rows"] if row["key"]}
+    assert rows["model.lora"]["cells"] == ["null", "null", "{r: 16, alpha: 16.0, dropout: 0.0, rslora: false, target_modules: null}"]
+    assert rows["model.trainable"]["cells"][2] == "[projector]" and rows["model.trainable"]["unusual"] == [2]
+    assert rows["method.0.name"]["cells"] == ["seqft", "er", "er"]
+    assert rows["benchmark.base"]["cells"][1:] == ["null", "null"], "er and er-lora started from seqft's base model"
+    shared = {"seed", "train.lr", "benchmark.tasks", "eval.batch_size", "model.lora.r", "threads"}
+    assert not shared & set(rows), "settings every run shares are not shown"
+    assert "All runs share every other setting" in seen["text"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mcit.errors import UserError
 from mcit.report.figures import curves, heatmap
+from mcit.report.glance import DIFF_CSV, build_glance, diff_table, glance_html
 from mcit.report.groups import expand, group_table
 from mcit.report.html import RunFigures, render_page
 from mcit.report.pool_gain import add_relative_gains
@@ -17,8 +18,10 @@ from mcit.report.tables import comparison_table, cost_table, environment_table, 
 def write_report(run_dirs: list[Path], out: Path) -> Path:
     """Write ``index.html``, two PNG figures per run, ``comparison.csv``/``.tex``, ``cost.csv``, ``matrices.json``.
 
-    A sweep directory stands for its cells that have results, and adds the group table
-    (``groups.csv``/``.tex``). Every run directory is read before anything is written;
+    The page opens with the runs compared at a glance (:mod:`mcit.report.glance`): one figure
+    per task overlaying every run, final accuracy against forgetting, and what differs between
+    the runs' configs (``config_diff.csv``). A sweep directory stands for its cells that have
+    results, and adds the group table (``groups.csv``/``.tex``). Every run directory is read before anything is written;
     existing files of the same names in ``out`` are replaced, others left alone.
 
     Args:
@@ -58,6 +61,9 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
             heatmap(view, title, out / f"{run.slug}-matrix.png").name,
             curves(view, title, out / f"{run.slug}-curves.png").name,
         )
+    glance = build_glance(runs, expanded.cells, groups, out)
+    if glance.diff is not None:
+        write_csv(diff_table(glance.diff), out / DIFF_CSV)
     comparison, cost = comparison_table(runs), cost_table(runs)
     write_csv(comparison, out / "comparison.csv")
     write_csv(cost, out / "cost.csv")
@@ -67,5 +73,8 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
         (out / "groups.tex").write_text(latex_tabular(groups), encoding="utf-8")
     (out / "matrices.json").write_text(json.dumps(matrices(runs), indent=1, allow_nan=False) + "\n", encoding="utf-8")
     page = out / "index.html"
-    page.write_text(render_page(runs, figures, comparison, cost, environment_table(runs), groups), encoding="utf-8")
+    page.write_text(
+        render_page(runs, figures, comparison, cost, environment_table(runs), groups, glance_html(glance), glance.diff is not None),
+        encoding="utf-8",
+    )
     return page

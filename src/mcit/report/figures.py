@@ -19,7 +19,8 @@ def _nan(value: float | None) -> float:
     return math.nan if value is None else value
 
 
-def _save(figure: Figure, path: Path) -> Path:
+def save_png(figure: Figure, path: Path) -> Path:
+    """Write ``figure`` to ``path`` as a PNG at :data:`DPI`, cropped to what it draws."""
     FigureCanvasAgg(figure)
     figure.savefig(path, dpi=DPI, bbox_inches="tight")
     return path
@@ -38,7 +39,7 @@ def heatmap(view: MatrixView, title: str, path: Path) -> Path:
     figure = Figure(figsize=(max(4.0, 2.2 + 0.9 * cols), max(2.5, 1.4 + 0.45 * rows)))
     if not rows or not cols:
         _empty(figure, title)
-        return _save(figure, path)
+        return save_png(figure, path)
     ax = figure.subplots()
     data = [[_nan(v) for v in row] for row in view.values]
     cmap = colormaps["viridis"].with_extremes(bad="lightgrey")
@@ -54,7 +55,7 @@ def heatmap(view: MatrixView, title: str, path: Path) -> Path:
     ax.set_ylabel("after")
     ax.set_title(title)
     figure.colorbar(image, ax=ax, label="accuracy (%)")
-    return _save(figure, path)
+    return save_png(figure, path)
 
 
 def curves(view: MatrixView, title: str, path: Path) -> Path:
@@ -63,7 +64,7 @@ def curves(view: MatrixView, title: str, path: Path) -> Path:
     figure = Figure(figsize=(max(5.0, 2.5 + 0.8 * rows), 3.6))
     if not rows or not view.labels:
         _empty(figure, title)
-        return _save(figure, path)
+        return save_png(figure, path)
     ax = figure.subplots()
     for j, label in enumerate(view.labels):
         ys = [_nan(row[j]) for row in view.values]
@@ -76,4 +77,4 @@ def curves(view: MatrixView, title: str, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.set_title(title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
-    return _save(figure, path)
+    return save_png(figure, path)

@@ -46,6 +46,7 @@ class SweepCell:
     seed: int
     order: int
     path: Path
+    base_from: Path | None = None  # the cell whose base model it starts from (sweep.json), if not its own
 
 
 @dataclass
@@ -70,7 +71,8 @@ def expand(paths: list[Path]) -> Expanded:
             continue
         prefix = f"{path.resolve().name}/" if len(sweeps) > 1 else ""
         for entry in description["cells"]:
-            cell = SweepCell(f"{prefix}{entry['method']}", int(entry["seed"]), int(entry["order"]), path / entry["path"])
+            base_from = path / entry["base_from"] if entry.get("base_from") else None
+            cell = SweepCell(f"{prefix}{entry['method']}", int(entry["seed"]), int(entry["order"]), path / entry["path"], base_from)
             if not (cell.path / "results.json").is_file():
                 expanded.not_started.append(cell)
                 continue

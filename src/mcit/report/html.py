@@ -10,6 +10,7 @@ import html
 from dataclasses import dataclass
 
 from mcit.metrics import CONVENTIONS
+from mcit.report.image_check import image_check_section
 from mcit.report.runs import Run, paper_view
 from mcit.report.tables import METRICS, Column, Table
 
@@ -18,6 +19,10 @@ EXPORTS = {
     "comparison.tex": "the comparison table as a LaTeX tabular",
     "cost.csv": "the cost table",
     "matrices.json": "each run's columns, row labels and accuracy matrix in points (and its paper-compatible matrix)",
+}
+DIFF_EXPORTS = {
+    "config_diff.csv": "the settings that differ between the runs' configs, one column per run or sweep method "
+    "(changes_results: false for a results-neutral setting; empty = not a setting of that run)",
 }
 GROUP_EXPORTS = {
     "groups.csv": "the group table of the sweeps (points, to 6 decimals; empty = undefined or no interval)",
@@ -35,6 +40,9 @@ th { background: #f2f2f2; } td.num { text-align: right; font-variant-numeric: ta
 figure { display: inline-block; margin: 0.5em 1em 0.5em 0; vertical-align: top; }
 figure img { max-width: 100%; border: 1px solid #ddd; } figcaption { font-size: 0.85em; color: #555; }
 code { background: #f5f5f5; padding: 0 0.2em; }
+table.diff td { overflow-wrap: anywhere; min-width: 7em; max-width: 30em; vertical-align: top; }
+table.diff code.key { white-space: nowrap; } .unusual, .unusual code { background: #ffe9a8; }
+table.diff th.part { text-align: left; font-weight: normal; font-style: italic; background: #fafafa; }
 """
 
 
@@ -123,10 +131,11 @@ def _groups_section(groups: Table | None) -> list[str]:
 
 def render_page(
     runs: list[Run], figures: dict[str, RunFigures], comparison: Table, cost: Table, environment: Table,
-    groups: Table | None = None,
+    groups: Table | None = None, glance: str = "", config_diff: bool = False,
 ) -> str:
-    """The whole page as a string (``groups``: the group table of the sweeps among the runs, if any)."""
-    listed = {**EXPORTS, **(GROUP_EXPORTS if groups is not None else {})}
+    """The whole page as a string (``groups``: the group table of the sweeps among the runs, if any;
+    ``glance``: the "At a glance" section's HTML; ``config_diff``: whether ``config_diff.csv`` was written)."""
+    listed = {**EXPORTS, **(DIFF_EXPORTS if config_diff else {}), **(GROUP_EXPORTS if groups is not None else {})}
     exports = "\n".join(f'<li><a href="{_e(name)}">{_e(name)}</a>: {_e(what)}</li>' for name, what in listed.items())
     parts = [
         "<!DOCTYPE html>",
@@ -135,6 +144,7 @@ def render_page(
         f"<style>{_CSS}</style>\n</head>\n<body>",
         f"<h1>mcit report: {len(runs)} run{'s' if len(runs) != 1 else ''}</h1>",
         _run_list(runs),
+        glance,
         *_groups_section(groups),
         "<h2>Method comparison</h2>",
         ('<p class="muted">Points (100 &times; the score): final average accuracy (MFN), mean fine-tune accuracy (MFT), '
@@ -155,6 +165,7 @@ def render_page(
         table_html(environment),
         "<h2>Runs</h2>",
         *[_run_section(run, figures[run.name]) for run in runs],
+        *image_check_section(runs),
         "<h2>Exports</h2>",
         f"<ul>\n{exports}\n</ul>",
         "</body>\n</html>\n",

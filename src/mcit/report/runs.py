@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mcit.errors import UserError
+from mcit.report.image_check import read_image_check
 from mcit.state_tree import state_part_bytes
 from mcit.store import CONFIG_FILE, STEP_PREFIX, read_config_file, read_results_file
 
@@ -26,6 +27,7 @@ class Run:
     path: Path
     results: dict[str, Any]
     config: dict[str, Any] = field(default_factory=dict)  # its config.yaml ({} if it has none)
+    image_check: dict[str, Any] | None = None  # its image_check.json (mcit.report.image_check), if any
 
     @property
     def pool(self) -> bool:
@@ -88,7 +90,7 @@ def load_runs(run_dirs: list[Path], names: list[str] | None = None) -> list[Run]
         while any(name == r.name or slug.lower() == r.slug.lower() for r in runs):  # case: macOS file systems
             count += 1
             name, slug = f"{base}-{count}", _slug(f"{base}-{count}")
-        runs.append(Run(name, slug, run_dir, results, read_config(run_dir)))
+        runs.append(Run(name, slug, run_dir, results, read_config(run_dir), read_image_check(run_dir)))
     return runs
 
 
