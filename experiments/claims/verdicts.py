@@ -19,9 +19,10 @@ and inconclusive otherwise. Fewer than two seeds give no interval: inconclusive.
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass
 from typing import Literal
+
+from mcit.report.groups import estimate
 
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
@@ -29,7 +30,6 @@ INCONCLUSIVE = "inconclusive at this n"
 NOT_MEASURED = "not measured"  # no seed has the figure's runs complete
 UNDEFINED = "undefined"  # the runs are complete but the figure has no finite value (e.g. a relative gain over bounds of 0)
 NEGLIGIBLE = 1.0  # points: the smallest effect an "above" claim must be able to reach to count as present
-CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
@@ -57,17 +57,9 @@ class Interval:
 
 
 def interval(values: list[float]) -> Interval:
-    """Mean and 95% Student-t half-width ``t(0.975, n-1) * s / sqrt(n)`` of the finite values."""
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values:
-        return Interval(None, None, 0)
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return Interval(mean, None, 1)
-    from scipy.stats import t
-
-    quantile = float(t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1))
-    return Interval(mean, quantile * statistics.stdev(values) / math.sqrt(len(values)), len(values))
+    """Mean and 95% Student-t half-width of the finite values (the report's :func:`mcit.report.groups.estimate`)."""
+    found = estimate([v for v in values if v is not None and math.isfinite(v)])
+    return Interval(found.mean, found.half_width, found.n)
 
 
 @dataclass(frozen=True)
