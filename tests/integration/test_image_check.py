@@ -24,7 +24,7 @@ from mcit.cli import app
 from mcit.config import load_config
 from mcit.data.synthetic.render import COLORS
 from mcit.data.synthetic.tasks import TASKS
-from mcit.evaluation.image_reliance import check_model_images
+from mcit.image_reliance import check_model_images
 from mcit.report import write_report
 from mcit.runner import Runner
 

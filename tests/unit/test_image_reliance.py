@@ -10,7 +10,7 @@ from PIL import Image
 
 from mcit.data.images import ImageRef
 from mcit.data.sample import Sample
-from mcit.evaluation.image_reliance import (
+from mcit.image_reliance import (
     MID_GREY,
     VERDICTS,
     TaskImageCheck,

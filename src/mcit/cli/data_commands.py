@@ -73,7 +73,7 @@ def data_check(
 ) -> None:
     """Read every record and decode every image of a benchmark's files; count them; check a manifest.
 
-    With --model, also check that the evaluation sets need their images (mcit.evaluation.image_reliance).
+    With --model, also check that the evaluation sets need their images (mcit.image_reliance).
     """
     from mcit.benchmarks.data_check import FILE_BENCHMARKS
     from mcit.config import load_config
@@ -118,7 +118,7 @@ def _check_files(config, manifest: Path | None) -> None:
 def _check_images(config, model: str, threshold_points: float | None, out: Path | None) -> None:
     """Score ``model`` with real, blank and shuffled images; print the table and a line per flagged task."""
     from mcit.atomic_files import atomic_write_json
-    from mcit.evaluation.image_reliance import DEFAULT_THRESHOLD, check_model_images, image_check_path
+    from mcit.image_reliance import DEFAULT_THRESHOLD, check_model_images, image_check_path
     from mcit.report.image_check import COLUMNS, image_check_notes, image_check_rows, image_check_summary
     from mcit.report.tables import one_decimal
     from mcit.run_setup import quiet_transformers

@@ -10,8 +10,9 @@ import html
 from dataclasses import dataclass
 
 from mcit.metrics import CONVENTIONS
-from mcit.report.image_check import image_check_section
-from mcit.report.runs import Run, paper_view
+from mcit.report.image_check import COLUMNS as IMAGE_CHECK_COLUMNS
+from mcit.report.image_check import image_check_notes, image_check_rows, image_check_summary
+from mcit.report.runs import Run, matrix_view, paper_view
 from mcit.report.tables import METRICS, Column, Table
 
 EXPORTS = {
@@ -171,3 +172,31 @@ def render_page(
         "</body>\n</html>\n",
     ]
     return "\n".join(parts)
+
+
+def image_check_section(runs: list[Run]) -> list[str]:
+    """The page's section: each run's image check; nothing when no run has one."""
+    checked = [run for run in runs if run.image_check is not None]
+    if not checked:
+        return []
+    parts = [
+        "<h2>Is the image needed?</h2>",
+        ('<p class="muted">The model of <code>mcit data check --model</code> (usually the base model) scored on each '
+         "evaluation set with its images (real), with every image replaced by a blank one of the same size, and with "
+         "every sample shown another sample's image (shuffled); points. A task is flagged when the real score exceeds "
+         "the blank or the shuffled one by less than the threshold (drop: the smaller of the two): the model answers it "
+         "without its images, so it measures little of vision-language learning.</p>"),
+    ]  # fmt: skip
+    columns = [Column(key, key, "text" if key in ("task", "flag") else "points") for key in IMAGE_CHECK_COLUMNS]
+    for run in checked:
+        check = run.image_check
+        parts.append(f"<h3>{_e(run.name)}</h3>")
+        if "error" in check:
+            parts.append(f'<p class="note">{_e(check["error"])}</p>')
+            continue
+        parts += [f'<p class="muted">{_e(image_check_summary(check))}</p>', table_html(Table(columns, image_check_rows(check)))]
+        parts += [f'<p class="{"note" if flagged else "muted"}">{_e(line)}</p>' for flagged, line in image_check_notes(check)]
+        missing = [str(t.get("task")) for t in check["tasks"] if t.get("task") not in matrix_view(run.results).columns]
+        if missing:
+            parts.append(f'<p class="muted">Not columns of this run (the check was of another config): {_e(", ".join(missing))}</p>')
+    return parts

@@ -1,20 +1,16 @@
-"""The image check's table (:mod:`mcit.evaluation.image_reliance`) for the terminal and the report.
+"""The image check's table (:mod:`mcit.image_reliance`) for the terminal and the report.
 
 ``mcit data check CONFIG --model DIR --out RUN_DIR`` writes ``RUN_DIR/image_check.json``;
 :func:`read_image_check` reads it for ``mcit report`` (read only, like the other run files),
 and :func:`image_check_rows` gives the rows both ``mcit data check`` and the page
-(:func:`image_check_section`) show.
+(:func:`mcit.report.html.image_check_section`) show.
 """
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from mcit.report.runs import Run
+from typing import Any
 
 IMAGE_CHECK_FILE = "image_check.json"  # in a run directory
 COLUMNS = ("task", "real", "blank", "shuffled", "drop", "flag")  # scores in points
@@ -72,39 +68,3 @@ def image_check_summary(check: dict[str, Any]) -> str:
         f"(a drop under {'?' if threshold is None else f'{threshold:g}'} points from the real score to the blank or the shuffled one); "
         f"blank images RGB {tuple(blank.get('rgb') or ())} ({blank.get('from', '?')}), shuffle seed {check.get('seed', '?')}"
     )
-
-
-def image_check_section(runs: list[Run]) -> list[str]:
-    """The page's section: each run's image check; nothing when no run has one."""
-    from mcit.report.html import table_html  # (html imports this module)
-    from mcit.report.runs import matrix_view
-    from mcit.report.tables import Column, Table
-
-    checked = [run for run in runs if run.image_check is not None]
-    if not checked:
-        return []
-    parts = [
-        "<h2>Is the image needed?</h2>",
-        ('<p class="muted">The model of <code>mcit data check --model</code> (usually the base model) scored on each '
-         "evaluation set with its images (real), with every image replaced by a blank one of the same size, and with "
-         "every sample shown another sample's image (shuffled); points. A task is flagged when the real score exceeds "
-         "the blank or the shuffled one by less than the threshold (drop: the smaller of the two): the model answers it "
-         "without its images, so it measures little of vision-language learning.</p>"),
-    ]  # fmt: skip
-    columns = [Column(key, key, "text" if key in ("task", "flag") else "points") for key in COLUMNS]
-    for run in checked:
-        check = run.image_check
-        parts.append(f"<h3>{_e(run.name)}</h3>")
-        if "error" in check:
-            parts.append(f'<p class="note">{_e(check["error"])}</p>')
-            continue
-        parts += [f'<p class="muted">{_e(image_check_summary(check))}</p>', table_html(Table(columns, image_check_rows(check)))]
-        parts += [f'<p class="{"note" if flagged else "muted"}">{_e(line)}</p>' for flagged, line in image_check_notes(check)]
-        missing = [str(t.get("task")) for t in check["tasks"] if t.get("task") not in matrix_view(run.results).columns]
-        if missing:
-            parts.append(f'<p class="muted">Not columns of this run (the check was of another config): {_e(", ".join(missing))}</p>')
-    return parts
-
-
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
