@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 from conftest import tiny_overrides
@@ -20,8 +21,30 @@ NARROW = 40
 LINE = re.compile(r"^\d\d:\d\d:\d\d (?P<phase>.+?): (?P<what>started|done|stopped)\b")
 
 
-def command(run_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "mcit", "run", *tiny_overrides(), "--out", str(run_dir)]
+# `mcit run`, held where task 2 has started (its "started" line written) until the test's Ctrl-C
+# arrives: on a loaded machine the tiny task could otherwise end before the signal does.
+HELD_AT_TASK_2 = textwrap.dedent(
+    """
+    import sys, time
+    import mcit.runner
+    from mcit.cli import main
+
+    real_train = mcit.runner.train
+
+    def train(ctx, *args, **kwargs):
+        if ctx.task.index == 1:
+            time.sleep(600)
+        return real_train(ctx, *args, **kwargs)
+
+    mcit.runner.train = train
+    main()
+    """
+)
+
+
+def command(run_dir: Path, held: bool = False) -> list[str]:
+    start = ["-c", HELD_AT_TASK_2] if held else ["-m", "mcit"]
+    return [sys.executable, *start, "run", *tiny_overrides(), "--out", str(run_dir)]
 
 
 def environment() -> dict[str, str]:
@@ -37,7 +60,7 @@ def phases(log: str) -> list[tuple[str, str]]:
 def test_a_logged_run_reports_as_it_goes_says_where_ctrl_c_stopped_it_and_prints_whole_tables(tmp_path):
     run_dir = tmp_path / "run"
     process = subprocess.Popen(
-        command(run_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        command(run_dir, held=True), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
         env=environment(),
     )
     seen: list[str] = []
