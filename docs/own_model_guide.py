@@ -256,12 +256,16 @@ def _in_process(argv: list[str], directory: Path) -> tuple[int, str]:
     return result.exit_code, output
 
 
+#: An outer make's variables (``make test`` runs this guide): a reader's shell has none of them.
+OUTER_MAKE = ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")
+
+
 def _shell(text: str, directory: Path, environment: dict[str, str]) -> tuple[int, str]:
     done = subprocess.run(
         ["bash", "-o", "pipefail", "-c", text],
         check=False,
         cwd=directory,
-        env={**os.environ, **environment},
+        env={**{k: v for k, v in os.environ.items() if k not in OUTER_MAKE}, **environment},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -286,7 +290,8 @@ def run_command(command: str, directory: Path, small: bool, in_process: bool) ->
 
 def _make_in_process(argv: list[str], directory: Path, environment: dict[str, str]) -> tuple[int, str]:
     """A ``make`` target's recipe lines, as ``make -n`` expands them, each run like a command of the guide."""
-    code, listing = _shell(shlex.join([*argv[:1], "-n", *argv[1:]]), directory, environment)
+    # --no-print-directory: under an outer make (``make test``), make would list "make[1]: Entering ..." lines too
+    code, listing = _shell(shlex.join([*argv[:1], "-n", "--no-print-directory", *argv[1:]]), directory, environment)
     if code != 0:
         return code, listing
     output = ""
