@@ -25,7 +25,7 @@ LINE = re.compile(r"^\d\d:\d\d:\d\d (?P<phase>.+?): (?P<what>started|done|stoppe
 # arrives: on a loaded machine the tiny task could otherwise end before the signal does.
 HELD_AT_TASK_2 = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
     import mcit.runner
     from mcit.cli import main
 
@@ -36,6 +36,9 @@ HELD_AT_TASK_2 = textwrap.dedent(
             time.sleep(600)
         return real_train(ctx, *args, **kwargs)
 
+    # Ctrl-C as a terminal delivers it, also where this suite runs as a background job (which
+    # starts its children with SIGINT ignored, so Python would install no KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     mcit.runner.train = train
     main()
     """
