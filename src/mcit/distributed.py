@@ -154,6 +154,21 @@ class World:
 SINGLE = World()
 
 
+def torch_threads(setting: int | str) -> int:
+    """The CPU threads a process gives torch for the ``threads`` setting (a number, or ``"auto"``).
+
+    ``"auto"``: half the CPUs this process may use (its affinity mask), divided among the
+    processes launched on this machine (``LOCAL_WORLD_SIZE``), at least 1. Half, because
+    OpenMP's idle threads spin: two runs that each take every CPU slow each other down by
+    more than the 2x of sharing (2.25-2.9x for two short default runs on 2 CPUs, against
+    1.0x with one thread each, which runs a tiny model as fast as two; docs/RESULTS.md).
+    """
+    if setting != "auto":
+        return int(setting)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cpus // (2 * max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))))
+
+
 def world_from_environment(timeout_minutes: float = 30.0) -> World:
     """The :class:`World` that the launcher's environment (``WORLD_SIZE``, ``RANK``, ...) describes.
 

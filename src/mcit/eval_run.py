@@ -16,6 +16,7 @@ import torch
 
 from mcit.data.collate import Collator
 from mcit.device import resolve_device
+from mcit.distributed import torch_threads
 from mcit.evaluation.evaluate import evaluate_task
 from mcit.evaluation.paper import paper_scores
 from mcit.models.hf import check_model_dir, load_vlm
@@ -36,7 +37,7 @@ def load_for_eval(config, model_path: Path | str | None = None) -> tuple[str, Sc
     name = str(model_path) if model_path is not None else config.model.name
     if not (Path(name) / "adapter_config.json").is_file():
         check_model_dir(name)
-    torch.set_num_threads(config.threads)
+    torch.set_num_threads(torch_threads(config.threads))
     device = resolve_device(config.device)
     scenario = build_scenario(config)
     if name == "tiny":

@@ -26,7 +26,7 @@ from mcit.config import RunConfig, config_to_dict
 from mcit.costs import MemoryPeaks
 from mcit.data.collate import Collator
 from mcit.data.sample import Task
-from mcit.distributed import World, world_from_environment
+from mcit.distributed import World, torch_threads, world_from_environment
 from mcit.errors import UserError
 from mcit.evaluation.evaluate import evaluate_task
 from mcit.evaluation.language_harness import evaluate_language, lm_eval_available
@@ -227,7 +227,7 @@ class Runner:
         quiet_transformers()
         resolved = config_to_dict(self.config)
         self._check_config(resolved)  # (and that the directory can be written)
-        torch.set_num_threads(self.config.threads)
+        torch.set_num_threads(torch_threads(self.config.threads))
         scenario = build_scenario(self.config)
         scenario.check()
         harness = self.config.language_harness

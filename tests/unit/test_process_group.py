@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from conftest import on_two_gloo_processes
 from mcit.data.collate import Batch
 from mcit.data.sample import Sample
-from mcit.distributed import SINGLE, World, world_from_environment
+from mcit.distributed import SINGLE, World, torch_threads, world_from_environment
 from mcit.errors import UserError
 from mcit.strategies import Context, Strategy, TaskView
 from mcit.training.feed import MicroBatch, weigh
@@ -120,3 +120,29 @@ def test_collectives_on_two_gloo_processes():
         assert result["none"] is None, "a parameter without a gradient on any process must keep none (AdamW skips it)"
         assert result["loss"] == pytest.approx(0.75)
         assert result["gather"] == ["r0a", "r0b", "r1a", "r1b"] and result["broadcast"] == "from 0"
+
+
+@pytest.mark.parametrize(
+    ("cpus", "local_processes", "expected"), [(2, None, 1), (1, None, 1), (16, None, 8), (16, "2", 4), (16, "4", 2), (4, "8", 1)]
+)
+def test_auto_threads_are_half_the_cpus_shared_among_the_local_processes(monkeypatch, cpus, local_processes, expected):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    if local_processes is None:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", local_processes)
+    assert torch_threads("auto") == expected
+    assert torch_threads(3) == 3  # a number is taken as it is
+
+
+def test_a_run_gives_torch_the_threads_its_setting_resolves_to(monkeypatch, tmp_path, tiny_config):
+    from mcit.runner import Runner
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(6)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    before = torch.get_num_threads()
+    try:
+        results = Runner(tiny_config(**{"threads": "auto", "benchmark.tasks": "[color]"}), tmp_path / "run").run()
+    finally:
+        torch.set_num_threads(before)
+    assert results["environment"]["threads"] == 3

@@ -7,7 +7,7 @@ says exactly what ran.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticUndefined
@@ -153,7 +153,12 @@ class RunConfig(_Strict):
     stream: StreamInfo | None = Field(None, description="Provenance of a published stream (see `mcit ls benchmarks`); informational.")
     scenario: str = Field("stream", description="What the run iterates (see `mcit ls`): 'stream' trains each task in turn; 'pool': datasets join a pool and each step trains on a budgeted selection of the whole pool.")
     seed: int = Field(0, description="Seed of data order, sampling and buffers (each task derives its own).")
-    threads: int = Field(2, ge=1, description="CPU threads for torch.")
+    threads: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="CPU threads for torch. 'auto': half the CPUs this process may use, shared among the processes "
+        "launched on this machine (LOCAL_WORLD_SIZE), at least 1; 1 on 2 CPUs, so two runs side by side do not "
+        "spin against each other (docs/RESULTS.md, 'Two runs on one machine').",
+    )
     device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu' or 'cuda[:i]'.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Which model and which parts train.")
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig, description="The task stream.")
