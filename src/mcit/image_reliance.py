@@ -37,7 +37,7 @@ import torch
 from PIL import Image
 
 from mcit.data.collate import Collator
-from mcit.data.images import ImageRef, StoredImage, image_size
+from mcit.data.images import ImageRef, StoredImage, blank_colour, blank_like
 from mcit.data.sample import Sample, Task
 from mcit.errors import UserError
 from mcit.eval_run import load_for_eval
@@ -46,7 +46,6 @@ from mcit.evaluation.generate import generate_answers
 from mcit.report.image_check import IMAGE_CHECK_FILE
 
 DEFAULT_THRESHOLD = 0.05  # a fraction (5 points); see the module docstring
-MID_GREY = (128, 128, 128)
 Phase = Callable[[str, int], Callable[[int], None]]
 
 # verdict -> (flagged, what it means); {real}, {blank}, {shuffled} are points, {variants} the blank and shuffled ones in words.
@@ -152,14 +151,6 @@ def derangement(samples: Sequence[Sample], seed: int = 0) -> list[int]:
     return source
 
 
-def blank_colour(collator: Collator) -> tuple[tuple[int, int, int], str]:
-    """The RGB colour of the blank images and where it came from."""
-    mean = getattr(getattr(collator.processor, "image_processor", None), "image_mean", None)
-    if mean is not None and len(mean) == 3:
-        return tuple(round(255 * float(c)) for c in mean), "the processor's image_mean"
-    return MID_GREY, "mid-grey (the processor names no image_mean)"
-
-
 class Replaced(Sequence[Sample]):
     """A lazy view of ``samples`` with each sample's images replaced by ``images(index, sample)``;
     nothing is decoded or drawn until a batch reads it."""
@@ -178,7 +169,7 @@ class Replaced(Sequence[Sample]):
 
 
 def blank_images(samples: Sequence[Sample], colour: tuple[int, int, int]) -> Replaced:
-    return Replaced(samples, lambda _, sample: tuple(Image.new("RGB", image_size(image), colour) for image in sample.images))
+    return Replaced(samples, lambda _, sample: tuple(blank_like(image, colour) for image in sample.images))
 
 
 def shuffled_images(samples: Sequence[Sample], source: list[int]) -> Replaced:
@@ -205,7 +196,7 @@ def check_images(
     """
     if not 0 <= threshold <= 1:
         raise UserError(f"image check threshold {threshold!r}: give a fraction of the score between 0 and 1 (0.05 = 5 points)")
-    colour, _ = blank_colour(collator)
+    colour, _ = blank_colour(collator.processor)
     image_samples = [sum(1 for sample in task.eval if sample.images) for task in tasks]
     work = 3 * sum(len(task.eval) for task, count in zip(tasks, image_samples) if count)
     advance = phase("image check (real, blank, shuffled)", work) if phase else None
@@ -244,7 +235,7 @@ def check_model_images(config, model_path: str | None = None, threshold: float =
     name, scenario, model, collator, device = load_for_eval(config, model_path)
     start = time.perf_counter()
     checks = check_images(model, collator, scenario.columns, config.eval.batch_size, device, threshold, config.seed, phase)
-    colour, source = blank_colour(collator)
+    colour, source = blank_colour(collator.processor)
     return {
         "model": name,
         "benchmark": config.benchmark.name,

@@ -8,13 +8,11 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image
 
-from mcit.data.images import ImageRef
+from mcit.data.images import MID_GREY, ImageRef, blank_colour
 from mcit.data.sample import Sample
 from mcit.image_reliance import (
-    MID_GREY,
     VERDICTS,
     TaskImageCheck,
-    blank_colour,
     blank_images,
     derangement,
     shuffled_images,
@@ -91,8 +89,8 @@ def test_shuffled_view_shows_the_source_samples_images():
 
 def test_blank_colour_is_the_processors_mean_or_mid_grey():
     clip = SimpleNamespace(processor=SimpleNamespace(image_processor=SimpleNamespace(image_mean=[0.48145466, 0.4578275, 0.40821073])))
-    assert blank_colour(clip) == ((123, 117, 104), "the processor's image_mean")
-    assert blank_colour(SimpleNamespace(processor=SimpleNamespace()))[0] == MID_GREY
+    assert blank_colour(clip.processor) == ((123, 117, 104), "the processor's image_mean")
+    assert blank_colour(SimpleNamespace())[0] == MID_GREY
 
 
 @pytest.mark.parametrize(

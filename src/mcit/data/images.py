@@ -122,6 +122,28 @@ def image_size(image: Image.Image | ImageRef | StoredImage) -> tuple[int, int]:
         raise UserError(f"{prefix}cannot read {image.path}: {one_line(error, empty=type(error).__name__)}") from None
 
 
+MID_GREY = (128, 128, 128)
+
+
+def blank_colour(processor: Any) -> tuple[tuple[int, int, int], str]:
+    """The RGB colour of a blank image for ``processor``'s model, and where it came from: the
+    image processor's ``image_mean`` (what normalises to about zero), or mid-grey where it names none."""
+    mean = getattr(getattr(processor, "image_processor", None), "image_mean", None)
+    if mean is not None and len(mean) == 3:
+        return tuple(round(255 * float(c)) for c in mean), "the processor's image_mean"
+    return MID_GREY, "mid-grey (the processor names no image_mean)"
+
+
+def blank_like(image: Image.Image | ImageRef | StoredImage, colour: tuple[int, int, int]) -> Image.Image:
+    """A uniform image of ``image``'s size (read from the header, nothing decoded) in ``colour``.
+
+    The same size keeps the number of image tokens (dynamic-resolution families tile by
+    size); a real uniform image, not all-zero pixel values, because some families
+    (Idefics3 / SmolVLM) drop all-zero images as padding.
+    """
+    return Image.new("RGB", image_size(image), colour)
+
+
 def as_pil(image: Image.Image | ImageRef | StoredImage) -> Image.Image:
     """A decoded image, whether ``image`` is one already or a reference to a file or stored bytes."""
     return image.load() if isinstance(image, (ImageRef, StoredImage)) else image

@@ -29,11 +29,10 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image
 from pydantic import Field
 
 from mcit.data.collate import IGNORE_INDEX
-from mcit.data.images import as_pil
+from mcit.data.images import blank_colour, blank_like
 from mcit.data.sample import Sample
 from mcit.errors import UserError
 from mcit.models.hf import part_of
@@ -390,30 +389,20 @@ def _forward_pass(model, batch, modules, projections, hidden_index: int | None):
     return nll.detach(), scores, gradient_rows, pooled
 
 
-def blank_image(image, processor) -> Image.Image:
-    """A uniform image of ``image``'s size in the processor's mean colour (grey without one).
-
-    The same size keeps the number of image tokens (dynamic-resolution families tile by
-    size); a real uniform image, not all-zero pixel values, because some families
-    (Idefics3 / SmolVLM) drop all-zero images as padding.
-    """
-    width, height = as_pil(image).size
-    mean = getattr(getattr(processor, "image_processor", None), "image_mean", None) or (0.5, 0.5, 0.5)
-    return Image.new("RGB", (width, height), tuple(round(255 * float(m)) for m in mean[:3]))
-
-
 def _image_grounding(model: torch.nn.Module, collator, batch, nll: torch.Tensor, device) -> np.ndarray:
     """log IG = logPPL with blank images - logPPL with the images; NaN for text-only samples.
 
-    The blank pass is the same batch with every image replaced by :func:`blank_image`: the
+    The blank pass is the same batch with every image replaced by a uniform one of its size in the processor's mean colour
+    (:func:`~mcit.data.images.blank_like`, :func:`~mcit.data.images.blank_colour`): the
     same token ids, image tokens and labels, with the visual content removed.
     """
     grounding = np.full(len(batch.samples), np.nan, dtype=np.float32)
     has_image = np.array([bool(sample.images) for sample in batch.samples])
     if not has_image.any():
         return grounding
+    colour, _ = blank_colour(collator.processor)
     blank_samples = [
-        replace(sample, images=tuple(blank_image(image, collator.processor) for image in sample.images))
+        replace(sample, images=tuple(blank_like(image, colour) for image in sample.images))
         for sample in batch.samples
     ]
     blank = collator.train_batch(blank_samples).to(device)
