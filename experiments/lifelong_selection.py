@@ -42,6 +42,8 @@ ROWS = {
     "lamp hidden": ("lamp:vectors=hidden", "seqft"),
     "lamp density": ("lamp:budget_rule=density", "seqft"),
     "lamp k5-10": ("lamp:k_grid=[5, 6, 7, 8, 9, 10]", "seqft"),
+    # LAMP's k-means before stop 30: on the full-width vectors, 3 restarts for every k of the grid.
+    "lamp full-width": ("lamp:cluster_dim=null;k_search_restarts=3", "seqft"),
 }
 DEFAULT_ROWS = [r for r in ROWS if " " not in r or r == "random replay"]
 
@@ -54,7 +56,7 @@ def overrides(args, seed: int, selector: str, method: str, base: Path | None) ->
         f"pool.selector={selector}", f"method=[{method}]",
     ]
     if selector in ("lamp", "lite"):
-        extra = f", {option.replace('=', ': ', 1)}" if option else ""
+        extra = "".join(f", {pair.replace('=', ': ', 1)}" for pair in option.split(";") if pair)
         values.append(f"pool.selector={{name: {selector}, dim: {args.dim}{extra}}}")
     if selector == "lite":
         values.append(f"pool.pool_budget={args.pool_budget}")

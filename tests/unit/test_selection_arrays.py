@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from mcit.selection._budget import split_budget, split_budget_weighted
 from mcit.selection._ccs import ccs_sample, trim_by_rank
-from mcit.selection._clustering import assign, choose_k, cluster_cosine_stats, elbow_k, kmeans
+from mcit.selection._clustering import assign, choose_k, cluster_cosine_stats, elbow_k, kmeans, search_projection
 from mcit.selection._featurestore import FeatureStore, in_memory_or_store, sidecar_path
 from mcit.selection._multiway import choose_score, histogram_entropy
 from mcit.selection._prune import lite_prune, max_cosine_to_earlier
@@ -373,6 +373,49 @@ def test_choose_k_finds_the_true_number_of_blobs() -> None:
     assert sorted(wss_small) == [2, 3]  # clamped to n = 3 and merged
     with pytest.raises(ValueError, match="grid"):
         choose_k(points, grid=(), seed=0)
+
+
+def test_search_projection_keeps_squared_norms_in_expectation() -> None:
+    assert search_projection(64, None, seed=0) is None
+    assert search_projection(64, 64, seed=0) is None  # no reduction: cluster the rows themselves
+    with pytest.raises(ValueError, match="search_dim"):
+        search_projection(64, 0, seed=0)
+    projection = search_projection(2048, 256, seed=3)
+    assert projection.shape == (2048, 256) and projection.dtype == np.float32
+    np.testing.assert_array_equal(projection, search_projection(2048, 256, seed=3))
+    assert not np.array_equal(projection, search_projection(2048, 256, seed=4))
+    rows = np.random.default_rng(0).normal(size=(400, 2048)).astype(np.float32)
+    ratio = ((rows @ projection) ** 2).sum(1) / (rows**2).sum(1)
+    # Each ratio is about chi-square(256) / 256: mean 1, standard deviation sqrt(2 / 256) = 0.088;
+    # the mean of 400 has deviation 0.0044 (the 7-sigma bound is 0.03), one ratio stays within 5.5.
+    assert abs(ratio.mean() - 1.0) < 0.03
+    assert 0.5 < ratio.min() and ratio.max() < 1.5
+
+
+def test_choose_k_on_a_projection_finds_the_same_clusters(tmp_path) -> None:
+    rng = np.random.default_rng(5)
+    centers = rng.normal(size=(6, 1024))
+    points, truth = blobs(60, centers, 0.5, seed=6)
+    store = FeatureStore.create(tmp_path / "vectors.f32", len(points), points.shape[1])
+    store.write(0, points)
+    store.flush()
+    features = FeatureStore.open(tmp_path / "vectors.f32").array
+    grid = (2, 3, 4, 6, 8, 10, 12)
+    full_k, full_labels, full_wss = choose_k(points, grid=grid, seed=0)
+    k, labels, wss_by_k = choose_k(features, grid=grid, seed=0, chunk=97, search_dim=128, search_n_init=1)
+    assert full_k == k == 6
+    # the same partition as the full-width clustering and as the truth
+    assert len({(t, label) for t, label in zip(truth, labels)}) == 6
+    assert len({(a, b) for a, b in zip(full_labels, labels)}) == 6
+    # The WSS estimates are those of the full width, to within the projection's spread
+    # (chi-square(128) / 128 per distance: deviation 0.125 each, far less for a sum of 360).
+    assert wss_by_k[6] == pytest.approx(full_wss[6], rel=0.05)
+    again = choose_k(features, grid=grid, seed=0, chunk=97, search_dim=128, search_n_init=1)
+    np.testing.assert_array_equal(labels, again[1])
+    bad = points.copy()
+    bad[7, 3] = np.inf
+    with pytest.raises(ValueError, match="NaN or inf"):
+        choose_k(bad, grid=grid, seed=0, search_dim=128)
 
 
 def test_cluster_cosine_stats_closed_form() -> None:

@@ -150,6 +150,32 @@ def test_the_model_is_left_exactly_as_it_was(tiny, samples):
         model.eval()
 
 
+def test_the_gradient_pass_records_no_graph_below_the_chosen_layer(tiny, samples):
+    model, collator = tiny
+    full = configure_trainable(copy.deepcopy(model), ["vision", "projector", "language_model"])
+    layers = full.model.language_model.layers
+    seen: dict[str, list[bool]] = {"projector": [], "below": [], "chosen": [], "above": []}
+    hooks = [
+        module.register_forward_hook(lambda m, a, out, key=key: seen[key].append(
+            (out[0] if isinstance(out, tuple) else out).requires_grad))
+        for key, module in (
+            ("projector", full.model.multi_modal_projector), ("below", layers[0]),
+            ("chosen", layers[1]), ("above", full.lm_head),
+        )
+    ]
+    try:
+        options = GradientFeatureOptions(layer=1, dim=32, batch_size=4)
+        compute_features(full, collator, samples, {"gradients"}, options, "cpu")
+    finally:
+        for hook in hooks:
+            hook.remove()
+    # Every weight is trainable, yet autograd starts at layer 1's linears: the vision tower,
+    # the projector and layer 0 keep no activations for the backward.
+    assert len(layers) == 2 and all(p.requires_grad for p in full.parameters())
+    assert seen["projector"] and not any(seen["projector"]) and not any(seen["below"])
+    assert all(seen["chosen"]) and all(seen["above"])
+
+
 def test_zero_order_features_are_directional_derivatives(tiny, samples):
     model, collator = tiny
     # The central difference is off by O(eps^2) (about 2e-3 here at the default eps = 1e-3);

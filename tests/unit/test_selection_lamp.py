@@ -180,6 +180,20 @@ def test_lamp_select_uses_each_clusters_most_spread_score() -> None:
         assert name == ("a" if blob == 0 else "b")
 
 
+def test_lamp_select_clusters_a_projection_as_it_would_the_full_vectors() -> None:
+    # 2048-d vectors like the lifelong config's: k-means on the 256-d projection (the default)
+    # finds the same pseudo-tasks, and so the same budgets, as on the full width.
+    rng = np.random.default_rng(3)
+    features, truth = unit_blobs([200, 300, 250, 150], rng.normal(size=(4, 2048)), [0.6] * 4, seed=3)
+    scores = {"ppl": rng.normal(size=900), "el2n": rng.uniform(size=900)}
+    projected = lamp_select(features, scores, 200, seed=0, k_grid=(2, 3, 4, 6, 8))
+    full = lamp_select(features, scores, 200, seed=0, k_grid=(2, 3, 4, 6, 8), cluster_dim=None, k_search_restarts=3)
+    assert projected.k == full.k == 4
+    assert len({(t, label) for t, label in zip(truth, projected.labels)}) == 4
+    assert sorted(projected.cluster_sizes) == sorted(full.cluster_sizes) == [150, 200, 250, 300]
+    assert sorted(projected.cluster_budgets) == sorted(full.cluster_budgets) == [50, 50, 50, 50]
+
+
 def test_lamp_select_whole_pool_and_errors() -> None:
     features, scores, _ = lamp_pool()
     assert lamp_select(features, scores, 5000, seed=0, k_grid=(3,)).indices.tolist() == list(range(800))

@@ -129,9 +129,13 @@ class Collator:
         inputs["attention_mask"] = inputs["attention_mask"].long()
         return inputs
 
-    def train_batch(self, samples: Sequence[Sample]) -> Batch:
-        """Right-padded inputs with labels on every assistant turn's tokens."""
-        texts = [self.render(s, with_answer=True) for s in samples]
+    def train_batch(self, samples: Sequence[Sample], texts: Sequence[str] | None = None) -> Batch:
+        """Right-padded inputs with labels on every assistant turn's tokens.
+
+        ``texts``: the samples' :meth:`render` ``(with_answer=True)``, where the caller has
+        them already (the same conversations again with other images).
+        """
+        texts = [self.render(s, with_answer=True) for s in samples] if texts is None else list(texts)
         inputs = self._encode(texts, samples, side="right")
         ids = inputs["input_ids"].tolist()
         lengths = inputs["attention_mask"].sum(1).tolist()

@@ -8,6 +8,7 @@ not images. The collator calls :func:`as_pil` on each image of a batch.
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass, field
 from typing import Any
@@ -139,9 +140,16 @@ def blank_like(image: Image.Image | ImageRef | StoredImage, colour: tuple[int, i
 
     The same size keeps the number of image tokens (dynamic-resolution families tile by
     size); a real uniform image, not all-zero pixel values, because some families
-    (Idefics3 / SmolVLM) drop all-zero images as padding.
+    (Idefics3 / SmolVLM) drop all-zero images as padding. Images of one size and colour are
+    one shared object: read it, never draw on it.
     """
-    return Image.new("RGB", image_size(image), colour)
+    return _uniform(image_size(image), tuple(colour))
+
+
+@functools.lru_cache(maxsize=64)
+def _uniform(size: tuple[int, int], colour: tuple[int, int, int]) -> Image.Image:
+    """One shared uniform image per (size, colour): callers only read it."""
+    return Image.new("RGB", size, colour)
 
 
 def as_pil(image: Image.Image | ImageRef | StoredImage) -> Image.Image:

@@ -5,6 +5,12 @@ Centroids are fitted on a seeded subsample of at most ``fit_sample`` rows (and a
 Peak memory is therefore about 2-2.5 x the subsample (scikit-learn makes one more
 subsample-sized temporary) plus ``chunk * (dim + k)`` floats and ``8 * n`` bytes of labels,
 whatever ``n`` is, and ``features`` may be a read-only memmap.
+
+:func:`choose_k` can cluster a seeded Gaussian projection of the rows to ``search_dim``
+coordinates instead of the rows themselves (Johnson-Lindenstrauss: squared distances are
+kept in expectation, to within a few percent at 256 coordinates): the search over the k
+grid then costs ``search_dim / dim`` of the full-width one, and rows are projected a chunk
+at a time, so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import warnings
 import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.exceptions import ConvergenceWarning
+
+from mcit.seeds import derive_seed
 
 DEFAULT_K_GRID = (5, 10, 15, 20, 25, 30, 35, 40, 45, 50)
 BACKENDS = ("auto", "sklearn", "minibatch", "faiss")
@@ -67,13 +75,33 @@ def _fit_centroids(
     return np.asarray(model.cluster_centers_, dtype=np.float32)
 
 
-def assign(features: np.ndarray, centroids: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, float]:
+def search_projection(dim: int, search_dim: int | None, seed: int) -> np.ndarray | None:
+    """The ``(dim, search_dim)`` Gaussian matrix scaled by ``1/sqrt(search_dim)``, or ``None``.
+
+    ``None`` (cluster the rows as they are) when ``search_dim`` is ``None`` or not smaller
+    than ``dim``. The scaling keeps squared distances, and so WSS values, in expectation.
+
+    Raises:
+        ValueError: If ``search_dim < 1``.
+    """
+    if search_dim is None or search_dim >= dim:
+        return None
+    if search_dim < 1:
+        raise ValueError(f"search_dim must be >= 1, got {search_dim}")
+    rng = np.random.default_rng(derive_seed(seed, "kmeans-projection", dim, search_dim))
+    return (rng.standard_normal((dim, search_dim)) / np.sqrt(search_dim)).astype(np.float32)
+
+
+def assign(
+    features: np.ndarray, centroids: np.ndarray, chunk: int = 1024, projection: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
     """Nearest centroid of every row, computed ``chunk`` rows at a time.
 
     Args:
         features: ``(n, dim)`` matrix or memmap.
-        centroids: ``(k, dim)`` centroids.
+        centroids: ``(k, dim)`` centroids, or ``(k, search_dim)`` ones with ``projection``.
         chunk: Rows per block; memory is about ``chunk * (dim + k)`` floats.
+        projection: ``(dim, search_dim)`` matrix each block is multiplied by first.
 
     Returns:
         ``(labels, wss)``: int64 labels (ties go to the lower centroid index) and the
@@ -90,6 +118,8 @@ def assign(features: np.ndarray, centroids: np.ndarray, chunk: int = 1024) -> tu
         block = np.asarray(features[start : start + chunk], dtype=np.float32)
         if not np.isfinite(block).all():
             raise ValueError(f"features hold NaN or inf in rows {start}..{start + len(block)}")
+        if projection is not None:
+            block = block @ projection
         # Only the small (rows x k) matrix is float64; the row block stays float32.
         row_sq = np.einsum("ij,ij->i", block, block).astype(np.float64)
         distance = row_sq[:, None] - 2.0 * (block @ centroids.T).astype(np.float64) + centroid_sq
@@ -181,6 +211,8 @@ def choose_k(
     fit_bytes: int = 1 << 29,
     chunk: int = 1024,
     n_init: int = 3,
+    search_dim: int | None = None,
+    search_n_init: int | None = None,
 ) -> tuple[int, np.ndarray, dict[int, float]]:
     """Pick k from ``grid`` by the WSS elbow (:func:`elbow_k`) and label every row.
 
@@ -193,7 +225,13 @@ def choose_k(
     Args:
         features: ``(n, dim)`` matrix or memmap.
         grid: Candidate numbers of clusters.
-        seed: Seeds the subsample and every fit.
+        seed: Seeds the subsample, the projection and every fit.
+        n_init: k-means restarts of the chosen k's final fit.
+        search_dim: Cluster a seeded Gaussian projection of the rows to this many
+            coordinates (:func:`search_projection`); ``None`` clusters the rows as they are.
+        search_n_init: Restarts of each fit of the k search; ``None`` means ``n_init`` (and
+            the search's fit of the chosen k is kept). Fewer restarts only cost WSS
+            precision, and the elbow reads the shape of the whole curve.
 
     Returns:
         ``(k, labels, wss_by_k)``.
@@ -206,17 +244,27 @@ def choose_k(
         raise ValueError(f"the k grid must be non-empty with every k >= 1, got {grid}")
     rows = fit_rows(n, dim, seed, fit_sample, fit_bytes, features.dtype.itemsize)
     sample = np.asarray(features if rows is None else features[rows])
+    projection = search_projection(dim, search_dim, seed)
+    if projection is not None:
+        if not np.isfinite(sample).all():
+            raise ValueError("features hold NaN or inf")
+        sample = sample @ projection
+    owned = rows is not None or projection is not None
+    search_n_init = n_init if search_n_init is None else search_n_init
     scale = n / len(sample)
     ks = sorted({min(int(k), len(sample)) for k in grid})
     wss_by_k: dict[int, float] = {}
     centroids_by_k: dict[int, np.ndarray] = {}
     for k in ks:
-        centroids = _fit_centroids(sample, k, seed, backend, minibatch_threshold, n_init, rows is not None)
+        centroids = _fit_centroids(sample, k, seed, backend, minibatch_threshold, search_n_init, owned)
         _, sample_wss = assign(sample, centroids, chunk)
         wss_by_k[k] = sample_wss * scale
         centroids_by_k[k] = centroids
     best = elbow_k(ks, [wss_by_k[k] for k in ks])
-    labels, _ = assign(features, centroids_by_k[best], chunk)
+    centroids = centroids_by_k[best]
+    if search_n_init != n_init:
+        centroids = _fit_centroids(sample, best, seed, backend, minibatch_threshold, n_init, owned)
+    labels, _ = assign(features, centroids, chunk, projection)
     return best, labels, wss_by_k
 
 

@@ -57,7 +57,11 @@ class FeatureOptions(SelectorOptions):
     exactly the options a selector uses.
     """
 
-    batch_size: int = Field(16, ge=1, description="Samples per forward pass while computing features.")
+    batch_size: int = Field(
+        32, ge=1, description="Samples per forward pass while computing features. A gradient pass keeps activations only "
+        "from the chosen layer up, and no weight gradients or optimizer state: at 32 about what a training step at 16 "
+        "keeps without checkpointing; lower it where memory is short.",
+    )
     memmap_above_mb: float = Field(
         256, ge=0, description="Feature matrices larger than this go to a memory-mapped file in the run directory (then deleted)."
     )
@@ -202,9 +206,20 @@ def _normalise(rows: torch.Tensor) -> np.ndarray:
     return (rows / rows.norm(dim=1, keepdim=True).clamp(min=1e-30)).cpu().numpy()
 
 
+def _start_graph(module, args) -> None:
+    """Forward pre-hook: record autograd from here on (what runs before needs no graph)."""
+    torch.set_grad_enabled(True)
+
+
 @contextmanager
 def _capture(modules: Sequence[torch.nn.Module]) -> Iterator[list[list[tuple[torch.Tensor, torch.Tensor]]]]:
-    """Record ``(input, output)`` of every call of each module while the block runs."""
+    """Record ``(input, output)`` of every call of each module while the block runs.
+
+    Each module also turns autograd recording on as it starts, so a forward begun under
+    ``torch.no_grad()`` builds a graph only from the first of them on: the layers below,
+    the vision tower and the projector keep no activations for a backward that never
+    reaches them.
+    """
     calls: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in modules]
 
     def hook_for(index: int):
@@ -214,6 +229,7 @@ def _capture(modules: Sequence[torch.nn.Module]) -> Iterator[list[list[tuple[tor
         return hook
 
     handles = [module.register_forward_hook(hook_for(i)) for i, module in enumerate(modules)]
+    handles += [module.register_forward_pre_hook(_start_graph) for module in modules]
     try:
         yield calls
     finally:
@@ -333,7 +349,8 @@ def compute_features(
         for start in range(0, n, options.batch_size):
             stop = min(n, start + options.batch_size)
             chunk = [samples[i] for i in range(start, stop)]
-            batch = collator.train_batch(chunk).to(device)
+            texts = [collator.render(sample, with_answer=True) for sample in chunk]
+            batch = collator.train_batch(chunk, texts).to(device)
             if scores is not None or exact or "hidden" in kinds:
                 nll, batch_scores, gradient_rows, pooled = _forward_pass(
                     model, batch, modules if exact else [], projections, hidden_index
@@ -343,7 +360,7 @@ def compute_features(
                 if scores is not None:
                     for name, values in batch_scores.items():
                         scores[name][start:stop] = values.cpu().numpy()
-                    scores["image_grounding"][start:stop] = _image_grounding(model, collator, batch, nll, device)
+                    scores["image_grounding"][start:stop] = _image_grounding(model, collator, batch, texts, nll, device)
                 if pooled is not None:
                     if hidden is None:
                         hidden = _output(out, "hidden", (n, pooled.shape[1]))
@@ -365,7 +382,8 @@ def _forward_pass(model, batch, modules, projections, hidden_index: int | None):
         unnormalised projected gradients (``None`` without ``modules``) and mean-pooled
         hidden states (``None`` without ``hidden_index``).
     """
-    with torch.set_grad_enabled(bool(modules)), _capture(modules) as calls:
+    # No graph until the first chosen module starts (see _capture); no_grad restores the mode.
+    with torch.no_grad(), _capture(modules) as calls:
         outputs = model(**batch.inputs, output_hidden_states=hidden_index is not None)
         nll, scores = token_statistics(outputs.logits, batch.labels)
         gradient_rows = None
@@ -389,26 +407,30 @@ def _forward_pass(model, batch, modules, projections, hidden_index: int | None):
     return nll.detach(), scores, gradient_rows, pooled
 
 
-def _image_grounding(model: torch.nn.Module, collator, batch, nll: torch.Tensor, device) -> np.ndarray:
+def _image_grounding(model: torch.nn.Module, collator, batch, texts: list[str], nll: torch.Tensor, device) -> np.ndarray:
     """log IG = logPPL with blank images - logPPL with the images; NaN for text-only samples.
 
-    The blank pass is the same batch with every image replaced by a uniform one of its size in the processor's mean colour
-    (:func:`~mcit.data.images.blank_like`, :func:`~mcit.data.images.blank_colour`): the
-    same token ids, image tokens and labels, with the visual content removed.
+    The blank pass is the batch's samples with images, every image replaced by a uniform
+    one of its size in the processor's mean colour (:func:`~mcit.data.images.blank_like`,
+    :func:`~mcit.data.images.blank_colour`): the same conversations (``texts``), token ids,
+    image tokens and labels, with the visual content removed. Text-only samples are left
+    out of it, and right padding leaves each row's loss as it was in the full batch.
     """
     grounding = np.full(len(batch.samples), np.nan, dtype=np.float32)
-    has_image = np.array([bool(sample.images) for sample in batch.samples])
-    if not has_image.any():
+    rows = [index for index, sample in enumerate(batch.samples) if sample.images]
+    if not rows:
         return grounding
     colour, _ = blank_colour(collator.processor)
     blank_samples = [
-        replace(sample, images=tuple(blank_like(image, colour) for image in sample.images))
-        for sample in batch.samples
+        replace(batch.samples[row], images=tuple(blank_like(image, colour) for image in batch.samples[row].images))
+        for row in rows
     ]
-    blank = collator.train_batch(blank_samples).to(device)
-    if not torch.equal(blank.inputs["input_ids"], batch.inputs["input_ids"]):
+    blank = collator.train_batch(blank_samples, [texts[row] for row in rows]).to(device)
+    width = blank.inputs["input_ids"].shape[1]
+    ids, mask = batch.inputs["input_ids"][rows], batch.inputs["attention_mask"][rows]
+    if not torch.equal(blank.inputs["input_ids"], ids[:, :width]) or bool(mask[:, width:].any()):
         raise RuntimeError("the blank-image batch encodes to other tokens than the batch; image grounding is undefined")
     with torch.no_grad():
-        blank_nll, _ = token_statistics(model(**blank.inputs).logits, batch.labels)
-    grounding[has_image] = (blank_nll - nll).cpu().numpy()[has_image]
+        blank_nll, _ = token_statistics(model(**blank.inputs).logits, blank.labels)
+    grounding[rows] = (blank_nll - nll[rows]).cpu().numpy()
     return grounding
