@@ -27,7 +27,7 @@ run: install
 	$(BIN)/mcit run $(ARGS)
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadscope --durations=15 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) runs

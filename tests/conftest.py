@@ -13,6 +13,28 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _share_cores_among_workers() -> None:
+    """Under pytest-xdist, each worker (and what it starts) gets its share of the CPUs.
+
+    Set before torch is imported, so torch's pool and every subprocess read it: two workers
+    of two threads each on two cores spin against each other (docs/RESULTS.md, "Two runs on
+    one machine"), one thread each does not.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // workers))
+
+
+_share_cores_among_workers()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def tiny_overrides(**extra: object) -> list[str]:
     """Overrides that shrink the default run to a couple of seconds (2 tasks + 1 eval-only, 2 base tasks)."""
     values = {
@@ -89,11 +111,8 @@ def on_two_gloo_processes(worker: Callable[[int], Any]) -> list[Any]:
     """
     import torch.multiprocessing as mp
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     results = mp.Manager().dict()
-    mp.spawn(_gloo_process, args=(worker, port, results), nprocs=2, join=True)
+    mp.spawn(_gloo_process, args=(worker, free_port(), results), nprocs=2, join=True)
     return [results[0], results[1]]
 
 

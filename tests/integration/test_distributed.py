@@ -41,7 +41,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_overrides
+from conftest import free_port, tiny_overrides
 from mcit.config import load_config
 from mcit.distributed import SINGLE
 from mcit.runner import Runner
@@ -111,6 +111,7 @@ def launch(
 ):
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "configs" / "accelerate" / ENGINES[engine]),
+        "--main_process_port", str(free_port()),  # not 29500: another test worker may be launching too
         str(DRIVER), str(out), str(logs), json.dumps(methods), *overrides,
     ]  # fmt: skip
     environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
