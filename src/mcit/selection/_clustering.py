@@ -18,8 +18,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.cluster import KMeans, MiniBatchKMeans
-from sklearn.exceptions import ConvergenceWarning
 
 from mcit.seeds import derive_seed
 
@@ -60,6 +58,11 @@ def _fit_centroids(
         model = faiss.Kmeans(sample.shape[1], k, niter=25, nredo=n_init, seed=seed % 2**31, verbose=False)
         model.train(np.ascontiguousarray(sample, dtype=np.float32))
         return np.asarray(model.centroids, dtype=np.float32)
+    # Imported here, not at the top: scikit-learn (with SciPy's stats and pandas) costs about 2 s
+    # of start-up, which every process that imports the runner would pay without ever clustering.
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+    from sklearn.exceptions import ConvergenceWarning
+
     with warnings.catch_warnings():
         # Fewer distinct points than k: duplicate centroids, which assignment leaves empty.
         warnings.simplefilter("ignore", ConvergenceWarning)
