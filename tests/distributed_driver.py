@@ -1,11 +1,14 @@
 """What the distributed tests launch with ``accelerate launch``: runs of several methods in one launch.
 
 Usage: ``accelerate launch --config_file configs/accelerate/ddp-cpu.yaml tests/distributed_driver.py
-OUT LOGS METHODS_JSON [key=value ...]``. Each method of ``METHODS_JSON`` (a list of method
-strings) runs into ``OUT/<i>``; an entry may be ``[method, [key=value, ...]]``, overrides of its own. Every process records, through a Python audit hook, each
-file it opens for writing, creates, renames or deletes under ``OUT`` into ``LOGS/rank<r>.log``
-(outside ``OUT``), and writes its pid to ``LOGS/rank<r>.pid``. With ``MCIT_TEST_KILL`` =
-``"<rank>:<task index>:<step>"`` that rank SIGKILLs itself after that optimizer step.
+OUT LOGS RUNS_JSON [key=value ...]``. Each entry of ``RUNS_JSON`` runs, in order, into ``OUT/<i>``
+(the i-th of the list): a method string, or an object ``{"method": ..., "overrides": [key=value,
+...], "out": "<path under OUT>", "kill": "<rank>:<task index>:<step>"}`` with overrides of its own
+(after the common ones), its own directory, and a death: that rank SIGKILLs itself after that
+optimizer step, having written ``LOGS/killed``. A kill ends the launch, so it is the last entry.
+An entry whose directory holds a stopped run resumes it. Every process records, through a Python
+audit hook, each file it opens for writing, creates, renames or deletes under ``OUT`` into
+``LOGS/rank<r>.log`` (outside ``OUT``), and writes its pid to ``LOGS/rank<r>.pid``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import signal
 import sys
 from pathlib import Path
 
-out, logs, methods, overrides = Path(sys.argv[1]).resolve(), Path(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4:]
+out, logs, runs, overrides = Path(sys.argv[1]).resolve(), Path(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4:]
 rank = int(os.environ.get("RANK", "0"))
 logs.mkdir(parents=True, exist_ok=True)
 (logs / f"rank{rank}.pid").write_text(str(os.getpid()))
@@ -41,29 +44,30 @@ def audit(event: str, args: tuple) -> None:
 
 sys.addaudithook(audit)
 
+import mcit.runner
 from mcit.config import load_config
 from mcit.distributed import world_from_environment
 from mcit.runner import Runner
 
-kill = os.environ.get("MCIT_TEST_KILL")
-if kill:
-    import mcit.runner
+original_train = mcit.runner.train
+kill_at: tuple[int, int, int] | None = None  # (rank, task index, step) of the entry running now
 
-    kill_rank, kill_task, kill_step = (int(x) for x in kill.split(":"))
-    original_train = mcit.runner.train
 
-    def train(ctx, data, strategy, settings, on_step=None, on_checkpoint=None, resume=None):
-        def step_then_maybe_die(step, steps, loss):
-            if on_step is not None:
-                on_step(step, steps, loss)
-            if rank == kill_rank and ctx.task.index == kill_task and step == kill_step:
-                os.kill(os.getpid(), signal.SIGKILL)
+def train(ctx, data, strategy, settings, on_step=None, on_checkpoint=None, resume=None):
+    def step_then_maybe_die(step, steps, loss):
+        if on_step is not None:
+            on_step(step, steps, loss)
+        if kill_at == (rank, ctx.task.index, step):
+            (logs / "killed").write_text(f"rank {rank} after step {step} of task {ctx.task.index}")
+            os.kill(os.getpid(), signal.SIGKILL)
 
-        return original_train(ctx, data, strategy, settings, step_then_maybe_die, on_checkpoint, resume)
+    return original_train(ctx, data, strategy, settings, step_then_maybe_die, on_checkpoint, resume)
 
-    mcit.runner.train = train
 
+mcit.runner.train = train
 world = world_from_environment()
-for index, entry in enumerate(methods):
-    method, extra = (entry, []) if isinstance(entry, str) else entry  # a method string, or [method, its own overrides]
-    Runner(load_config(None, [*overrides, *extra, f"method={method}"]), out / str(index), world=world).run()
+for index, entry in enumerate(runs):
+    entry = {"method": entry} if isinstance(entry, str) else entry
+    kill_at = tuple(int(x) for x in entry["kill"].split(":")) if "kill" in entry else None
+    config = load_config(None, [*overrides, *entry.get("overrides", []), f"method={entry['method']}"])
+    Runner(config, out / entry.get("out", str(index)), world=world).run()

@@ -2,8 +2,12 @@
 
 For each engine (``configs/accelerate/ddp-cpu.yaml``, ``fsdp-cpu.yaml``) one launch of
 ``tests/distributed_driver.py`` runs a 3-task stream for each of that engine's methods
-(``ENGINE_METHODS``), from a base model trained once here; each is compared with the same
-run in this process. Other launches kill a rank mid-task (``KILLS``) and resume the run.
+(``ENGINE_METHODS``), from a base model trained once here, and a pool run with LAMP; each is
+compared with the same run in this process. A third launch runs the adapter methods under
+FSDP2 (``LORA_METHODS``). Runs killed mid-task (``KILLS``) are resumed by one launch per
+engine. Every process of a launch imports torch, transformers and mcit (seconds each), so
+launches are shared: a kill ends its launch, so the first of a launch's kills is its last
+entry and only the others launch alone (7 launches in all).
 
 The comparison, and why. The one-process run takes each step in the two processes' shares
 (``SAME_SHARES``: micro-batches of half the batch, weighted by answer tokens as the shares
@@ -64,9 +68,6 @@ STREAM_OF = {"eproj": {"benchmark.tasks": "[color, position, count]"}}
 # through the summed gradient: the issue's six (the ways a method reads gradients or the
 # batch) run there. FSDP2 shards every method's state, so every method runs under it.
 ENGINE_METHODS = {"ddp": ["seqft", "er", "ewc", "si", "er+dgg", "agem"], "fsdp": list(METHODS)}
-# (engine, method) -> the rank killed mid-task: each rank's death once per engine, and eproj's
-# projectors (created before sharding, rebuilt from its state on resume) under FSDP2.
-KILLS = {("ddp", "si"): 1, ("fsdp", "si"): 0, ("fsdp", "eproj"): 1}
 EVAL_SAMPLES = 24
 # Methods whose every reduction sees the same numbers in one process and in two (see the module's docstring).
 EXACT = {"ddp": {"seqft", "er", "si", "er+dgg"}, "fsdp": set()}
@@ -106,15 +107,14 @@ def stream_overrides(base_model: Path, **extra) -> list[str]:
     return tiny_overrides(**values)
 
 
-def launch(
-    out: Path, logs: Path, methods: list[str], overrides: list[str], env: dict | None = None, timeout: int = 600, engine: str = "ddp"
-):
+def launch(out: Path, logs: Path, runs: list, overrides: list[str], engine: str, timeout: int = 600):
+    """One ``accelerate launch`` of the driver: ``runs`` are its entries (see tests/distributed_driver.py)."""
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "configs" / "accelerate" / ENGINES[engine]),
         "--main_process_port", str(free_port()),  # not 29500: another test worker may be launching too
-        str(DRIVER), str(out), str(logs), json.dumps(methods), *overrides,
+        str(DRIVER), str(out), str(logs), json.dumps(runs), *overrides,
     ]  # fmt: skip
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     environment.pop("WORLD_SIZE", None)
     return subprocess.run(command, check=False, env=environment, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
@@ -127,22 +127,112 @@ def base_model(tmp_path_factory) -> Path:
     return directory / "base_model"
 
 
+POOL = {
+    "threads": 1,
+    "benchmark.tasks": "[colors, counting, shapes]",
+    "benchmark.eval_only": "[]",
+    "benchmark.train_per_task": 40,
+    "benchmark.eval_per_task": 8,
+    "benchmark.base": "null",
+    "pool.budget": 24,
+    "pool.selector": "{name: lamp, dim: 512, k_grid: [2, 3, 4]}",
+}
+# The adapter methods under FSDP2, with LoRA (the adapters sharded with their layers, the root unit inside the peft wrapper).
+LORA = {"model.lora": "{r: 4, alpha: 8}"}
+LORA_METHODS = {
+    "si": METHODS["si"], "lora": "[lora]", "msgm": "[{name: msgm, rehearsal: 0.25}]", "clora": "[clora]", "olora": "[olora]",
+}  # fmt: skip
+# The launches: engine, methods, and whether a pool run with LAMP is among them.
+LAUNCHES = {
+    "ddp": ("ddp", ENGINE_METHODS["ddp"], True),
+    "fsdp": ("fsdp", ENGINE_METHODS["fsdp"], True),
+    "fsdp-lora": ("fsdp", list(LORA_METHODS), False),
+}
+# (launch, method) -> the rank that SIGKILLs itself after step 5 of task 2 (checkpoints every 2 steps): each
+# rank's death once per engine, eproj's projectors (created before sharding, rebuilt from its state on resume)
+# under FSDP2, and lora's merges and olora's frozen adapters (outside the trained weights) under FSDP2. The
+# first kill of a launch is its last entry; the others launch alone.
+KILLS = {("ddp", "si"): 1, ("fsdp", "si"): 0, ("fsdp", "eproj"): 1, ("fsdp-lora", "lora"): 1, ("fsdp-lora", "olora"): 1}
+
+
+def entry(launch_name: str, name: str, **extra) -> dict:
+    """Method ``name`` of a launch as a driver entry: its method and overrides (LoRA for the adapter launch, its stream)."""
+    adapters = launch_name == "fsdp-lora"
+    overrides = {**(LORA if adapters else {}), **STREAM_OF.get(name, {}), **extra.pop("overrides", {})}
+    return {"method": (LORA_METHODS if adapters else METHODS)[name], "overrides": [f"{k}={v}" for k, v in overrides.items()], **extra}
+
+
+def killed_entry(launch_name: str, name: str, kill: bool) -> dict:
+    """The killed run of ``(launch_name, name)`` (``kill``: with its death; else the entry that resumes it)."""
+    death = {"kill": f"{KILLS[launch_name, name]}:1:5"} if kill else {}
+    return entry(launch_name, name, out=f"killed/{launch_name}-{name}", overrides={"train.checkpoint_every": 2}, **death)
+
+
+def pool_entry(launch_name: str) -> dict:
+    return {"method": "[seqft]", "overrides": ["scenario=pool", *(f"{k}={v}" for k, v in POOL.items())], "out": f"{launch_name}/pool"}
+
+
+def tails(result) -> str:
+    return result.stdout[-3000:] + result.stderr[-6000:]
+
+
+class Launches:
+    """Every launch of this module, each made once, on first use, under ``root/runs`` (logs under ``root/logs``)."""
+
+    def __init__(self, root: Path, base_model: Path):
+        self.root, self.base_model, self.made, self.before_resume = root, base_model, set(), {}
+
+    def _launch(self, key: str, engine: str, runs: list[dict]) -> None:
+        if key in self.made:
+            return
+        logs = self.root / "logs" / key
+        result = launch(self.root / "runs", logs, runs, stream_overrides(self.base_model), engine=engine)
+        kills = [(run["out"], run["kill"]) for run in runs if "kill" in run]
+        if kills:  # entries run in order, so a death means every entry before it finished
+            assert result.returncode != 0 and (logs / "killed").is_file(), f"{kills}: the planned death did not happen\n{tails(result)}"
+            store = RunStore(self.root / "runs" / kills[0][0])
+            partial = store.load_checkpoint("partial")[0]["train"]["step"] if store.has_checkpoint("partial") else None
+            self.before_resume[kills[0][0]] = (len(store.read_results()["rows"]), partial)
+        else:
+            assert result.returncode == 0, tails(result)
+        self.made.add(key)
+
+    def launched(self, launch_name: str) -> Path:
+        """Make the launch ``launch_name`` (its methods, its pool run, its first kill); its logs directory."""
+        engine, names, pool = LAUNCHES[launch_name]
+        runs = [entry(launch_name, name, out=f"{launch_name}/{i}") for i, name in enumerate(names)]
+        runs += [pool_entry(launch_name)] if pool else []
+        first_kill = next((name for launch, name in KILLS if launch == launch_name), None)
+        runs += [killed_entry(launch_name, first_kill, kill=True)] if first_kill else []
+        self._launch(launch_name, engine, runs)
+        return self.root / "logs" / launch_name
+
+    def run_dir(self, launch_name: str, name: str) -> Path:
+        """The run directory of method ``name`` in ``launch_name``'s launch."""
+        self.launched(launch_name)
+        return self.root / "runs" / launch_name / str(LAUNCHES[launch_name][1].index(name))
+
+    def pool_dir(self, launch_name: str) -> Path:
+        self.launched(launch_name)
+        return self.root / "runs" / launch_name / "pool"
+
+    def resumed(self, launch_name: str, name: str) -> tuple[Path, int, int | None]:
+        """The killed run of ``(launch_name, name)`` after its engine's one resuming launch; its rows and
+        partial checkpoint's step when it was killed."""
+        engine = LAUNCHES[launch_name][0]
+        kills = [key for key in KILLS if LAUNCHES[key[0]][0] == engine]
+        for key in kills:
+            self.launched(key[0])
+            if f"killed/{key[0]}-{key[1]}" not in self.before_resume:
+                self._launch(f"killed-{key[0]}-{key[1]}", engine, [killed_entry(*key, kill=True)])
+        self._launch(f"resume-{engine}", engine, [killed_entry(*key, kill=False) for key in kills])
+        out = f"killed/{launch_name}-{name}"
+        return self.root / "runs" / out, *self.before_resume[out]
+
+
 @pytest.fixture(scope="module")
-def launched(tmp_path_factory, base_model):
-    """The launch of an engine (made once): its methods of ``ENGINE_METHODS`` run by two processes,
-    ``<dir>/runs/<i>`` (the i-th of the list) and ``<dir>/logs``."""
-    done = {}
-
-    def launch_of(engine: str) -> Path:
-        if engine not in done:
-            directory = tmp_path_factory.mktemp(f"distributed-{engine}")
-            methods = [[METHODS[name], [f"{k}={v}" for k, v in STREAM_OF.get(name, {}).items()]] for name in ENGINE_METHODS[engine]]
-            result = launch(directory / "runs", directory / "logs", methods, stream_overrides(base_model), engine=engine)
-            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
-            done[engine] = directory
-        return done[engine]
-
-    return launch_of
+def launches(tmp_path_factory, base_model) -> Launches:
+    return Launches(tmp_path_factory.mktemp("launches"), base_model)
 
 
 @pytest.fixture(scope="module")
@@ -178,14 +268,9 @@ def model_and_strategy(run_dir: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def run_of(directory: Path, engine: str, name: str) -> Path:
-    """The run directory of method ``name`` in ``engine``'s launch."""
-    return directory / "runs" / str(ENGINE_METHODS[engine].index(name))
-
-
 @pytest.mark.parametrize(("engine", "name"), [(engine, name) for engine, names in ENGINE_METHODS.items() for name in names])
-def test_two_processes_give_the_single_process_run(single_runs, launched, base_model, engine, name):
-    run_dir = run_of(launched(engine), engine, name)
+def test_two_processes_give_the_single_process_run(single_runs, launches, base_model, engine, name):
+    run_dir = launches.run_dir(engine, name)
     single_dir = single_runs(name)
     single = RunStore(single_dir).read_results()
     distributed = RunStore(run_dir).read_results()
@@ -240,8 +325,9 @@ def moved_over_task_3(run_dir: Path, base_model: Path) -> float:
 
 
 @pytest.mark.parametrize("engine", list(ENGINES))
-def test_only_rank_zero_writes_the_run_directory(launched, engine):
-    logs = launched(engine) / "logs"
+def test_only_rank_zero_writes_the_run_directory(launches, engine):
+    """Over the whole launch: its methods, its pool run with LAMP (features gathered from both ranks), its killed run."""
+    logs = launches.launched(engine)
     rank0 = (logs / "rank0.log").read_text().splitlines()
     assert any("results.json" in line for line in rank0), "the audit hook saw no write of rank 0; it would miss rank 1's too"
     assert any("checkpoints" in line for line in rank0)
@@ -249,22 +335,22 @@ def test_only_rank_zero_writes_the_run_directory(launched, engine):
 
 
 @pytest.mark.parametrize("engine", list(ENGINES))
-def test_rank_zero_writes_the_whole_model_in_its_standard_form(launched, engine):
+def test_rank_zero_writes_the_whole_model_in_its_standard_form(launches, engine):
     """The standard form holds the checkpoint's whole tensors (under FSDP, gathered over the shards for rank 0 to write)."""
     from mcit.models.hf import load_vlm
 
-    run_dir = run_of(launched(engine), engine, "si")
+    run_dir = launches.run_dir(engine, "si")
     saved = dict(load_vlm(run_dir / "checkpoints" / "task-003" / "model")[0].named_parameters())
     trained = RunStore(run_dir).load_checkpoint("task-003")[0]["model"]
     assert trained and all(torch.equal(saved[name], tensor) for name, tensor in trained.items())
 
 
-def test_fsdp_writes_eproj_plain_model_as_one_process_does(single_runs, launched):
+def test_fsdp_writes_eproj_plain_model_as_one_process_does(single_runs, launches):
     """After task 1 eproj has one projector: the standard form is the plain model with it in place of the
     projector (folded into the gathered state dict under FSDP2); after task 2, two projectors: mcit's form only."""
     from mcit.models.hf import load_vlm
 
-    run_dir, single_dir = run_of(launched("fsdp"), "fsdp", "eproj"), single_runs("eproj")
+    run_dir, single_dir = launches.run_dir("fsdp", "eproj"), single_runs("eproj")
     written = dict(load_vlm(run_dir / "checkpoints" / "task-001" / "model")[0].state_dict())
     expected = dict(load_vlm(single_dir / "checkpoints" / "task-001" / "model")[0].state_dict())
     assert written.keys() == expected.keys()
@@ -275,63 +361,35 @@ def test_fsdp_writes_eproj_plain_model_as_one_process_does(single_runs, launched
         assert not (directory / "checkpoints" / "task-002" / "model").exists()
 
 
-@pytest.mark.parametrize(("engine", "name"), list(KILLS))
-def test_a_killed_rank_resumes_to_the_uninterrupted_result(tmp_path, base_model, launched, engine, name):
+@pytest.mark.parametrize(("launch_name", "name"), [key for key in KILLS if key[0] != "fsdp-lora"])
+def test_a_killed_rank_resumes_to_the_uninterrupted_result(launches, launch_name, name):
     """SIGKILL one process after step 5 of task 2 (checkpoints every 2 steps); launching again resumes."""
-    straight_dir = run_of(launched(engine), engine, name)
-    rank = KILLS[engine, name]
-    overrides = stream_overrides(base_model, **{"train.checkpoint_every": 2}, **STREAM_OF.get(name, {}))
-    killed = launch(
-        tmp_path / "runs", tmp_path / "logs", [METHODS[name]], overrides, env={"MCIT_TEST_KILL": f"{rank}:1:5"}, engine=engine
-    )
-    assert killed.returncode != 0
-    store = RunStore(tmp_path / "runs" / "0")
-    assert len(store.read_results()["rows"]) == 1, "task 2 finished before the kill; the test would not resume mid-task"
-    assert store.load_checkpoint("partial")[0]["train"]["step"] == 4
-    resumed = launch(tmp_path / "runs", tmp_path / "logs2", [METHODS[name]], overrides, engine=engine)
-    assert resumed.returncode == 0, resumed.stderr[-6000:]
+    killed_dir, rows, partial_step = launches.resumed(launch_name, name)
+    assert rows == 1, "task 2 finished before the kill; the test would not resume mid-task"
+    assert partial_step == 4
+    straight_dir = launches.run_dir(launch_name, name)
     straight = RunStore(straight_dir).read_results()
-    assert store.read_results()["matrix"] == straight["matrix"]
-    ours, theirs = model_and_strategy(store.run_dir), model_and_strategy(straight_dir)
+    assert RunStore(killed_dir).read_results()["matrix"] == straight["matrix"]
+    ours, theirs = model_and_strategy(killed_dir), model_and_strategy(straight_dir)
     assert ours.keys() == theirs.keys()
     for key, tensor in ours.items():
         assert torch.equal(tensor, theirs[key]), key
 
 
-POOL = {
-    "threads": 1,
-    "benchmark.tasks": "[colors, counting, shapes]",
-    "benchmark.eval_only": "[]",
-    "benchmark.train_per_task": 40,
-    "benchmark.eval_per_task": 8,
-    "benchmark.base": "null",
-    "pool.budget": 24,
-    "pool.selector": "{name: lamp, dim: 512, k_grid: [2, 3, 4]}",
-}
-
-
 @pytest.mark.parametrize("engine", list(ENGINES))
-def test_two_processes_select_from_the_same_pool_features(tmp_path, base_model, engine):
+def test_two_processes_select_from_the_same_pool_features(tmp_path, base_model, launches, engine):
     """LAMP's pool features computed shard by shard on two processes and gathered select what one process selects."""
-    overrides = ["scenario=pool", *tiny_overrides(**POOL, **{"model.name": str(base_model)})]
-    result = launch(tmp_path / "runs", tmp_path / "logs", ["[seqft]"], overrides, engine=engine)
-    assert result.returncode == 0, result.stderr[-6000:]
-    single = Runner(load_config(None, [*overrides, "method=[seqft]"]), tmp_path / "single", world=SINGLE).run()
-    distributed = RunStore(tmp_path / "runs" / "0").read_results()
+    pool = pool_entry(engine)
+    overrides = [*stream_overrides(base_model), *pool["overrides"], f"method={pool['method']}"]
+    single = Runner(load_config(None, overrides), tmp_path / "single", world=SINGLE).run()
+    distributed_dir = launches.pool_dir(engine)
+    distributed = RunStore(distributed_dir).read_results()
     for step in (1, 2, 3):
         name = f"selections/step-{step:03d}.json"
         ours = json.loads((tmp_path / "single" / name).read_text())["ids"]
-        theirs = json.loads((tmp_path / "runs" / "0" / name).read_text())["ids"]
+        theirs = json.loads((distributed_dir / name).read_text())["ids"]
         assert len(ours) == 24 and ours == theirs, step
     assert [r["selected"] for r in single["rows"]] == [r["selected"] for r in distributed["rows"]]
-    assert (tmp_path / "logs" / "rank1.log").read_text() == ""
-
-
-# The adapter methods under FSDP2, with LoRA (the adapters sharded with their layers, the root unit inside the peft wrapper).
-LORA = {"model.lora": "{r: 4, alpha: 8}"}
-LORA_METHODS = {
-    "si": METHODS["si"], "lora": "[lora]", "msgm": "[{name: msgm, rehearsal: 0.25}]", "clora": "[clora]", "olora": "[olora]",
-}  # fmt: skip
 
 
 def test_every_registered_method_is_compared_under_fsdp():
@@ -343,21 +401,11 @@ def test_every_registered_method_is_compared_under_fsdp():
     assert sorted(compared) == sorted(STRATEGIES.names())
 
 
-@pytest.fixture(scope="module")
-def launched_lora(tmp_path_factory, base_model) -> Path:
-    """Every method of ``LORA_METHODS`` with LoRA, run by two FSDP2 processes; ``<dir>/runs/<i>``."""
-    directory = tmp_path_factory.mktemp("fsdp-lora")
-    overrides = stream_overrides(base_model, **LORA)
-    result = launch(directory / "runs", directory / "logs", list(LORA_METHODS.values()), overrides, engine="fsdp")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
-    return directory
-
-
 @pytest.mark.parametrize("name", list(LORA_METHODS))
-def test_fsdp_trains_the_adapter_methods_as_one_process_does(tmp_path, base_model, launched_lora, name):
+def test_fsdp_trains_the_adapter_methods_as_one_process_does(tmp_path, base_model, launches, name):
     from mcit.models.saving import load_saved
 
-    run_dir = launched_lora / "runs" / str(list(LORA_METHODS).index(name))
+    run_dir = launches.run_dir("fsdp-lora", name)
     for label, shares in (("single", SAME_SHARES), ("whole", {})):
         overrides = [*stream_overrides(base_model, **LORA, **shares), f"method={LORA_METHODS[name]}"]
         Runner(load_config(None, overrides), tmp_path / label, world=SINGLE).run()
@@ -390,26 +438,20 @@ def test_fsdp_trains_the_adapter_methods_as_one_process_does(tmp_path, base_mode
 
 
 @pytest.mark.parametrize("name", ["lora", "olora"])
-def test_a_killed_fsdp_adapter_run_resumes_with_its_adapters(tmp_path, base_model, launched_lora, name):
+def test_a_killed_fsdp_adapter_run_resumes_with_its_adapters(launches, name):
     """What these methods change outside the trained weights is not in a checkpoint: lora merges each task's
     adapter into the frozen weights, olora adds a frozen adapter per task (every task's before sharding). A
     sharded run killed in task 2 rebuilds both from the strategy state before it shards, and ends as the
     uninterrupted run."""
     from mcit.models.saving import load_saved
 
-    index = list(LORA_METHODS).index(name)
-    overrides = stream_overrides(base_model, **LORA, **{"train.checkpoint_every": 2})
-    killed = launch(tmp_path / "runs", tmp_path / "logs", [LORA_METHODS[name]], overrides, env={"MCIT_TEST_KILL": "1:1:5"}, engine="fsdp")
-    assert killed.returncode != 0
-    store = RunStore(tmp_path / "runs" / "0")
-    assert len(store.read_results()["rows"]) == 1, "task 2 finished before the kill; the test would not resume mid-task"
-    resumed = launch(tmp_path / "runs", tmp_path / "logs2", [LORA_METHODS[name]], overrides, engine="fsdp")
-    assert resumed.returncode == 0, resumed.stderr[-6000:]
-    straight = launched_lora / "runs" / str(index)
-    assert store.read_results()["matrix"] == RunStore(straight).read_results()["matrix"]
-    ours, theirs = model_and_strategy(store.run_dir), model_and_strategy(straight)
+    killed_dir, rows, _ = launches.resumed("fsdp-lora", name)
+    assert rows == 1, "task 2 finished before the kill; the test would not resume mid-task"
+    straight = launches.run_dir("fsdp-lora", name)
+    assert RunStore(killed_dir).read_results()["matrix"] == RunStore(straight).read_results()["matrix"]
+    ours, theirs = model_and_strategy(killed_dir), model_and_strategy(straight)
     assert ours.keys() == theirs.keys()
     assert all(torch.equal(tensor, theirs[name]) for name, tensor in ours.items())
-    written = dict(load_saved(store.run_dir / "checkpoints" / "task-003" / "model")[0].named_parameters())
+    written = dict(load_saved(killed_dir / "checkpoints" / "task-003" / "model")[0].named_parameters())
     expected = dict(load_saved(straight / "checkpoints" / "task-003" / "model")[0].named_parameters())
     assert written.keys() == expected.keys() and all(torch.equal(t, expected[k]) for k, t in written.items())
