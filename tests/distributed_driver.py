@@ -2,9 +2,9 @@
 
 Usage: ``accelerate launch --config_file configs/accelerate/ddp-cpu.yaml tests/distributed_driver.py
 OUT LOGS RUNS_JSON [key=value ...]``. Each entry of ``RUNS_JSON`` runs, in order, into ``OUT/<i>``
-(the i-th of the list): a method string, or an object ``{"method": ..., "overrides": [key=value,
-...], "out": "<path under OUT>", "kill": "<rank>:<task index>:<step>"}`` with overrides of its own
-(after the common ones), its own directory, and a death: that rank SIGKILLs itself after that
+(the i-th of the list): an object ``{"method": ..., "overrides": [key=value, ...], "out": "<path
+under OUT>", "kill": "<rank>:<task index>:<step>"}``, all but the method optional: overrides of its
+own (after the common ones), its own directory, and a death: that rank SIGKILLs itself after that
 optimizer step, having written ``LOGS/killed``. A kill ends the launch, so it is the last entry.
 An entry whose directory holds a stopped run resumes it. Every process records, through a Python
 audit hook, each file it opens for writing, creates, renames or deletes under ``OUT`` into
@@ -67,7 +67,6 @@ def train(ctx, data, strategy, settings, on_step=None, on_checkpoint=None, resum
 mcit.runner.train = train
 world = world_from_environment()
 for index, entry in enumerate(runs):
-    entry = {"method": entry} if isinstance(entry, str) else entry
     kill_at = tuple(int(x) for x in entry["kill"].split(":")) if "kill" in entry else None
     config = load_config(None, [*overrides, *entry.get("overrides", []), f"method={entry['method']}"])
     Runner(config, out / entry.get("out", str(index)), world=world).run()

@@ -162,10 +162,15 @@ def entry(launch_name: str, name: str, **extra) -> dict:
     return {"method": (LORA_METHODS if adapters else METHODS)[name], "overrides": [f"{k}={v}" for k, v in overrides.items()], **extra}
 
 
+def killed_out(launch_name: str, name: str) -> str:
+    """The directory (under the launches' ``runs``) of the killed run of ``(launch_name, name)``."""
+    return f"killed/{launch_name}-{name}"
+
+
 def killed_entry(launch_name: str, name: str, kill: bool) -> dict:
     """The killed run of ``(launch_name, name)`` (``kill``: with its death; else the entry that resumes it)."""
     death = {"kill": f"{KILLS[launch_name, name]}:1:5"} if kill else {}
-    return entry(launch_name, name, out=f"killed/{launch_name}-{name}", overrides={"train.checkpoint_every": 2}, **death)
+    return entry(launch_name, name, out=killed_out(launch_name, name), overrides={"train.checkpoint_every": 2}, **death)
 
 
 def pool_entry(launch_name: str) -> dict:
@@ -187,12 +192,12 @@ class Launches:
             return
         logs = self.root / "logs" / key
         result = launch(self.root / "runs", logs, runs, stream_overrides(self.base_model), engine=engine)
-        kills = [(run["out"], run["kill"]) for run in runs if "kill" in run]
-        if kills:  # entries run in order, so a death means every entry before it finished
-            assert result.returncode != 0 and (logs / "killed").is_file(), f"{kills}: the planned death did not happen\n{tails(result)}"
-            store = RunStore(self.root / "runs" / kills[0][0])
+        killed = next((run["out"] for run in runs if "kill" in run), None)  # a kill ends a launch: at most one
+        if killed:  # entries run in order, so a death means every entry before it finished
+            assert result.returncode != 0 and (logs / "killed").is_file(), f"{killed}: the planned death did not happen\n{tails(result)}"
+            store = RunStore(self.root / "runs" / killed)
             partial = store.load_checkpoint("partial")[0]["train"]["step"] if store.has_checkpoint("partial") else None
-            self.before_resume[kills[0][0]] = (len(store.read_results()["rows"]), partial)
+            self.before_resume[killed] = (len(store.read_results()["rows"]), partial)
         else:
             assert result.returncode == 0, tails(result)
         self.made.add(key)
@@ -223,10 +228,10 @@ class Launches:
         kills = [key for key in KILLS if LAUNCHES[key[0]][0] == engine]
         for key in kills:
             self.launched(key[0])
-            if f"killed/{key[0]}-{key[1]}" not in self.before_resume:
+            if killed_out(*key) not in self.before_resume:
                 self._launch(f"killed-{key[0]}-{key[1]}", engine, [killed_entry(*key, kill=True)])
         self._launch(f"resume-{engine}", engine, [killed_entry(*key, kill=False) for key in kills])
-        out = f"killed/{launch_name}-{name}"
+        out = killed_out(launch_name, name)
         return self.root / "runs" / out, *self.before_resume[out]
 
 
