@@ -97,7 +97,7 @@ SAME_SHARES = {"train.micro_batch_size": 8}
 
 # A run whose base stage (400 samples of each base task, 2 epochs) teaches the answer format.
 BASE_STAGE = {
-    "threads": 2, "benchmark.tasks": "[color]", "benchmark.train_per_task": 16, "benchmark.eval_per_task": 4,
+    "threads": 1, "benchmark.tasks": "[color]", "benchmark.train_per_task": 16, "benchmark.eval_per_task": 4,
     "benchmark.base.samples_per_task": 400, "benchmark.base.train.epochs": 2,
 }  # fmt: skip
 
