@@ -108,12 +108,23 @@ def on_two_gloo_processes(worker: Callable[[int], Any]) -> list[Any]:
     ``worker`` must be a module-level function (it is pickled by name); it joins the processes
     itself (``world_from_environment`` or ``init_process_group("gloo")``); the group is torn
     down after it returns.
+
+    The processes are forked from a fork server that imported torch, transformers and mcit once
+    (per test worker): a spawned process would import them again, about 7 s of CPU each. The
+    server is single-threaded, so forking it is safe where forking the test process (with its
+    threads) would not be.
     """
+    import multiprocessing
+
     import torch.multiprocessing as mp
 
+    multiprocessing.set_forkserver_preload(FORK_SERVER_PRELOAD)  # read when the server starts (the first call)
     results = mp.Manager().dict()
-    mp.spawn(_gloo_process, args=(worker, free_port(), results), nprocs=2, join=True)
+    mp.start_processes(_gloo_process, args=(worker, free_port(), results), nprocs=2, join=True, start_method="forkserver")
     return [results[0], results[1]]
+
+
+FORK_SERVER_PRELOAD = ["torch", "transformers", "mcit.runner", "mcit.sharding"]
 
 
 def _gloo_process(rank: int, worker: Callable[[int], Any], port: int, results) -> None:
