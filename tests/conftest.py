@@ -114,17 +114,24 @@ def on_two_gloo_processes(worker: Callable[[int], Any]) -> list[Any]:
     server is single-threaded, so forking it is safe where forking the test process (with its
     threads) would not be.
     """
-    import multiprocessing
-
     import torch.multiprocessing as mp
 
-    multiprocessing.set_forkserver_preload(FORK_SERVER_PRELOAD)  # read when the server starts (the first call)
+    fork_server()
     results = mp.Manager().dict()
     mp.start_processes(_gloo_process, args=(worker, free_port(), results), nprocs=2, join=True, start_method="forkserver")
     return [results[0], results[1]]
 
 
 FORK_SERVER_PRELOAD = ["torch", "transformers", "mcit.runner", "mcit.sharding"]
+
+
+def fork_server():
+    """The ``forkserver`` multiprocessing context, its server preloading :data:`FORK_SERVER_PRELOAD`
+    (read when the server starts: the first process this test worker starts from it)."""
+    import multiprocessing
+
+    multiprocessing.set_forkserver_preload(FORK_SERVER_PRELOAD)
+    return multiprocessing.get_context("forkserver")
 
 
 def _gloo_process(rank: int, worker: Callable[[int], Any], port: int, results) -> None:

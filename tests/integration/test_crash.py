@@ -1,41 +1,33 @@
 """Crash safety: SIGKILL a real run at several moments, resume, and get the same results.
 
-The run executes in a subprocess (a real process killed with SIGKILL, no cleanup handlers).
-A small driver script reports phases through marker files; for the kills inside a file
-write it wraps the store's writers so the process is killed while a checkpoint or the
+The run executes in a process of its own (forked from the tests' fork server, killed with
+SIGKILL: no cleanup handlers). It reports phases through marker files; for the kills inside a
+file write it wraps the store's writers so the process is killed while a checkpoint or the
 results file is half-written, which is exactly when a non-atomic store would corrupt.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import tiny_overrides
+from conftest import fork_server, tiny_overrides
 from mcit.config import load_config
+from mcit.run_setup import Progress
 from mcit.runner import Runner
 from mcit.store import RunStore
 
-DRIVER = textwrap.dedent(
-    """
-    import sys, time
-    from pathlib import Path
-    import mcit.store as store
-    from mcit.config import load_config
-    from mcit.run_setup import Progress
-    from mcit.runner import Runner
 
-    run_dir, markers, stall = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-    overrides = sys.argv[4:]
+def run_then_mark_done(run_dir: Path, markers: Path, stall: str, overrides: list[str]) -> None:
+    """The killed process: the run, reporting its phases through marker files; with ``stall``, the
+    store's writer of a checkpoint or of results.json stops halfway (its files partly written)."""
+    import mcit.atomic_files as atomic_files
+    import mcit.store as store
 
     def mark(name):
         (markers / name.replace("/", "_")).write_text("")
@@ -46,21 +38,25 @@ DRIVER = textwrap.dedent(
 
     if stall == "checkpoint":
         original_tree = store.save_state_tree
+
         def save_state_tree(tree, directory):
-            original_tree(tree, directory)          # tensors and tree written, meta.json not yet
+            original_tree(tree, directory)  # tensors and tree written, meta.json not yet
             if "task-002" in str(directory):
                 stall_forever("stalled")
+
         store.save_state_tree = save_state_tree
     elif stall == "results":
-        import mcit.atomic_files as atomic_files
         original_write = atomic_files.write_atomically
+
         def write_atomically(path, write):
             if path.name == "results.json" and (markers / "task 2_2 count").exists():
                 def half(tmp):
-                    write(tmp)                      # temp file complete, not yet renamed
+                    write(tmp)  # temp file complete, not yet renamed
                     stall_forever("stalled")
+
                 return original_write(path, half)
             return original_write(path, write)
+
         atomic_files.write_atomically = write_atomically
 
     def phase(description, total):
@@ -69,15 +65,13 @@ DRIVER = textwrap.dedent(
 
     Runner(load_config(None, overrides), run_dir, Progress(phase=phase)).run()
     mark("done")
-    """
-)
 
 
-def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+def wait_for(path: Path, process, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
-        if process.poll() is not None:
-            raise AssertionError(f"run ended (rc={process.returncode}) before {path.name!r}")
+        if not process.is_alive():
+            raise AssertionError(f"run ended (exit code {process.exitcode}) before {path.name!r}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {path.name!r}")
         time.sleep(0.01)
@@ -87,20 +81,17 @@ def kill_run(tmp_path: Path, name: str, marker: str, delay: float, stall: str = 
     """Start the run, wait for ``marker`` (+ ``delay`` s), SIGKILL it; return the run dir."""
     run_dir, markers = tmp_path / name, tmp_path / f"{name}-markers"
     markers.mkdir()
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
-    process = subprocess.Popen(
-        [sys.executable, str(driver), str(run_dir), str(markers), stall, *tiny_overrides()],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
+    # A real process, forked from the fork server that imported torch and mcit once (conftest.fork_server).
+    process = fork_server().Process(target=run_then_mark_done, args=(run_dir, markers, stall, tiny_overrides()))
+    process.start()
     try:
         wait_for(markers / marker.replace("/", "_"), process)
         time.sleep(delay)
-        assert process.poll() is None, "the run finished before it could be killed; the test would prove nothing"
+        assert process.is_alive(), "the run finished before it could be killed; the test would prove nothing"
     finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        process.kill()  # SIGKILL: no cleanup handler runs
+        process.join()
+    assert process.exitcode == -signal.SIGKILL
     return run_dir
 
 
