@@ -7,6 +7,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
+# Bytecode: every Python process of a run or of the tests (test workers, `accelerate launch`'s
+# processes, the CLI's) imports torch, transformers and mcit, thousands of modules. With
+# PYTHONDONTWRITEBYTECODE set (some shells and images set it) nothing is cached and each process
+# compiles them again: 6.4 s to import mcit.runner instead of 2.9 s. So the first process writes
+# the bytecode, under .venv/pycache (PYTHONPYCACHEPREFIX: the source tree stays clean), and the
+# others read it. docs/RESULTS.md, "Test suite", has the measurement.
+unexport PYTHONDONTWRITEBYTECODE
+export PYTHONPYCACHEPREFIX := $(CURDIR)/$(VENV)/pycache
 
 .PHONY: run test install clean
 install: $(VENV)/.installed
