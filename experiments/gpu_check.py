@@ -264,6 +264,10 @@ def main() -> dict[str, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is built here; nothing is fetched
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # DataLoader workers fork after the tokenizer ran
     args = arguments()
+    # What the imports made (torch's and transformers' modules: most of the process's objects) lives
+    # as long as the process: out of the collector's reach, each collection between methods
+    # (free_memory) scans only what was built since (0.27 s each before in --tiny mode, a quarter of its time).
+    gc.freeze()
     quiet_transformers()
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")  # peft reads the deprecated name
     torch.set_num_threads(args.threads)
