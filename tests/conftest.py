@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 from collections.abc import Callable
@@ -120,6 +121,13 @@ def on_two_gloo_processes(worker: Callable[[int], Any]) -> list[Any]:
     results = mp.Manager().dict()
     mp.start_processes(_gloo_process, args=(worker, free_port(), results), nprocs=2, join=True, start_method="forkserver")
     return [results[0], results[1]]
+
+
+def pytest_collection_finish(session):
+    """What collecting imported (torch, transformers, mcit: most of a test worker's objects) lives as
+    long as the worker: frozen out of the garbage collector's reach, so its full collections scan only
+    what the tests built since (0.44 s -> 0.20 s of collection over three tiny runs in a fresh process)."""
+    gc.freeze()
 
 
 FORK_SERVER_PRELOAD = ["torch", "transformers", "mcit.runner", "mcit.sharding"]
